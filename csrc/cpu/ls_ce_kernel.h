@@ -1,0 +1,182 @@
+// CPU label-smoothed cross-entropy, compiled once per instruction set (namespace CPU_CAPABILITY).
+// Rows are spread over threads with at::parallel_for. A row is read as a contiguous run of the
+// accumulation type: float32 / float64 contiguous rows in place, any other dtype or stride through
+// a per-thread row buffer (K values, stays in cache), so there is never an N x K temporary.
+#pragma once
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "ls_ce_math.h"
+
+namespace lsmia::cpu::CPU_CAPABILITY {
+
+using at::vec::Vectorized;
+
+template <typename acc_t>
+inline Vectorized<acc_t> vexp(const Vectorized<acc_t>& x) {
+  return x.exp();
+}
+template <>
+inline Vectorized<float> vexp(const Vectorized<float>& x) {
+  return x.exp_u20();  // Sleef, max error 2 ULP
+}
+
+// Enough rows per task that a task touches at least ~16k logits.
+inline int64_t rows_per_task(int64_t K) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)); }
+
+// Makes row i of `src` (any dtype, any strides) available as a contiguous acc_t pointer.
+template <typename scalar_t, typename acc_t>
+struct RowReader {
+  const scalar_t* base;
+  int64_t row_stride, col_stride, K;
+  std::vector<acc_t> buffer;
+  bool direct;
+
+  RowReader(const at::Tensor& t)
+      : base(t.const_data_ptr<scalar_t>()), row_stride(t.stride(0)), col_stride(t.stride(1)),
+        K(t.size(1)), direct(std::is_same_v<scalar_t, acc_t> && (t.stride(1) == 1 || t.size(1) == 1)) {
+    if (!direct) buffer.resize(K);
+  }
+
+  const acc_t* row(int64_t i) {
+    const scalar_t* p = base + i * row_stride;
+    if (direct) return reinterpret_cast<const acc_t*>(p);
+    for (int64_t k = 0; k < K; ++k) buffer[k] = static_cast<acc_t>(p[k * col_stride]);
+    return buffer.data();
+  }
+};
+
+// max (NaN-propagating), sum, and sum of exp(x - max) of a contiguous row.
+template <typename acc_t>
+inline void row_stats(const acc_t* x, int64_t K, acc_t& mx, acc_t& sum, acc_t& sumexp) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  const acc_t ninf = -std::numeric_limits<acc_t>::infinity();
+  Vec vmax(ninf), vsum(acc_t(0));
+  int64_t k = 0;
+  for (; k + W <= K; k += W) {
+    Vec v = Vec::loadu(x + k);
+    vmax = at::vec::maximum(vmax, v);
+    vsum += v;
+  }
+  if (k < K) {
+    const int64_t n = K - k;
+    Vec v = Vec::loadu(x + k, n);  // zero filled
+    vsum += v;
+    vmax = at::vec::maximum(vmax, Vec::set(Vec(ninf), v, n));
+  }
+  mx = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); }, vmax);
+  sum = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vsum);
+  if (mx != mx || mx == ninf || mx == -ninf) {  // NaN, all -inf, or +inf: no finite shift exists
+    sumexp = std::numeric_limits<acc_t>::quiet_NaN();
+    if (mx == ninf) sumexp = acc_t(0);
+    return;
+  }
+  const Vec vm(mx);
+  Vec vs(acc_t(0));
+  k = 0;
+  for (; k + W <= K; k += W) vs += vexp(Vec::loadu(x + k) - vm);
+  if (k < K) {
+    const int64_t n = K - k;
+    vs += Vec::set(Vec(acc_t(0)), vexp(Vec::loadu(x + k, n) - vm), n);
+  }
+  sumexp = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vs);
+}
+
+template <typename scalar_t>
+void ls_ce_forward_typed(const at::Tensor& logits, const at::Tensor& target, double alpha_d,
+                         int64_t ignore_index, at::Tensor& loss, at::Tensor& lse) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t N = logits.size(0), K = logits.size(1);
+  const acc_t alpha = static_cast<acc_t>(alpha_d);
+  const int64_t* tgt = target.const_data_ptr<int64_t>();
+  const int64_t tstride = target.stride(0);
+  acc_t* loss_p = loss.data_ptr<acc_t>();
+  acc_t* lse_p = lse.data_ptr<acc_t>();
+  at::parallel_for(0, N, rows_per_task(K), [&](int64_t begin, int64_t end) {
+    RowReader<scalar_t, acc_t> reader(logits);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t y = tgt[i * tstride];
+      if (y == ignore_index) {
+        loss_p[i] = acc_t(0);
+        lse_p[i] = acc_t(0);
+        continue;
+      }
+      const acc_t* x = reader.row(i);
+      acc_t mx, sum, sumexp;
+      row_stats(x, K, mx, sum, sumexp);
+      const acc_t l = (mx == -std::numeric_limits<acc_t>::infinity())
+                          ? std::numeric_limits<acc_t>::quiet_NaN()
+                          : lsmia::logsumexp_from(mx, sumexp);
+      lse_p[i] = l;
+      loss_p[i] = lsmia::ls_ce_row_loss(l, x[y], sum, alpha, K);
+    }
+  });
+}
+
+template <typename scalar_t>
+void ls_ce_backward_typed(const at::Tensor& grad_loss, const at::Tensor& logits,
+                          const at::Tensor& target, const at::Tensor& lse, double alpha_d,
+                          int64_t ignore_index, at::Tensor& grad_logits) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  const int64_t N = logits.size(0), K = logits.size(1);
+  const acc_t alpha = static_cast<acc_t>(alpha_d);
+  const acc_t smooth = alpha / static_cast<acc_t>(K);
+  const int64_t* tgt = target.const_data_ptr<int64_t>();
+  const int64_t tstride = target.stride(0);
+  const acc_t* g_p = grad_loss.const_data_ptr<acc_t>();
+  const int64_t gstride = grad_loss.stride(0);
+  const acc_t* lse_p = lse.const_data_ptr<acc_t>();
+  scalar_t* out_p = grad_logits.data_ptr<scalar_t>();
+  constexpr bool write_direct = std::is_same_v<scalar_t, acc_t>;
+  at::parallel_for(0, N, rows_per_task(K), [&](int64_t begin, int64_t end) {
+    RowReader<scalar_t, acc_t> reader(logits);
+    std::vector<acc_t> out_buffer(write_direct ? 0 : K);
+    for (int64_t i = begin; i < end; ++i) {
+      scalar_t* out_row = out_p + i * K;
+      const int64_t y = tgt[i * tstride];
+      if (y == ignore_index) {
+        std::fill(out_row, out_row + K, scalar_t(0));
+        continue;
+      }
+      const acc_t* x = reader.row(i);
+      acc_t* o = write_direct ? reinterpret_cast<acc_t*>(out_row) : out_buffer.data();
+      const acc_t g = g_p[i * gstride];
+      const Vec vg(g), vl(lse_p[i]), vc(smooth);
+      int64_t k = 0;
+      for (; k + W <= K; k += W) ((vexp(Vec::loadu(x + k) - vl) - vc) * vg).store(o + k);
+      if (k < K) ((vexp(Vec::loadu(x + k, K - k) - vl) - vc) * vg).store(o + k, K - k);
+      o[y] -= g * (acc_t(1) - alpha);
+      if constexpr (!write_direct) {
+        for (int64_t j = 0; j < K; ++j) out_row[j] = static_cast<scalar_t>(o[j]);
+      }
+    }
+  });
+}
+
+inline void ls_ce_forward_kernel(const at::Tensor& logits, const at::Tensor& target, double alpha,
+                                 int64_t ignore_index, at::Tensor& loss, at::Tensor& lse) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_forward", [&] {
+    ls_ce_forward_typed<scalar_t>(logits, target, alpha, ignore_index, loss, lse);
+  });
+}
+
+inline void ls_ce_backward_kernel(const at::Tensor& grad_loss, const at::Tensor& logits,
+                                  const at::Tensor& target, const at::Tensor& lse, double alpha,
+                                  int64_t ignore_index, at::Tensor& grad_logits) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_backward", [&] {
+    ls_ce_backward_typed<scalar_t>(grad_loss, logits, target, lse, alpha, ignore_index, grad_logits);
+  });
+}
+
+}  // namespace lsmia::cpu::CPU_CAPABILITY

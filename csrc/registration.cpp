@@ -1,0 +1,25 @@
+// Every op schema of the `lsmia` namespace, in one place. Device kernels register their
+// implementations next to their code (TORCH_LIBRARY_IMPL in csrc/cpu/*.cpp and csrc/cuda/*.cu).
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing lsmia_ext._C from Python runs the static registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}
+}
+
+TORCH_LIBRARY(lsmia, m) {
+  // Label-smoothed cross-entropy, per row: returns (loss, logsumexp), both in the accumulation
+  // dtype (float32, or float64 for float64 logits); ignored rows give loss 0.
+  m.def("ls_ce_forward(Tensor logits, Tensor target, float alpha, int ignore_index) -> (Tensor, Tensor)");
+  // Gradient w.r.t. the logits, given the per-row upstream gradient and the saved logsumexp.
+  m.def("ls_ce_backward(Tensor grad_loss, Tensor logits, Tensor target, Tensor lse, float alpha, "
+        "int ignore_index) -> Tensor");
+  // One Adam step per row of a batch of latents, each row with its own step count and lr.
+  m.def("latent_adam_(Tensor(a!) params, Tensor grads, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, "
+        "Tensor(d!) steps, Tensor lr, float beta1, float beta2, float eps, float weight_decay, "
+        "Tensor? active, float? max_grad_norm) -> ()");
+}

@@ -1,0 +1,19 @@
+"""Loads the compiled extension (which registers the torch.ops.lsmia ops)."""
+try:
+    from . import _C  # noqa: F401
+except ImportError as e:  # pragma: no cover - only when the package was not built
+    raise ImportError(
+        "lsmia_ext._C is missing or broken: build the package with `pip install --no-build-isolation .` "
+        f"(see README.md). Original error: {e}") from e
+
+import torch
+
+
+def cuda_kernels_built() -> bool:
+    """True when this build contains the CUDA kernels."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("lsmia::ls_ce_forward", "CUDA")
+
+
+def cpu_kernel_isa() -> str:
+    """Instruction set of the CPU kernels in use: DEFAULT, AVX2 or AVX512."""
+    return torch.ops.lsmia.cpu_kernel_isa()

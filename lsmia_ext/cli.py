@@ -1,0 +1,36 @@
+"""`lsmia` command line. Each subcommand lives beside the stage it runs and exposes
+`add_arguments(parser)` and `run(args) -> int`; this file only wires them up."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("lsmia_ext.train.cli", "train a classifier (target or evaluation model)"),
+    "train-prior": ("lsmia_ext.priors.cli", "train the generator prior on public data"),
+    "attack": ("lsmia_ext.attacks.cli", "run a model inversion attack against a target"),
+    "evaluate": ("lsmia_ext.metrics.cli", "score an attack run directory"),
+    "experiment": ("lsmia_ext.experiment.cli", "the label smoothing study end to end"),
+    "toy": ("lsmia_ext.toy", "the paper's 2D toy study"),
+    "demo-loss": ("lsmia_ext.losses", "show fused_ls_ce against torch for a few alphas"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lsmia", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:  # user errors: message, no traceback
+        print(f"lsmia {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

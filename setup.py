@@ -77,17 +77,26 @@ class IsaBuildExtension(BuildExtension):
             self.compiler._compile = torch_compile
 
 
+def nvidia_include_dirs():
+    """Headers of the CUDA libraries shipped as pip wheels (e.g. cusparse.h) that torch headers may need."""
+    try:
+        import nvidia
+    except ImportError:
+        return []
+    return sorted(d for p in nvidia.__path__ for d in glob.glob(os.path.join(p, "cu*", "include")))
+
+
 def extension():
     here = os.path.dirname(os.path.abspath(__file__))
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     if not X86:
         sources = [s for s in sources if os.path.basename(s) not in ("isa_avx2.cpp", "isa_avx512.cpp")]
-    cxx = ["-O3", "-std=c++17", "-fopenmp"] + ([] if X86 else ["-DLSMIA_NO_X86_ISA"])
+    cxx = ["-O3", "-std=c++20", "-fopenmp"] + ([] if X86 else ["-DLSMIA_NO_X86_ISA"])
     include_dirs = [os.path.join(here, "csrc")]
     if want_cuda():
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
-        nvcc = ["-O3", "-std=c++17", "-DLSMIA_WITH_CUDA", "-lineinfo"]
-        return CUDAExtension("lsmia_ext._C", sources, include_dirs=include_dirs,
+        nvcc = ["-O3", "-std=c++20", "-DLSMIA_WITH_CUDA", "-lineinfo"]
+        return CUDAExtension("lsmia_ext._C", sources, include_dirs=include_dirs + nvidia_include_dirs(),
                              extra_compile_args={"cxx": cxx + ["-DLSMIA_WITH_CUDA"], "nvcc": nvcc},
                              extra_link_args=["-fopenmp"])
     return CppExtension("lsmia_ext._C", sources, include_dirs=include_dirs,

@@ -2,6 +2,8 @@
 //   loss = lse - (1 - alpha) * z[y] - (alpha / K) * sum(z)
 //   dloss/dz_k = softmax(z)_k - (1 - alpha) * [k == y] - alpha / K
 #pragma once
+#include <math.h>
+
 #include <cmath>
 #include <limits>
 
@@ -13,10 +15,11 @@
 
 namespace lsmia {
 
-template <typename acc_t>
-LSMIA_HD acc_t ls_ce_exp(acc_t x) {
-  return ::exp(x);
-}
+// expf/logf exist on host and device alike; the overloads pick the precision of acc_t.
+LSMIA_HD float ls_ce_exp(float x) { return expf(x); }
+LSMIA_HD double ls_ce_exp(double x) { return exp(x); }
+LSMIA_HD float ls_ce_log(float x) { return logf(x); }
+LSMIA_HD double ls_ce_log(double x) { return log(x); }
 
 // Merges the running (max, sum of exp(x - max)) pair of one part of a row into another's.
 // Parts that saw only -inf carry max = -inf, sum = 0; a NaN anywhere makes the sum NaN.
@@ -44,7 +47,7 @@ LSMIA_HD void online_softmax_add(acc_t& m, acc_t& s, acc_t x) {
 template <typename acc_t>
 LSMIA_HD acc_t logsumexp_from(acc_t m, acc_t s) {
   if (m == std::numeric_limits<acc_t>::infinity()) return std::numeric_limits<acc_t>::quiet_NaN();
-  return m + ::log(s);
+  return m + ls_ce_log(s);
 }
 
 // A zero coefficient skips its term so that, as in torch, alpha = 0 ignores -inf logits of

@@ -1,0 +1,69 @@
+// Per-row scalars of the batched latent Adam step, shared by the CPU and CUDA kernels.
+// They follow torch.optim.Adam's single-tensor path: the bias corrections and the step size are
+// computed in double (torch does them on Python floats) and only then rounded to float, the
+// precision in which torch applies them to float32 tensors. The element update itself is:
+//   g  = grad * clip_coef                           (row clip as clip_grad_norm_, optional)
+//   g  = g + weight_decay * p                       (L2 weight decay, torch's grad.add(p, alpha))
+//   m  = lerp(m, g, 1 - beta1)                      (torch's exp_avg.lerp_)
+//   v  = v * beta2 + ((1 - beta2) * g) * g          (torch's mul_ + addcmul_)
+//   p  = p + (-step_size * m) / (sqrt(v) / bias2_sqrt + eps)   (torch's addcdiv_)
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define LSMIA_HD __host__ __device__ __forceinline__
+#else
+#define LSMIA_HD inline
+#endif
+
+namespace lsmia {
+
+// Constants of one call, rounded to float once.
+struct LatentAdamHyper {
+  float lerp_weight;    // 1 - beta1
+  float beta2;
+  float one_minus_beta2;
+  float eps;
+  float weight_decay;
+};
+
+// Constants of one row at its new step count.
+struct LatentAdamRow {
+  float neg_step_size;  // -lr / (1 - beta1^step)
+  float bias2_sqrt;     // sqrt(1 - beta2^step)
+};
+
+inline LatentAdamHyper latent_adam_hyper(double beta1, double beta2, double eps, double weight_decay) {
+  return {static_cast<float>(1.0 - beta1), static_cast<float>(beta2), static_cast<float>(1.0 - beta2),
+          static_cast<float>(eps), static_cast<float>(weight_decay)};
+}
+
+LSMIA_HD LatentAdamRow latent_adam_row(double lr, double beta1, double beta2, int64_t step) {
+  const double s = static_cast<double>(step);
+  const double bias1 = 1.0 - ::pow(beta1, s);
+  const double bias2 = 1.0 - ::pow(beta2, s);
+  return {static_cast<float>(-(lr / bias1)), static_cast<float>(::sqrt(bias2))};
+}
+
+// clip_grad_norm_'s factor for one row: min(1, max_norm / (norm + 1e-6)), in float as torch does.
+LSMIA_HD float latent_adam_clip_coef(float norm, float max_norm) {
+  const float c = max_norm / (norm + 1e-6f);
+  return c < 1.0f ? c : 1.0f;
+}
+
+// torch's lerp: the formula depends on the weight so that both ends are exact.
+LSMIA_HD float latent_adam_lerp(float start, float end, float weight) {
+  return ::fabsf(weight) < 0.5f ? start + weight * (end - start) : end - (end - start) * (1.0f - weight);
+}
+
+// One element, scalar form (CUDA kernel; the CPU kernel writes the same steps with vectors).
+LSMIA_HD void latent_adam_element(float& p, float g, float& m, float& v, const LatentAdamHyper& h,
+                                  const LatentAdamRow& r) {
+  if (h.weight_decay != 0.0f) g = g + h.weight_decay * p;
+  m = latent_adam_lerp(m, g, h.lerp_weight);
+  v = v * h.beta2 + (h.one_minus_beta2 * g) * g;
+  p = p + (r.neg_step_size * m) / (::sqrtf(v) / r.bias2_sqrt + h.eps);
+}
+
+}  // namespace lsmia

@@ -1,0 +1,45 @@
+"""The gradient stage shared by PPA, GMI and MI-Face: Adam on a (B, ...) tensor of latents (or
+pixels), each row pulled toward its own label through a random crop of the rendered image."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import AttackConfig
+from .identity import identity_loss
+from .optimizer import latent_optimizer
+from .views import random_view, target_geometry
+
+Render = Callable[[torch.Tensor], torch.Tensor]
+
+
+def descend(cfg: AttackConfig, target: nn.Module, latents: torch.Tensor, labels: torch.Tensor,
+            render: Render, rng: torch.Generator, penalty: Render | None = None,
+            project: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+    """cfg.optim.steps steps on `latents`; returns the optimised latents (detached).
+
+    render(latents) -> images in [0, 1]; penalty(images) -> (B,) is added to the identity loss;
+    project(latents) runs in place after every step (MI-Face keeps pixels in [0, 1]).
+    """
+    channels, size = target_geometry(target)
+    loss_fn = identity_loss(cfg.optim.loss)
+    x = latents.detach().clone().requires_grad_(True)
+    opt = latent_optimizer(x, cfg.optim.lr, cfg.optim.betas)
+    for _ in range(cfg.optim.steps):
+        opt.zero_grad(set_to_none=True)
+        images = render(x)
+        view = random_view(images, channels, size, cfg.optim.crop_scale, cfg.optim.crop_ratio, 0.0, rng)
+        loss = loss_fn(target(view), labels)
+        if penalty is not None:
+            loss = loss + penalty(images)
+        # Summed, so each row's gradient is that of its own loss alone. Adam is invariant to the
+        # loss scale (up to eps), so this equals PPA's batch mean without tying a candidate's path
+        # to how many classes share its batch.
+        loss.sum().backward()
+        opt.step()
+        if project is not None:
+            with torch.no_grad():
+                project(x)
+    return x.detach()

@@ -1,0 +1,67 @@
+"""Identity losses: how strongly the target's logits point at the attacked class, per row.
+
+Every function returns one loss per row (B,); the caller reduces. Rows are independent, so a
+candidate's gradient never depends on which other candidates share its batch.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import IDENTITY_LOSSES
+
+POINCARE_EPS = 1e-4  # PPA's offset of the one-hot target: keeps it strictly inside the unit ball
+
+
+def _check(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    if logits.dim() != 2:
+        raise ValueError(f"identity loss expects logits of shape (B, K); got {tuple(logits.shape)}")
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(f"identity loss expects labels of shape ({logits.shape[0]},); got {tuple(labels.shape)}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError(f"labels must lie in [0, {logits.shape[1]}); got range "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+
+
+def poincare_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Hyperbolic distance between the L1-normalised logits and the (shrunk) one-hot target (PPA).
+
+    Unlike CE it keeps pulling after the softmax saturates, because the L1-normalised logits only
+    reach the target when all other logits vanish.
+    """
+    _check(logits, labels)
+    logits = logits.float()
+    u = logits / logits.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
+    v = (F.one_hot(labels, logits.shape[1]).float() - POINCARE_EPS).clamp(0.0, 1.0)
+    num = 2 * (u - v).square().sum(dim=1)
+    # ||u||_2 <= ||u||_1 = 1: the first factor reaches 0 only for a logit vector with one non-zero entry.
+    den = (1 - u.square().sum(dim=1)).clamp_min(1e-12) * (1 - v.square().sum(dim=1))
+    return torch.acosh(1 + num / den)
+
+
+def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    _check(logits, labels)
+    return F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+def max_margin_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """-(z_y - max_{k != y} z_k), LOMMA's logit margin: no softmax, so no saturation."""
+    _check(logits, labels)
+    logits = logits.float()
+    if logits.shape[1] < 2:
+        raise ValueError("max_margin loss needs at least 2 classes")
+    own = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return others.max(dim=1).values - own
+
+
+_LOSSES = {"poincare": poincare_loss, "ce": ce_loss, "max_margin": max_margin_loss}
+assert tuple(_LOSSES) == IDENTITY_LOSSES
+
+
+def identity_loss(name: str):
+    """The per-row loss function called `name` (one of IDENTITY_LOSSES)."""
+    try:
+        return _LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown identity loss {name!r}; allowed: {', '.join(IDENTITY_LOSSES)}") from None

@@ -1,0 +1,87 @@
+"""Plug & Play Attack (Struppek et al. 2022), its three stages batched over all attacked classes.
+
+Stage 1 scores one pool of latents (shared by every class) with the target; stage 2 optimises one w
+(broadcast to all layers) per kept candidate, every class of the batch in one tensor; stage 3 keeps the candidates whose
+confidence survives random crops and flips best.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from .config import AttackConfig
+from .descent import descend
+from .results import batch_result, render_all
+from .views import confidences, random_view, target_geometry
+
+
+@torch.no_grad()
+def candidate_pool(cfg: AttackConfig, generator: nn.Module, seed: int, device: torch.device) -> torch.Tensor:
+    """The S candidate w (S, w_dim): z from a fixed seed, mapped with truncation psi."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(cfg.initial.candidates, generator.z_dim, generator=g).to(device)
+    ws = [generator.mapping(chunk, truncation_psi=cfg.initial.truncation_psi)[:, 0]
+          for chunk in z.split(cfg.score_batch_size)]
+    return torch.cat(ws)
+
+
+@torch.no_grad()
+def score_pool(cfg: AttackConfig, target: nn.Module, generator: nn.Module, pool: torch.Tensor) -> torch.Tensor:
+    """Target confidences (S, K) of the pool's images; synthesised chunk by chunk to bound memory."""
+    out = [confidences(target, generator.synthesis(w), cfg.hflip, cfg.score_batch_size)
+           for w in pool.split(cfg.score_batch_size)]
+    return torch.cat(out)
+
+
+def initial_selection(pool: torch.Tensor, pool_conf: torch.Tensor, classes: torch.Tensor, keep: int):
+    """Top `keep` w per class by that class's confidence: (w (C*keep, w_dim) grouped by class, conf (C, keep))."""
+    conf, idx = pool_conf[:, classes].topk(keep, dim=0)  # (keep, C), best first
+    return pool[idx.T.reshape(-1)], conf.T.contiguous()
+
+
+@torch.no_grad()
+def final_selection(cfg: AttackConfig, target: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                    n_classes: int, rng: torch.Generator) -> torch.Tensor:
+    """Indices (C*M,) of the M images per class with the highest mean confidence over T random views.
+
+    `images` are grouped by class (n_classes blocks of equal size); indices keep that grouping.
+    """
+    per_class = images.shape[0] // n_classes
+    keep, transforms = cfg.final.keep, cfg.final.transforms
+    if transforms == 0 or keep == per_class:
+        return torch.arange(images.shape[0], device=images.device)
+    channels, size = target_geometry(target)
+    hflip_p = 0.5 if cfg.hflip else 0.0
+    score = torch.zeros(images.shape[0], device=images.device)
+    for _ in range(transforms):
+        for sl in _slices(images.shape[0], cfg.score_batch_size):
+            view = random_view(images[sl], channels, size, cfg.final.crop_scale, cfg.final.crop_ratio, hflip_p, rng)
+            p = target(view).float().softmax(dim=1)
+            score[sl] += p.gather(1, labels[sl, None]).squeeze(1)
+    best = (score / transforms).view(n_classes, per_class).topk(keep, dim=1).indices
+    offsets = torch.arange(n_classes, device=images.device)[:, None] * per_class
+    return (best + offsets).reshape(-1)
+
+
+def _slices(n: int, step: int):
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, classes: torch.Tensor,
+                 rng: torch.Generator, pool: torch.Tensor, pool_conf: torch.Tensor, **_) -> dict:
+    """PPA on one batch of classes; returns the batch's part of results.pt plus timings."""
+    t0 = time.perf_counter()
+    n_cls = classes.numel()
+    w, init_conf = initial_selection(pool, pool_conf, classes, cfg.initial.keep)
+    labels = classes.repeat_interleave(cfg.initial.keep)
+    t1 = time.perf_counter()
+    w = descend(cfg, target, w, labels, generator.synthesis, rng)
+    t2 = time.perf_counter()
+    images = render_all(generator.synthesis, w, cfg.score_batch_size)
+    keep = final_selection(cfg, target, images, labels, n_cls, rng)
+    t3 = time.perf_counter()
+    timings = {"initial_selection_s": t1 - t0, "optimisation_s": t2 - t1, "final_selection_s": t3 - t2,
+               "image_steps": labels.numel() * cfg.optim.steps}
+    return batch_result(cfg, target, images[keep], labels[keep], w[keep], init_conf, timings)

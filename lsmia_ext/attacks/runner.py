@@ -1,0 +1,171 @@
+"""run_attack: batches of classes, resume from RUN_DIR/partial/, sharding over torchrun ranks.
+
+Each batch of `classes_per_batch` classes is seeded from (seed, batch index) alone, so a batch gives
+the same images whether it runs first or after a restart, on rank 0 or on rank 3. Every rank writes
+its finished batches to RUN_DIR/partial/batch_XXX.pt; rank 0 waits for all of them and assembles
+results.pt, attack.json and the grids (run_dir must be shared by the ranks, as torchrun jobs are).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import dist
+from ..config import config_hash
+from ..runio import load_checkpoint, save_checkpoint
+from . import gmi, miface, ppa
+from .config import AttackConfig
+from .outputs import write_run
+from .results import RESULT_KEYS
+from .views import check_compatible, target_geometry
+
+ATTACK_BATCH = {"ppa": ppa.attack_batch, "gmi": gmi.attack_batch, "miface": miface.attack_batch}
+
+
+def check_classes(classes: Sequence[int] | torch.Tensor | None, num_classes: int) -> list[int]:
+    """The attacked class ids (default: all), validated against the target's label space."""
+    if classes is None:
+        return list(range(num_classes))
+    ids = classes.tolist() if isinstance(classes, torch.Tensor) else list(classes)
+    if not ids:
+        raise ValueError("empty class list: give at least one class id to attack")
+    for c in ids:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < num_classes:
+            raise ValueError(f"unknown class id {c!r}: the target has {num_classes} classes "
+                             f"(ids 0..{num_classes - 1})")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"class ids must be distinct; got {ids}")
+    return [int(c) for c in ids]
+
+
+def batch_seed(seed: int, index: int) -> int:
+    """A well-mixed seed for batch `index`, independent of any global RNG stream."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@contextmanager
+def frozen(*modules: nn.Module | None):
+    """Eval mode and no parameter gradients for the duration of the attack; restored afterwards."""
+    modules = [m for m in modules if m is not None]
+    params = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    modes = [(m, m.training) for m in modules]
+    for m in modules:
+        m.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in params:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.train(mode)
+
+
+def _check_models(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None) -> None:
+    channels, _ = target_geometry(target)
+    if not hasattr(target, "num_classes"):
+        raise ValueError("the target must expose num_classes (see lsmia_ext.models)")
+    if cfg.needs_prior:
+        if generator is None:
+            raise ValueError(f"attack {cfg.attack!r} needs a generator prior (--prior)")
+        check_compatible(int(generator.channels), channels)
+
+
+def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None, out_dir: str | Path,
+               classes: Sequence[int] | None = None, discriminator: nn.Module | None = None,
+               data_config=None, target_path: str | None = None, prior_path: str | None = None) -> dict:
+    """Runs cfg.attack against `target` and writes RUN_DIR (results.pt, attack.json, grids/).
+
+    Resumes from RUN_DIR/partial/ when it holds batches of the same attack; under torchrun the
+    batches are sharded over ranks (rank r takes batches r, r + W, ...). Returns a summary dict.
+    """
+    t_start = time.perf_counter()
+    _check_models(cfg, target, generator)
+    ids = check_classes(classes, int(target.num_classes))
+    out_dir = Path(out_dir)
+    device = dist.local_device(cfg.device)
+    for m in (target, generator, discriminator):
+        if m is not None:
+            m.to(device)
+    settings = cfg.model_dump(mode="json")
+    if data_config is not None:
+        settings["data"] = data_config.model_dump(mode="json") if hasattr(data_config, "model_dump") else dict(data_config)
+    batches = [ids[i:i + cfg.classes_per_batch] for i in range(0, len(ids), cfg.classes_per_batch)]
+    fingerprints = [config_hash({"settings": settings, "batch": i, "classes": b}) for i, b in enumerate(batches)]
+    mine = list(range(dist.rank(), len(batches), dist.world_size()))
+    todo = [i for i in mine if not _finished(out_dir, i, fingerprints[i])]
+
+    extra_timings = {}
+    with frozen(target, generator, discriminator):
+        context = {"device": device, "discriminator": discriminator}
+        if cfg.attack == "ppa" and todo:
+            t0 = time.perf_counter()
+            pool = ppa.candidate_pool(cfg, generator, cfg.seed, device)
+            context.update(pool=pool, pool_conf=ppa.score_pool(cfg, target, generator, pool))
+            extra_timings["pool_scoring_s"] = time.perf_counter() - t0
+        for i in tqdm(todo, desc=f"{cfg.attack} batches (rank {dist.rank()})", disable=not todo, leave=False):
+            rng = torch.Generator().manual_seed(batch_seed(cfg.seed, i))
+            cls = torch.tensor(batches[i], device=device)
+            result = ATTACK_BATCH[cfg.attack](cfg, target, generator=generator, classes=cls, rng=rng, **context)
+            result.update(fingerprint=fingerprints[i], classes=batches[i])
+            save_checkpoint(_partial(out_dir, i), result)
+
+    dist.barrier()
+    summary = {"attack": cfg.attack, "classes": ids, "run_dir": str(out_dir), "resumed_batches": len(mine) - len(todo)}
+    if not dist.is_main():
+        return summary
+    parts = [_load_part(out_dir, i, fingerprints[i]) for i in range(len(batches))]
+    merged = {k: torch.cat([p[k] for p in parts]) for k in RESULT_KEYS}
+    timings = _timings(parts, extra_timings, time.perf_counter() - t_start)
+    record = {"attack": cfg.attack, "settings": settings, "seed": cfg.seed, "classes": ids,
+              "target": None if target_path is None else str(target_path),
+              "prior": None if prior_path is None else str(prior_path),
+              "world_size": dist.world_size(), "timings": timings}
+    write_run(out_dir, merged, record)
+    conf = merged["confidences"]
+    summary.update(num_images=int(conf.numel()), mean_confidence=float(conf.mean()),
+                   per_class_confidence={c: float(conf[merged["labels"] == c].mean()) for c in ids},
+                   timings=timings)
+    return summary
+
+
+def _partial(out_dir: Path, index: int) -> Path:
+    return out_dir / "partial" / f"batch_{index:03d}.pt"
+
+
+def _finished(out_dir: Path, index: int, fingerprint: str) -> bool:
+    """True when the batch is already on disk; an on-disk batch of a different attack is an error."""
+    path = _partial(out_dir, index)
+    if not path.exists():
+        return False
+    _load_part(out_dir, index, fingerprint)
+    return True
+
+
+def _load_part(out_dir: Path, index: int, fingerprint: str) -> dict:
+    path = _partial(out_dir, index)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: a rank did not finish its batch of classes")
+    part = load_checkpoint(path)
+    if part.get("fingerprint") != fingerprint:
+        raise ValueError(f"{path} belongs to a different attack (other settings, classes or data); "
+                         f"resume only with the same config, or choose a new --out directory")
+    return part
+
+
+def _timings(parts: list[dict], extra: dict, wall_s: float) -> dict:
+    """Sums the per-batch timings; images x steps per second counts only the optimisation stage."""
+    total: dict[str, float] = dict(extra)
+    for part in parts:
+        for key, value in part["timings"].items():
+            total[key] = total.get(key, 0) + value
+    if total.get("optimisation_s"):
+        total["images_x_steps_per_s"] = total["image_steps"] / total["optimisation_s"]
+    total["wall_s"] = wall_s
+    return total

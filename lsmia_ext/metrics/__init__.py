@@ -1,0 +1,22 @@
+"""Evaluation metrics of model inversion attacks (PAPER.md section 5) and `lsmia evaluate`.
+
+Pure functions on tensors; images are [0, 1] (B, C, H, W) at any resolution (resized to the scoring
+model's input). FID and PRDC use the evaluation model's penultimate features, not Inception-v3 (no
+pretrained weights can be downloaded here), so their values compare within one study only.
+"""
+from .accuracy import attack_accuracy, target_utility, topk_accuracy
+from .calibration import expected_calibration_error
+from .distance import feature_distance, nearest_class_distances
+from .evaluate import (EvaluateConfig, KesConfig, PrivateReference, build_reference, evaluate_attack,
+                       score_attack)
+from .features import extract_features, fit_to_model, predict_logits
+from .frechet import frechet_distance
+from .knowledge import knowledge_extraction
+from .prdc import prdc
+
+__all__ = [
+    "EvaluateConfig", "KesConfig", "PrivateReference", "attack_accuracy", "build_reference",
+    "evaluate_attack", "expected_calibration_error", "extract_features", "feature_distance", "fit_to_model",
+    "frechet_distance", "knowledge_extraction", "nearest_class_distances", "predict_logits", "prdc",
+    "score_attack", "target_utility", "topk_accuracy",
+]

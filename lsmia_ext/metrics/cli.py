@@ -1,0 +1,31 @@
+"""`lsmia evaluate`: every metric on one attack run directory -> RUN_DIR/evaluation.json."""
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--attack", required=True, metavar="RUN_DIR", help="attack run directory (attack.json, results.pt)")
+    parser.add_argument("--eval-model", required=True, metavar="CKPT_OR_RUN_DIR",
+                        help="evaluation classifier: a model.pt or the run directory holding it")
+    parser.add_argument("--config", default=None, metavar="NAME_OR_PATH",
+                        help="YAML with evaluation settings (see EvaluateConfig); defaults when omitted")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set kes.epochs=5 (repeatable)")
+    parser.add_argument("--out", default=None, metavar="FILE", help="where to write the JSON (default RUN_DIR/evaluation.json)")
+
+
+def run(args) -> int:
+    from ..config import apply_overrides, load_config, validate
+    from ..models import load_classifier
+    from .evaluate import EvaluateConfig, evaluate_attack
+
+    if args.config:
+        cfg = load_config(EvaluateConfig, args.config, args.overrides)
+    else:
+        cfg = validate(EvaluateConfig, apply_overrides({}, args.overrides), source="--set")
+    eval_model = load_classifier(args.eval_model)
+    result = evaluate_attack(args.attack, eval_model, cfg, out_path=args.out, eval_model_path=str(args.eval_model))
+    shown = {k: v for k, v in result.items() if isinstance(v, (int, float)) or v is None}
+    print(json.dumps(shown, indent=2))
+    return 0

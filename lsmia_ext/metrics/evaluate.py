@@ -1,0 +1,175 @@
+"""Scores one attack run directory with every metric of PAPER.md section 5.
+
+Reads RUN_DIR/attack.json and RUN_DIR/results.pt (format: HANDBOOK / attacks), the evaluation model, the
+target named in attack.json and the private data named in its settings["data"]; writes
+RUN_DIR/evaluation.json. The private-data side (images and their evaluation-model features) depends
+only on the evaluation model and the data, so a caller scoring several attacks builds it once with
+`build_reference` and passes it in.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import Field
+
+from ..config import Strict, validate
+from ..runio import load_checkpoint, read_json, update_manifest, write_json
+from .accuracy import attack_accuracy, target_utility
+from .distance import nearest_class_distances
+from .features import check_images, check_labels, extract_features
+from .frechet import frechet_distance
+from .knowledge import knowledge_extraction
+from .prdc import prdc
+
+FEATURE_EXTRACTOR = ("evaluation model penultimate features (eval_model.features); no pretrained "
+                     "Inception-v3 weights can be downloaded here, so FID/PRDC are comparable within "
+                     "one study only")
+
+
+class KesConfig(Strict):
+    """The knowledge-extraction student: kept small and short, it runs once per target."""
+    arch: str = "small_cnn"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2)
+
+
+class EvaluateConfig(Strict):
+    batch_size: int = Field(256, ge=1, description="images per forward pass")
+    prdc_k: int = Field(3, ge=1, description="k of the k-NN balls of precision/recall/density/coverage")
+    max_reference: int = Field(5000, ge=2, description="private train images of the attacked classes "
+                               "used as the real set of FID/PRDC and to score the KES student "
+                               "(seeded subsample); delta_eval always searches all of them")
+    ece_bins: int = Field(15, ge=1)
+    seed: int = 0
+    kes: KesConfig = Field(default_factory=KesConfig)
+
+
+@dataclass
+class PrivateReference:
+    """Private train/test tensors and the evaluation model's features of the train images."""
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    train_feats: torch.Tensor
+    num_classes: int
+
+
+def build_reference(eval_model, scenario, batch_size: int = 256) -> PrivateReference:
+    """Collects a Scenario's private splits and their evaluation-model features (the costly part)."""
+    tr_x, tr_y = scenario.tensors("private_train")
+    te_x, te_y = scenario.tensors("private_test")
+    return PrivateReference(tr_x, tr_y.long(), te_x, te_y.long(), extract_features(eval_model, tr_x, batch_size),
+                            int(scenario.num_classes))
+
+
+def scenario_from_attack(attack_meta: dict, source: str = "attack.json"):
+    """The data Scenario the attacked target was trained on, from attack.json settings["data"]."""
+    from ..data import DataConfig, load_scenario
+
+    data = (attack_meta.get("settings") or {}).get("data")
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: settings.data must hold the target's data config (a mapping), "
+                         f"got {type(data).__name__}")
+    return load_scenario(validate(DataConfig, data, source=f"{source} settings.data"))
+
+
+def load_attack_results(attack_dir: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """(attack.json contents, images (n, C, H, W) float32, labels (n,) int64), checked."""
+    attack_dir = Path(attack_dir)
+    meta_path = attack_dir / "attack.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} does not exist: is {attack_dir} an attack run directory?")
+    meta = read_json(meta_path)
+    results = load_checkpoint(attack_dir / "results.pt")
+    for key in ("images", "labels"):
+        if key not in results:
+            raise ValueError(f"{attack_dir / 'results.pt'} lacks {key!r}; keys present: {sorted(results)}")
+    images = check_images(results["images"], "results.pt images").float()
+    labels = check_labels(results["labels"], images.shape[0], name="results.pt labels")
+    if images.shape[0] < 2:
+        raise ValueError(f"{attack_dir}: need at least 2 attack images to evaluate, got {images.shape[0]}")
+    return meta, images, labels
+
+
+def _subsample(n: int, limit: int, seed: int) -> torch.Tensor:
+    if n <= limit:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
+def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: PrivateReference,
+                 cfg: EvaluateConfig | None = None) -> dict:
+    """Every attack metric for attack images/labels (target label space) against the private reference.
+
+    Returns flat keys: acc1, acc5, delta_eval, fid, precision, recall, density, coverage, kes_train,
+    kes_test (plus n_images, classes and per-metric timings). PRDC entries are None when there are
+    no more than prdc_k attack images (the k-NN radii are undefined)."""
+    cfg = cfg or EvaluateConfig()
+    timings = {}
+    t = time.perf_counter()
+    out: dict = {"n_images": int(images.shape[0]), "classes": sorted(labels.unique().tolist())}
+    out.update(attack_accuracy(eval_model, images, labels, topk=(1, 5), batch_size=cfg.batch_size))
+    timings["accuracy"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    fake = extract_features(eval_model, images, cfg.batch_size)
+    out["delta_eval"] = nearest_class_distances(fake, labels, ref.train_feats, ref.train_labels).mean().item()
+    attacked = torch.isin(ref.train_labels, labels.unique()).nonzero().squeeze(1)
+    keep = attacked[_subsample(attacked.numel(), cfg.max_reference, cfg.seed)]
+    real = ref.train_feats[keep]
+    out["fid"] = frechet_distance(real, fake)
+    enough = fake.shape[0] > cfg.prdc_k and real.shape[0] > cfg.prdc_k
+    out.update(prdc(real, fake, k=cfg.prdc_k) if enough else dict.fromkeys(("precision", "recall", "density", "coverage")))
+    timings["features"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out.update(knowledge_extraction(images, labels, (ref.train_images[keep], ref.train_labels[keep]),
+                                    (ref.test_images, ref.test_labels), cfg.kes.arch, ref.num_classes,
+                                    cfg.kes.epochs, cfg.seed, image_size=ref.train_images.shape[-1],
+                                    batch_size=cfg.kes.batch_size))
+    timings["kes"] = time.perf_counter() - t
+    out["timings"] = timings
+    return out
+
+
+def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | None = None,
+                    reference: PrivateReference | None = None, out_path: str | Path | None = None,
+                    eval_model_path: str | None = None) -> dict:
+    """Scores the attack in `attack_dir` and writes the result (default attack_dir/evaluation.json).
+
+    Adds the target's utility on the private test set (test_acc, test_nll, ece, from the target named
+    in attack.json) and the evaluation model's own test accuracy, which bounds how far its attack
+    accuracy can be trusted."""
+    from ..models import load_classifier
+
+    cfg = cfg or EvaluateConfig()
+    attack_dir = Path(attack_dir)
+    meta, images, labels = load_attack_results(attack_dir)
+    if reference is None:
+        reference = build_reference(eval_model, scenario_from_attack(meta, str(attack_dir / "attack.json")),
+                                    cfg.batch_size)
+    check_labels(labels, labels.numel(), reference.num_classes, "results.pt labels")
+    result = {"attack_dir": str(attack_dir), "attack": meta.get("attack"), "eval_model": eval_model_path,
+              "feature_extractor": FEATURE_EXTRACTOR, "settings": cfg.model_dump(mode="json")}
+    result.update(score_attack(images, labels, eval_model, reference, cfg))
+
+    t = time.perf_counter()
+    target_path = meta.get("target")
+    if not target_path:
+        raise ValueError(f"{attack_dir / 'attack.json'}: 'target' must name the attacked model's run dir or checkpoint")
+    target = load_classifier(target_path)
+    result.update(target_utility(target, reference.test_images, reference.test_labels,
+                                 batch_size=cfg.batch_size, n_bins=cfg.ece_bins))
+    result["eval_model_test_acc"] = attack_accuracy(eval_model, reference.test_images, reference.test_labels,
+                                                    topk=(1,), batch_size=cfg.batch_size)["acc1"]
+    result["timings"]["utility"] = time.perf_counter() - t
+
+    out_path = Path(out_path) if out_path else attack_dir / "evaluation.json"
+    write_json(out_path, result)
+    if out_path.parent == attack_dir:
+        update_manifest(attack_dir, evaluation=out_path.name)
+    return result

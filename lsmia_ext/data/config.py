@@ -1,0 +1,97 @@
+"""DataConfig: which dataset, which classes are private (target training) and which are public (prior)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import Strict
+
+DATASET_NAMES = ("fashion-mnist", "mnist5k", "digits", "imagefolder")
+DatasetName = Literal["fashion-mnist", "mnist5k", "digits", "imagefolder"]
+
+
+def _check_class_list(v: list[int], field: str) -> list[int]:
+    bad = [c for c in v if c < 0]
+    if bad:
+        raise ValueError(f"{field} must be class indices >= 0, got {bad}")
+    dup = sorted({c for c in v if v.count(c) > 1})
+    if dup:
+        raise ValueError(f"{field} lists classes more than once: {dup}")
+    return v
+
+
+class PublicDataConfig(Strict):
+    """A second dataset that supplies the public (prior) images, e.g. mnist5k digits for a digit target.
+
+    `classes` empty means every class of that dataset. Images are resized and converted to the private
+    data's size and channel count.
+    """
+
+    name: DatasetName
+    root: Optional[Path] = None
+    classes: list[int] = Field(default_factory=list)
+    allow_download: bool = False
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v):
+        return _check_class_list(v, "public_dataset.classes")
+
+
+class DataConfig(Strict):
+    """The data of one scenario.
+
+    private_classes: the target's classes, remapped to labels 0..P-1 in this order.
+    public_classes: classes of the same dataset for the prior, remapped to 0..Q-1; must be disjoint from
+      private_classes. Leave empty and set public_dataset to take the public images from another dataset.
+    image_size: side length of the square images handed out (None: the dataset's native size; required
+      for imagefolder). channels: 1 or 3 to convert (None: native; imagefolder detects it from the first
+      image). test_fraction: share of each class held out as its test split (stratified, from seed).
+    """
+
+    name: DatasetName
+    root: Optional[Path] = None
+    private_classes: list[int]
+    public_classes: list[int] = Field(default_factory=list)
+    public_dataset: Optional[PublicDataConfig] = None
+    image_size: Optional[int] = Field(default=None, ge=8, le=1024)
+    channels: Optional[Literal[1, 3]] = None
+    test_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    seed: int = 42
+    allow_download: bool = False
+
+    @field_validator("private_classes")
+    @classmethod
+    def _private(cls, v):
+        if len(v) < 2:
+            raise ValueError(f"private_classes needs at least 2 classes to train a classifier, got {v}")
+        return _check_class_list(v, "private_classes")
+
+    @field_validator("public_classes")
+    @classmethod
+    def _public(cls, v):
+        return _check_class_list(v, "public_classes")
+
+    @model_validator(mode="after")
+    def _separation(self):
+        if self.public_dataset is not None and self.public_classes:
+            raise ValueError("give either public_classes (same dataset) or public_dataset (another dataset), "
+                             f"not both (public_classes={self.public_classes})")
+        shared = sorted(set(self.private_classes) & set(self.public_classes))
+        if shared:
+            raise ValueError(f"public_classes {self.public_classes} overlap private_classes "
+                             f"{self.private_classes} in {shared}: a private image would reach the prior")
+        pub = self.public_dataset
+        if pub is not None and pub.name == self.name and pub.root == self.root:
+            pub_classes = set(pub.classes)
+            if not pub_classes:
+                raise ValueError(f"public_dataset is the private dataset {self.name!r} with all its classes: "
+                                 "list public_dataset.classes disjoint from private_classes")
+            shared = sorted(pub_classes & set(self.private_classes))
+            if shared:
+                raise ValueError(f"public_dataset.classes overlap private_classes in {shared}")
+        if self.name == "imagefolder" and self.image_size is None:
+            raise ValueError("image_size is required for name='imagefolder' (images of any size are resized)")
+        return self

@@ -1,0 +1,83 @@
+"""Model registry (plain constructors, as in timm), build_model, classifier checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from torch import nn
+
+from ..runio import load_checkpoint
+from .base import Classifier
+from .small import small_cnn, small_resnet
+from .torchvision_nets import TORCHVISION_ARCHS, torchvision_classifier
+
+MODEL_FILE = "model.pt"
+_REGISTRY: dict[str, Callable[..., Classifier]] = {}
+
+
+def register_model(name: str, constructor: Callable[..., Classifier]) -> None:
+    """Adds `constructor(num_classes, in_channels, image_size, pretrained=None) -> Classifier`."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = constructor
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _small(fn: Callable[..., Classifier], name: str) -> Callable[..., Classifier]:
+    def build(num_classes: int, in_channels: int, image_size: int, pretrained: Optional[Path] = None) -> Classifier:
+        if pretrained is not None:
+            raise ValueError(f"{name} has no pretrained weights format; set model.pretrained: null")
+        return fn(num_classes, in_channels, image_size)
+
+    build.__doc__ = fn.__doc__
+    return build
+
+
+register_model("small_cnn", _small(small_cnn, "small_cnn"))
+register_model("small_resnet", _small(small_resnet, "small_resnet"))
+for _arch in TORCHVISION_ARCHS:
+    register_model(_arch, torchvision_classifier(_arch))
+
+
+def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
+                pretrained: Optional[str | Path] = None) -> Classifier:
+    """A fresh classifier from the registry; `pretrained` is a local state dict file (torchvision nets)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(available_models())}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+    if image_size < 8:
+        raise ValueError(f"image_size must be >= 8, got {image_size}")
+    return _REGISTRY[name](num_classes, in_channels, image_size,
+                           pretrained=Path(pretrained) if pretrained is not None else None)
+
+
+def arch_of(model: nn.Module, name: str) -> dict:
+    return {"name": name, "num_classes": model.num_classes, "in_channels": model.in_channels,
+            "image_size": model.image_size}
+
+
+def classifier_state(model: Classifier, name: str, **extra) -> dict:
+    """The RUN_DIR/model.pt payload: {"model": state_dict, "arch": {...}, **extra}."""
+    return {"model": model.state_dict(), "arch": arch_of(model, name), **extra}
+
+
+def load_classifier(path_or_run_dir: str | Path, map_location="cpu") -> Classifier:
+    """A trained classifier from RUN_DIR/model.pt (or the file itself): eval mode, parameters frozen
+    (attacks and metrics differentiate through it w.r.t. the input, never w.r.t. its weights)."""
+    path = Path(path_or_run_dir)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
+        raise ValueError(f"{path} is not a classifier checkpoint (needs keys 'model' and 'arch')")
+    arch = ckpt["arch"]
+    model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], arch["image_size"])
+    model.load_state_dict(ckpt["model"])
+    model.to(map_location).eval().requires_grad_(False)
+    return model

@@ -56,8 +56,9 @@ class StyledConv(nn.Module):
         self.upsample = upsample
         self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.style = nn.Linear(w_dim, 2 * out_ch)
-        nn.init.zeros_(self.style.weight)  # start as plain instance norm; styles grow in training
-        nn.init.zeros_(self.style.bias)
+        with torch.no_grad():  # start near plain instance norm (scale 1, shift 0); styles grow in training
+            self.style.weight.mul_(0.2)
+            self.style.bias.zero_()
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self.upsample:

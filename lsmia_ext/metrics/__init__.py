@@ -12,7 +12,7 @@ from .evaluate import (EvaluateConfig, KesConfig, PrivateReference, build_refere
 from .features import extract_features, fit_to_model, predict_logits
 from .frechet import frechet_distance
 from .knowledge import knowledge_extraction
-from .prdc import prdc
+from .precision_recall import prdc
 
 __all__ = [
     "EvaluateConfig", "KesConfig", "PrivateReference", "attack_accuracy", "build_reference",

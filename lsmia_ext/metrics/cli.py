@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def add_arguments(parser) -> None:
@@ -20,6 +21,8 @@ def run(args) -> int:
     from ..models import load_classifier
     from .evaluate import EvaluateConfig, evaluate_attack
 
+    if not Path(args.attack).is_dir():  # before the (slower) model loading
+        raise FileNotFoundError(f"attack run directory {args.attack} does not exist")
     if args.config:
         cfg = load_config(EvaluateConfig, args.config, args.overrides)
     else:

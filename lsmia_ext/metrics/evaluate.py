@@ -22,7 +22,7 @@ from .distance import nearest_class_distances
 from .features import check_images, check_labels, extract_features
 from .frechet import frechet_distance
 from .knowledge import knowledge_extraction
-from .prdc import prdc
+from .precision_recall import prdc
 
 FEATURE_EXTRACTOR = ("evaluation model penultimate features (eval_model.features); no pretrained "
                      "Inception-v3 weights can be downloaded here, so FID/PRDC are comparable within "

@@ -1,0 +1,290 @@
+"""Metrics on constructed inputs with known answers, and `lsmia evaluate` end to end on real digits."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lsmia_ext.metrics import (attack_accuracy, extract_features, feature_distance, fit_to_model,
+                               frechet_distance, knowledge_extraction, prdc, target_utility)
+from lsmia_ext.models import Classifier
+
+torch.set_num_threads(1)
+
+
+def column_model(num_classes: int, size: int = 8) -> Classifier:
+    """A real Classifier whose logit k is (up to an affine map) the mean of image column k, so the
+    predicted ranking of any constructed image is known."""
+    head_w = torch.zeros(num_classes, size * size)
+    for k in range(num_classes):
+        head_w[k, k::size] = 1.0 / size  # every pixel of column k (row-major flatten)
+    model = Classifier(nn.Flatten(), size * size, num_classes, in_channels=1, image_size=size)
+    with torch.no_grad():
+        model.head.weight.copy_(head_w)
+        model.head.bias.zero_()
+    return model.eval()
+
+
+def column_images(values: torch.Tensor, size: int = 8) -> torch.Tensor:
+    """values (B, size): image b has constant column k = values[b, k]."""
+    return values[:, None, None, :].expand(-1, 1, size, -1).contiguous()
+
+
+# ---------------------------------------------------------------- attack accuracy
+def test_attack_accuracy_top1_and_top5_known():
+    model = column_model(7)
+    vals = torch.zeros(4, 8)
+    ranking = [[0, 1, 2, 3, 4, 5], [3, 0, 1, 2, 4, 5], [6, 5, 4, 3, 2, 1], [2, 6, 5, 4, 3, 1]]
+    for b, order in enumerate(ranking):  # column order[0] brightest, then order[1], ...
+        for rank, k in enumerate(order):
+            vals[b, k] = 1.0 - 0.1 * rank
+    labels = torch.tensor([0, 0, 1, 1])  # top1 hit, rank 2 (top5 hit), rank 6 (miss), not in top 5
+    out = attack_accuracy(model, column_images(vals), labels)
+    assert out == {"acc1": pytest.approx(0.25), "acc5": pytest.approx(0.5)}
+
+
+def test_attack_accuracy_acc5_is_none_with_five_classes_or_fewer():
+    model = column_model(5)
+    vals = torch.eye(8)[:2] * 0.9
+    out = attack_accuracy(model, column_images(vals), torch.tensor([0, 2]))
+    assert out["acc1"] == pytest.approx(0.5) and out["acc5"] is None
+
+
+def test_attack_accuracy_resizes_other_resolutions():
+    model = column_model(7)
+    vals = torch.zeros(3, 8)
+    vals[0, 3] = vals[1, 6] = vals[2, 1] = 1.0
+    big = F.interpolate(column_images(vals), size=(16, 16), mode="nearest")  # 16 px: each column doubled
+    assert fit_to_model(model, big).shape == (3, 1, 8, 8)
+    assert attack_accuracy(model, big, torch.tensor([3, 6, 0]))["acc1"] == pytest.approx(2 / 3)
+
+
+def test_attack_accuracy_rejects_bad_labels_and_shapes():
+    model = column_model(7)
+    imgs = column_images(torch.rand(2, 8))
+    with pytest.raises(ValueError, match=r"\[0, 7\)"):
+        attack_accuracy(model, imgs, torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match="2 images"):
+        attack_accuracy(model, imgs, torch.tensor([0]))
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        attack_accuracy(model, imgs[0], torch.tensor([0]))
+    with pytest.raises(ValueError, match="topk"):
+        attack_accuracy(model, imgs, torch.tensor([0, 1]), topk=(0,))
+
+
+# ---------------------------------------------------------------- delta_eval
+def test_feature_distance_known_squared_distances():
+    # Classifier features are (2x - 1) flattened: a pixel difference d costs (2d)^2
+    model = Classifier(nn.Flatten(), 4, 2, in_channels=1, image_size=2).eval()
+    private = torch.tensor([[0.0, 0, 0, 0], [1, 1, 1, 1], [0.5, 0.5, 0.5, 0.5]]).view(3, 1, 2, 2)
+    private_labels = torch.tensor([0, 0, 1])
+    attack = torch.tensor([[0.25, 0, 0, 0], [0.5, 0.5, 0.5, 0.5]]).view(2, 1, 2, 2)
+    # image 0 (class 0): nearest is all-zeros, pixel diff 0.25 -> 0.25; image 1 (class 1): itself -> 0
+    d = feature_distance(model, attack, torch.tensor([0, 1]), private, private_labels)
+    assert d == pytest.approx((0.25 + 0.0) / 2)
+    # attacked as class 0 instead, image 1 is 0.5 away from both class-0 images in every pixel: 4 * 1.0
+    d = feature_distance(model, attack, torch.tensor([0, 0]), private, private_labels)
+    assert d == pytest.approx((0.25 + 4.0) / 2)
+
+
+def test_feature_distance_class_without_private_images_is_an_error():
+    model = Classifier(nn.Flatten(), 4, 3, in_channels=1, image_size=2).eval()
+    x = torch.rand(2, 1, 2, 2)
+    with pytest.raises(ValueError, match="attacked class 2"):
+        feature_distance(model, x, torch.tensor([2, 2]), x, torch.tensor([0, 1]))
+
+
+def test_extract_features_restores_training_mode_and_batches():
+    model = Classifier(nn.Sequential(nn.Flatten(), nn.BatchNorm1d(4)), 4, 2, 1, 2)
+    model.train()
+    x = torch.rand(10, 1, 2, 2)
+    with torch.no_grad():
+        model.eval()
+        ref = model.features(x)
+        model.train()
+    out = extract_features(model, x, batch_size=3)
+    assert model.training and torch.allclose(out, ref)
+
+
+# ---------------------------------------------------------------- FID
+def test_frechet_identical_sets_is_zero():
+    x = torch.randn(200, 6, generator=torch.Generator().manual_seed(0))
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frechet_shifted_means_equal_covariances():
+    x = torch.randn(300, 5, generator=torch.Generator().manual_seed(1))
+    shift = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0])
+    assert frechet_distance(x, x + shift) == pytest.approx(shift.square().sum().item(), rel=1e-6)
+
+
+def test_frechet_scaled_set_closed_form():
+    # b = 2a + s: cov_b = 4 cov_a, tr sqrt(cov_a cov_b) = 2 tr(cov_a), so FD = ||mu_a - mu_b||^2 + tr(cov_a)
+    a = torch.randn(400, 4, generator=torch.Generator().manual_seed(2)).double() @ torch.tensor(
+        [[1.0, 0.3, 0, 0], [0, 1, 0.2, 0], [0, 0, 2, 0.1], [0, 0, 0, 0.5]], dtype=torch.float64)
+    b = 2 * a + 1.5
+    expect = (a.mean(0) - b.mean(0)).square().sum() + torch.cov(a.T).trace()
+    assert frechet_distance(a, b) == pytest.approx(expect.item(), rel=1e-9)
+
+
+def test_frechet_matches_scipy_sqrtm_on_full_rank_data():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(500, 8, generator=g), torch.randn(500, 8, generator=g) * 1.3 + 0.2
+    ca, cb = np.cov(a.numpy().T), np.cov(b.numpy().T)
+    expect = (np.square(a.numpy().mean(0) - b.numpy().mean(0)).sum() + np.trace(ca) + np.trace(cb)
+              - 2 * np.trace(scipy.linalg.sqrtm(ca @ cb).real))
+    assert frechet_distance(a, b) == pytest.approx(expect, rel=1e-6)
+
+
+def test_frechet_fewer_samples_than_dimensions_stays_finite():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(6, 64, generator=g), torch.randn(9, 64, generator=g)
+    d = frechet_distance(a, b)
+    assert np.isfinite(d) and d > 0
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_frechet_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(torch.randn(1, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="widths differ"):
+        frechet_distance(torch.randn(4, 3), torch.randn(5, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(torch.tensor([[0.0], [float("nan")]]), torch.randn(5, 1))
+
+
+# ---------------------------------------------------------------- PRDC
+def test_prdc_hand_computed_1d():
+    real = torch.arange(10.0)[:, None]          # k=1 radius of every real point: 1
+    fake = torch.tensor([0.5, 4.2, 50.0, 51.0])[:, None]  # fake radii: 3.7, 3.7, 1, 1
+    out = prdc(real, fake, k=1)
+    # precision: 0.5 and 4.2 lie in real balls, 50 and 51 do not
+    # density: 0.5 in the balls of 0 and 1, 4.2 in those of 4 and 5 -> 4 / (1 * 4)
+    # coverage: reals 0, 1, 4, 5 have a fake within 1 -> 4 / 10
+    # recall: fake balls [-3.2, 4.2] and [0.5, 7.9] hold reals 0..7 -> 8 / 10
+    assert out == pytest.approx({"precision": 0.5, "recall": 0.8, "density": 1.0, "coverage": 0.4})
+
+
+def test_prdc_identical_and_far_sets():
+    x = torch.randn(60, 3, generator=torch.Generator().manual_seed(5))
+    same = prdc(x, x.clone(), k=3)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    far = prdc(x, x + 100.0, k=3)
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+def test_prdc_chunking_gives_the_same_answer(monkeypatch):
+    import lsmia_ext.metrics.precision_recall as prdc_mod
+
+    g = torch.Generator().manual_seed(6)
+    real, fake = torch.randn(70, 4, generator=g), torch.randn(50, 4, generator=g) * 1.2
+    whole = prdc(real, fake, k=3)
+    monkeypatch.setattr(prdc_mod, "CHUNK", 16)
+    assert prdc(real, fake, k=3) == pytest.approx(whole)
+
+
+def test_prdc_rejects_bad_k_and_tiny_sets():
+    with pytest.raises(ValueError, match="k must be"):
+        prdc(torch.randn(10, 2), torch.randn(10, 2), k=0)
+    with pytest.raises(ValueError, match="more than k=3"):
+        prdc(torch.randn(10, 2), torch.randn(3, 2), k=3)
+
+
+# ---------------------------------------------------------------- target utility
+def test_target_utility_known_accuracy_and_nll():
+    model = column_model(3)
+    vals = torch.zeros(4, 8)
+    vals[0, 0] = vals[1, 1] = vals[2, 2] = vals[3, 0] = 1.0
+    labels = torch.tensor([0, 1, 2, 1])  # last one wrong
+    out = target_utility(model, column_images(vals), labels)
+    # logits of each image: 1 at its bright column, 0 elsewhere (the affine map is the identity here)
+    logits = (2 * vals[:, :3] - 1)  # Classifier normalises x -> 2x - 1 before the column means
+    assert out["test_acc"] == pytest.approx(0.75)
+    assert out["test_nll"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert 0.0 <= out["ece"] <= 1.0
+
+
+# ---------------------------------------------------------------- KES and lsmia evaluate on real data
+@pytest.fixture(scope="module")
+def digits():
+    from lsmia_ext.data import DataConfig, load_scenario
+
+    cfg = DataConfig(name="digits", private_classes=[0, 1, 2, 3, 4, 5], public_classes=[6, 7, 8, 9],
+                     test_fraction=0.2, seed=0)
+    return cfg, load_scenario(cfg)
+
+
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(x.shape[0]).split(64):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def test_knowledge_extraction_real_images_transfer_noise_does_not(digits):
+    _, sc = digits
+    tr, te = sc.tensors("private_train"), sc.tensors("private_test")
+    picks = torch.cat([(tr[1] == c).nonzero()[:25, 0] for c in range(sc.num_classes)])
+    real = knowledge_extraction(tr[0][picks], tr[1][picks], tr, te, "small_cnn", sc.num_classes, epochs=6, seed=0)
+    noise_images = torch.rand(len(picks), *tr[0].shape[1:], generator=torch.Generator().manual_seed(0))
+    noise = knowledge_extraction(noise_images, tr[1][picks], tr, te, "small_cnn", sc.num_classes, epochs=6, seed=0)
+    assert real["kes_test"] > 0.8 and real["kes_train"] > 0.8
+    assert noise["kes_test"] < 0.4
+    few = picks[::5]
+    once = [knowledge_extraction(tr[0][few], tr[1][few], tr, te, "small_cnn", sc.num_classes, epochs=1, seed=3)
+            for _ in range(2)]
+    assert once[0] == once[1]  # seeded: same student, same score
+
+
+def test_lsmia_evaluate_end_to_end(digits, tmp_path, capsys):
+    """A 'perfect attack' (private training images) must score delta_eval 0 and near-perfect accuracy."""
+    from lsmia_ext.cli import main
+    from lsmia_ext.models import build_model, classifier_state
+    from lsmia_ext.runio import save_checkpoint, write_json
+
+    cfg, sc = digits
+    x, y = sc.tensors("private_train")
+    for name, arch, seed in (("target", "small_cnn", 0), ("eval", "small_resnet", 1)):
+        torch.manual_seed(seed)
+        model = _fit(build_model(arch, sc.num_classes, sc.channels, sc.image_size), x, y, epochs=3, seed=seed)
+        save_checkpoint(tmp_path / name / "model.pt", classifier_state(model, arch))
+    picks = torch.cat([(y == c).nonzero()[:8, 0] for c in range(sc.num_classes)])
+    attack_dir = tmp_path / "attack"
+    save_checkpoint(attack_dir / "results.pt", {"images": x[picks], "labels": y[picks],
+                                                "latents": torch.empty(0), "confidences": torch.ones(len(picks)),
+                                                "initial_confidences": torch.empty(0)})
+    write_json(attack_dir / "attack.json", {"attack": "ppa", "settings": {"data": cfg.model_dump(mode="json")},
+                                            "seed": 0, "classes": list(range(sc.num_classes)),
+                                            "target": str(tmp_path / "target"), "prior": None, "timings": {}})
+    rc = main(["evaluate", "--attack", str(attack_dir), "--eval-model", str(tmp_path / "eval"),
+               "--set", "kes.epochs=3", "--set", "max_reference=300"])
+    assert rc == 0
+    res = json.loads((attack_dir / "evaluation.json").read_text())
+    for key in ("acc1", "acc5", "delta_eval", "fid", "precision", "recall", "density", "coverage",
+                "kes_train", "kes_test", "test_acc", "test_nll", "ece", "eval_model_test_acc"):
+        assert key in res, key
+    assert res["acc5"] is None or res["acc5"] >= res["acc1"]
+    assert res["delta_eval"] == pytest.approx(0.0, abs=1e-6)  # every attack image is a private image
+    assert res["acc1"] >= res["eval_model_test_acc"] - 0.1 and res["acc1"] > 0.7
+    assert res["precision"] > 0.9
+    assert res["test_acc"] > 0.7 and np.isfinite(res["fid"]) and res["fid"] >= 0
+    assert "manifest.json" in {p.name for p in attack_dir.iterdir()}
+
+
+def test_lsmia_evaluate_reports_missing_run_dir(tmp_path, capsys):
+    from lsmia_ext.cli import main
+
+    (tmp_path / "eval").mkdir()
+    rc = main(["evaluate", "--attack", str(tmp_path / "nope"), "--eval-model", str(tmp_path / "eval")])
+    assert rc == 2 and "attack run directory" in capsys.readouterr().err

@@ -8,13 +8,17 @@
 //   v  = v * beta2 + ((1 - beta2) * g) * g          (torch's mul_ + addcmul_)
 //   p  = p + (-step_size * m) / (sqrt(v) / bias2_sqrt + eps)   (torch's addcdiv_)
 #pragma once
+#include <math.h>
+
 #include <cmath>
 #include <cstdint>
 
+#ifndef LSMIA_HD
 #if defined(__CUDACC__)
 #define LSMIA_HD __host__ __device__ __forceinline__
 #else
 #define LSMIA_HD inline
+#endif
 #endif
 
 namespace lsmia {

@@ -6,13 +6,16 @@ Public API (everything else is internal):
 """
 from ._C_loader import cpu_kernel_isa, cuda_kernels_built
 from .losses import AlphaSchedule, LabelSmoothingCrossEntropy
-from .ops import fused_ls_ce
+from .ops import fused_latent_adam_, fused_ls_ce
+from .optim import LatentAdam
 
 __all__ = [
     "AlphaSchedule",
     "LabelSmoothingCrossEntropy",
+    "LatentAdam",
     "cpu_kernel_isa",
     "cuda_kernels_built",
+    "fused_latent_adam_",
     "fused_ls_ce",
 ]
 __version__ = "0.1.0"

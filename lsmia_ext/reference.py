@@ -27,3 +27,40 @@ def ls_ce_reference(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0
     else:
         out = loss.sum() / valid.sum()
     return out.to(logits.dtype)
+
+
+def latent_adam_reference(params: torch.Tensor, grads: torch.Tensor, exp_avg: torch.Tensor,
+                          exp_avg_sq: torch.Tensor, steps: torch.Tensor, *, lr, beta1: float = 0.9,
+                          beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+                          active: torch.Tensor | None = None, max_grad_norm: float | None = None):
+    """fused_latent_adam_ with whole-batch tensor ops; returns new (params, exp_avg, exp_avg_sq, steps).
+
+    Computes in float32 like torch.optim.Adam (bias corrections in float64, as torch does on Python
+    floats), then rounds params back to their dtype; the lr rows are float32, as the op receives them.
+    """
+    b = params.shape[0]
+    p = params.reshape(b, -1).float()
+    g = grads.reshape(b, -1).float()
+    m = exp_avg.reshape(b, -1).float()
+    v = exp_avg_sq.reshape(b, -1).float()
+    lr_rows = torch.as_tensor(lr, dtype=torch.float32).expand(b).to(torch.float64)
+    if max_grad_norm is not None:
+        norm = torch.linalg.vector_norm(g, dim=1, keepdim=True)
+        g = g * (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
+    if weight_decay != 0:
+        g = g.add(p, alpha=weight_decay)
+    new_steps = steps + 1
+    bias1 = 1 - beta1 ** new_steps.double()
+    bias2_sqrt = (1 - beta2 ** new_steps.double()).sqrt().float()
+    neg_step_size = (-(lr_rows / bias1)).float()
+    m_new = m.lerp(g, 1 - beta1)
+    v_new = v.mul(beta2).addcmul(g, g, value=1 - beta2)
+    denom = (v_new.sqrt() / bias2_sqrt[:, None]).add(eps)
+    p_new = p + neg_step_size[:, None] * m_new / denom
+    keep = torch.ones(b, dtype=torch.bool) if active is None else active.cpu()
+    keep = keep.to(params.device)
+    rows = keep[:, None]
+    return (torch.where(rows, p_new, p).to(params.dtype).reshape(params.shape),
+            torch.where(rows, m_new, m).reshape(exp_avg.shape),
+            torch.where(rows, v_new, v).reshape(exp_avg_sq.shape),
+            torch.where(keep, new_steps, steps))

@@ -1,0 +1,125 @@
+"""fused_latent_adam_: one Adam step for every row of a batch of latents, in one pass.
+
+Each row r of a (B, ...) parameter is its own Adam problem with its own step count steps[r],
+learning rate lr[r] and an on/off switch active[r], which torch's optimisers (one step count per
+tensor) can only express with a Python loop over rows. The math per row is torch.optim.Adam's.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import _C_loader  # noqa: F401  (registers torch.ops.lsmia)
+
+PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@torch.library.register_fake("lsmia::latent_adam_")
+def _latent_adam_fake(params, grads, exp_avg, exp_avg_sq, steps, lr, beta1, beta2, eps, weight_decay,
+                      active, max_grad_norm):
+    # Metadata checks hold under fake tensors too, so a compiled graph rejects what eager rejects.
+    _check_tensors(params, grads, exp_avg, exp_avg_sq, steps, active)
+    return None
+
+
+def _check_real(name: str, value, low: float, high: float | None = None, *, open_high: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"fused_latent_adam_: {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    ok = math.isfinite(value) and value >= low and (high is None or (value < high if open_high else value <= high))
+    if not ok:
+        allowed = f">= {low}" if high is None else f"in [{low}, {high})"
+        raise ValueError(f"fused_latent_adam_: {name} must be finite and {allowed}, got {value}")
+    return value
+
+
+def _check_tensors(params, grads, exp_avg, exp_avg_sq, steps, active) -> None:
+    for name, t in (("params", params), ("grads", grads), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
+                    ("steps", steps)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"fused_latent_adam_: {name} must be a tensor, got {type(t).__name__}")
+    if params.dim() < 1:
+        raise ValueError("fused_latent_adam_: params must have a batch dimension (B, ...), got a 0-d tensor")
+    if params.dtype not in PARAM_DTYPES:
+        raise TypeError(f"fused_latent_adam_: params must be float32, float16 or bfloat16, got {params.dtype}")
+    for name, t in (("grads", grads), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
+        if t.shape != params.shape:
+            raise ValueError(f"fused_latent_adam_: {name} has shape {tuple(t.shape)} but params has shape "
+                             f"{tuple(params.shape)}")
+        if t.device != params.device:
+            raise ValueError(f"fused_latent_adam_: {name} is on {t.device} but params is on {params.device}")
+    if grads.dtype != params.dtype:
+        raise TypeError(f"fused_latent_adam_: grads must have the params' dtype {params.dtype}, got {grads.dtype}")
+    if exp_avg.dtype != torch.float32 or exp_avg_sq.dtype != torch.float32:
+        raise TypeError(f"fused_latent_adam_: exp_avg and exp_avg_sq must be float32, got {exp_avg.dtype} "
+                        f"and {exp_avg_sq.dtype}")
+    if not (params.is_contiguous() and exp_avg.is_contiguous() and exp_avg_sq.is_contiguous()):
+        raise ValueError("fused_latent_adam_: params, exp_avg and exp_avg_sq must be contiguous")
+    b = params.shape[0]
+    if steps.dtype != torch.int64:
+        raise TypeError(f"fused_latent_adam_: steps must be int64, got {steps.dtype}")
+    if steps.shape != (b,):
+        raise ValueError(f"fused_latent_adam_: steps must have shape ({b},), got {tuple(steps.shape)}")
+    if steps.device != params.device:
+        raise ValueError(f"fused_latent_adam_: steps is on {steps.device} but params is on {params.device}")
+    if active is not None:
+        if not isinstance(active, torch.Tensor):
+            raise TypeError(f"fused_latent_adam_: active must be a bool tensor or None, got {type(active).__name__}")
+        if active.dtype != torch.bool:
+            raise TypeError(f"fused_latent_adam_: active must be a bool mask, got {active.dtype}")
+        if active.shape != (b,):
+            raise ValueError(f"fused_latent_adam_: active must have shape ({b},), got {tuple(active.shape)}")
+        if active.device != params.device:
+            raise ValueError(f"fused_latent_adam_: active is on {active.device} but params is on {params.device}")
+
+
+def as_row_lr(lr, batch: int, device: torch.device) -> torch.Tensor:
+    """lr as a validated (batch,) float32 tensor on `device`: a float for every row or one per row."""
+    if isinstance(lr, torch.Tensor):
+        if lr.dim() == 0:
+            lr = lr.item()
+        else:
+            if not (lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)):
+                raise TypeError(f"fused_latent_adam_: lr must be a real tensor, got {lr.dtype}")
+            if lr.shape != (batch,):
+                raise ValueError(f"fused_latent_adam_: lr must be a float or a ({batch},) tensor, got shape "
+                                 f"{tuple(lr.shape)}")
+            rows = lr.to(device=device, dtype=torch.float32)
+            bad = ~(torch.isfinite(rows) & (rows >= 0))
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                raise ValueError(f"fused_latent_adam_: lr must be finite and >= 0 for every row, got lr[{i}] = "
+                                 f"{float(lr[i])}")
+            return rows
+    value = _check_real("lr", lr, 0.0)
+    return torch.full((batch,), value, dtype=torch.float32, device=device)
+
+
+def fused_latent_adam_(params: torch.Tensor, grads: torch.Tensor, exp_avg: torch.Tensor,
+                       exp_avg_sq: torch.Tensor, steps: torch.Tensor, *, lr, beta1: float = 0.9,
+                       beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+                       active: torch.Tensor | None = None, max_grad_norm: float | None = None) -> None:
+    """One torch.optim.Adam step per row of `params` (B, ...), in place.
+
+    grads has the params' shape and dtype; exp_avg / exp_avg_sq are float32 of the same shape;
+    steps (B,) int64 counts each row's steps. lr: a float or a (B,) tensor. Rows with
+    active[r] False are left untouched (params, state and step). max_grad_norm: clip each row's
+    gradient to this L2 norm first (clip_grad_norm_'s formula, per row). Every argument is
+    checked before anything is written, so a bad call changes nothing.
+    """
+    _check_tensors(params, grads, exp_avg, exp_avg_sq, steps, active)
+    beta1 = _check_real("beta1", beta1, 0.0, 1.0)
+    beta2 = _check_real("beta2", beta2, 0.0, 1.0)
+    eps = _check_real("eps", eps, 0.0)
+    weight_decay = _check_real("weight_decay", weight_decay, 0.0)
+    if max_grad_norm is not None:
+        if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, (int, float)):
+            raise TypeError(f"fused_latent_adam_: max_grad_norm must be a number or None, got "
+                            f"{type(max_grad_norm).__name__}")
+        max_grad_norm = float(max_grad_norm)
+        if not max_grad_norm > 0:
+            raise ValueError(f"fused_latent_adam_: max_grad_norm must be > 0 (or None), got {max_grad_norm}")
+    rows_lr = as_row_lr(lr, params.shape[0], params.device)
+    torch.ops.lsmia.latent_adam_(params, grads, exp_avg, exp_avg_sq, steps, rows_lr, beta1, beta2, eps,
+                                 weight_decay, active, max_grad_norm)

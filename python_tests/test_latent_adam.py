@@ -1,0 +1,290 @@
+"""fused_latent_adam_ and LatentAdam against torch.optim.Adam run row by row."""
+import pytest
+import torch
+
+import lsmia_ext
+from lsmia_ext import LatentAdam, fused_latent_adam_
+from lsmia_ext.reference import latent_adam_reference
+
+CUDA = pytest.mark.skipif(not (torch.cuda.is_available() and lsmia_ext.cuda_kernels_built()),
+                          reason="needs an NVIDIA GPU and the CUDA kernels")
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])]
+
+
+def make_state(b, row_shape, dtype=torch.float32, device="cpu", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    p = torch.randn((b, *row_shape), generator=gen).to(device=device, dtype=dtype)
+    m = torch.zeros((b, *row_shape), device=device)
+    v = torch.zeros((b, *row_shape), device=device)
+    steps = torch.zeros(b, dtype=torch.int64, device=device)
+    return p, m, v, steps
+
+
+def grad_of(p, t, seed=1):
+    """A deterministic gradient that depends on the current params (as a real loss's would)."""
+    gen = torch.Generator().manual_seed(seed + 1000 * t)
+    noise = torch.randn(p.shape, generator=gen).to(p.device)
+    return (p.float() * 0.3 + noise).to(p.dtype)
+
+
+class RowAdams:
+    """One torch.optim.Adam per row: what per-row step counts and masks need without the op."""
+
+    def __init__(self, p, lr, betas, eps, weight_decay):
+        self.rows = [p[i].detach().clone().requires_grad_(True) for i in range(p.shape[0])]
+        lrs = lr.tolist() if isinstance(lr, torch.Tensor) else [lr] * p.shape[0]
+        self.opts = [torch.optim.Adam([r], lr=lrs[i], betas=betas, eps=eps, weight_decay=weight_decay, foreach=False)
+                     for i, r in enumerate(self.rows)]
+
+    def step(self, grads, active=None, max_grad_norm=None):
+        for i, (row, opt) in enumerate(zip(self.rows, self.opts)):
+            if active is not None and not bool(active[i]):
+                continue
+            row.grad = grads[i].clone()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_([row], max_grad_norm)
+            opt.step()
+
+    def params(self):
+        return torch.stack([r.detach() for r in self.rows])
+
+
+class BatchReference:
+    """latent_adam_reference stepping a copy of the state: the cheap stand-in for RowAdams at large B."""
+
+    def __init__(self, p, lr, betas, eps, weight_decay):
+        self.p, self.m, self.v, self.s = p.clone(), torch.zeros_like(p), torch.zeros_like(p), torch.zeros(
+            p.shape[0], dtype=torch.int64)
+        self.kw = dict(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay)
+
+    def step(self, grads, active=None, max_grad_norm=None):
+        self.p, self.m, self.v, self.s = latent_adam_reference(self.p, grads, self.m, self.v, self.s, active=active,
+                                                               max_grad_norm=max_grad_norm, **self.kw)
+
+    def params(self):
+        return self.p
+
+
+@pytest.mark.parametrize("reference", [RowAdams, BatchReference])
+def test_batch_reference_matches_per_row_adam(reference):
+    """Masks changing between steps, per-row lr, clipping (some rows clipped, some not), decay."""
+    p, m, v, steps = make_state(7, (3, 5))
+    gen = torch.Generator().manual_seed(5)
+    lr = torch.rand(7, generator=gen) * 0.1
+    row = RowAdams(p, lr, (0.1, 0.1), 1e-8, 0.05)
+    other = reference(p, lr, (0.1, 0.1), 1e-8, 0.05)
+    for t in range(5):
+        active = torch.rand(7, generator=gen) < 0.6
+        g = grad_of(row.params(), t)
+        row.step(g, active, 4.0)
+        other.step(g, active, 4.0)
+    torch.testing.assert_close(other.params(), row.params(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("b,row_shape", [(1, (7,)), (5, (512,)), (5, (18, 512)), (4096, (7,)), (4096, (512,))])
+@pytest.mark.parametrize("device", DEVICES)
+def test_matches_per_row_adam_with_masks_lr_clip_decay(b, row_shape, device):
+    p, m, v, steps = make_state(b, row_shape, device=device)
+    gen = torch.Generator().manual_seed(3)
+    lr = (torch.rand(b, generator=gen) * 0.05 + 0.001)
+    betas, eps, wd, clip = (0.1, 0.1), 1e-8, 0.01, 20.0
+    ref = (RowAdams if b <= 64 else BatchReference)(p.cpu(), lr, betas, eps, wd)
+    expected_steps = torch.zeros(b, dtype=torch.int64)
+    for t in range(4):
+        active = torch.rand(b, generator=gen) < 0.7  # changes every step
+        g = grad_of(p, t)
+        ref.step(g.cpu(), active, clip)
+        fused_latent_adam_(p, g, m, v, steps, lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=wd,
+                           active=active.to(device), max_grad_norm=clip)
+        expected_steps += active.long()
+    torch.testing.assert_close(p.cpu(), ref.params(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(steps.cpu(), expected_steps)
+    if isinstance(ref, RowAdams):
+        for i in range(min(b, 3)):
+            state = ref.opts[i].state[ref.rows[i]]
+            if state:
+                torch.testing.assert_close(m[i].cpu(), state["exp_avg"], rtol=1e-5, atol=1e-7)
+                torch.testing.assert_close(v[i].cpu(), state["exp_avg_sq"], rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("device", DEVICES)
+def test_half_params_keep_float32_state(dtype, device):
+    p, m, v, steps = make_state(5, (512,), dtype=dtype, device=device)
+    rp, rm, rv, rs = p.clone(), m.clone(), v.clone(), steps.clone()
+    active = torch.tensor([True, False, True, True, False], device=device)
+    for t in range(5):
+        g = grad_of(p, t)
+        kw = dict(lr=0.01, beta1=0.5, beta2=0.9, weight_decay=0.1, active=active, max_grad_norm=5.0)
+        rp, rm, rv, rs = latent_adam_reference(rp, g, rm, rv, rs, **kw)
+        fused_latent_adam_(p, g, m, v, steps, **kw)
+    assert p.dtype == dtype and m.dtype == torch.float32
+    # Both round params to `dtype` after every step; a 1-ulp rounding difference may appear.
+    ulp = 1e-3 if dtype == torch.float16 else 8e-3
+    torch.testing.assert_close(p.float(), rp.float(), rtol=ulp, atol=ulp)
+    torch.testing.assert_close(m, rm, rtol=1e-3, atol=1e-4)
+    assert torch.equal(steps, rs)
+
+
+def test_latent_adam_follows_torch_adam_for_100_steps():
+    torch.manual_seed(0)
+    target = torch.randn(64, 18, 32)
+    w0 = torch.randn(64, 18, 32)
+    ours = w0.clone().requires_grad_(True)
+    theirs = w0.clone().requires_grad_(True)
+    opt_ours = LatentAdam([ours], lr=0.005, betas=(0.1, 0.1), weight_decay=1e-3)
+    opt_theirs = torch.optim.Adam([theirs], lr=0.005, betas=(0.1, 0.1), weight_decay=1e-3, foreach=False)
+    for _ in range(100):
+        for w, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            ((w - target) ** 2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(opt_ours.state[ours]["step"], torch.full((64,), 100))
+
+
+def test_latent_adam_masks_per_row_lr_and_state_dict_round_trip():
+    torch.manual_seed(1)
+    w = torch.randn(6, 10, requires_grad=True)
+    opt = LatentAdam([w], lr=0.1, betas=(0.5, 0.9))
+    opt.set_lr(torch.tensor([0.1, 0.2, 0.0, 0.05, 0.1, 0.3]))
+    opt.set_active(torch.tensor([True, True, True, False, True, True]))
+    for _ in range(3):
+        opt.zero_grad()
+        (w ** 3).sum().backward()
+        opt.step()
+    frozen = w.detach()[3].clone()
+    saved = opt.state_dict()
+    w2 = w.detach().clone().requires_grad_(True)
+    opt2 = LatentAdam([w2], lr=1.0)
+    opt2.load_state_dict(saved)
+    assert opt2.state[w2]["step"].dtype == torch.int64
+    assert torch.equal(opt2.state[w2]["step"], torch.tensor([3, 3, 3, 0, 3, 3]))
+    for o, p in ((opt, w), (opt2, w2)):
+        o.zero_grad()
+        (p ** 3).sum().backward()
+        o.step()
+    assert torch.equal(w, w2)
+    assert torch.equal(w.detach()[3], frozen)
+    opt.set_active(None)
+    opt.zero_grad()
+    (w ** 3).sum().backward()
+    opt.step()
+    assert not torch.equal(w.detach()[3], frozen)
+
+
+def test_state_dict_keeps_float32_moments_of_half_latents():
+    w = torch.randn(4, 8, dtype=torch.bfloat16, requires_grad=True)
+    opt = LatentAdam([w], lr=0.01)
+    w.grad = torch.randn_like(w)
+    opt.step()
+    w2 = w.detach().clone().requires_grad_(True)
+    opt2 = LatentAdam([w2], lr=0.01)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.state[w2]["exp_avg"].dtype == torch.float32
+    assert torch.equal(opt2.state[w2]["exp_avg_sq"], opt.state[w]["exp_avg_sq"])
+
+
+def test_opcheck():
+    p, m, v, steps = make_state(5, (3, 8))
+    g = torch.randn_like(p)
+    lr = torch.full((5,), 0.01)
+    active = torch.tensor([True, False, True, True, True])
+    for args in ((p, g, m, v, steps, lr, 0.9, 0.999, 1e-8, 0.0, None, None),
+                 (p, g, m, v, steps, lr, 0.1, 0.1, 1e-8, 0.01, active, 1.0)):
+        torch.library.opcheck(torch.ops.lsmia.latent_adam_.default, args)
+
+
+def test_works_under_torch_compile():
+    p, m, v, steps = make_state(4, (16,))
+    g = torch.randn_like(p)
+    lr = torch.full((4,), 0.01)
+    rp, rm, rv, rs = latent_adam_reference(p, g, m, v, steps, lr=0.01)
+
+    @torch.compile(fullgraph=True, backend="eager")
+    def step(p, g, m, v, steps, lr):
+        torch.ops.lsmia.latent_adam_(p, g, m, v, steps, lr, 0.9, 0.999, 1e-8, 0.0, None, None)
+
+    step(p, g, m, v, steps, lr)
+    torch.testing.assert_close(p, rp)
+    assert torch.equal(steps, rs)
+
+
+def bad_calls():
+    """(description, kwargs overrides, exception type, message fragment)."""
+    b = 4
+    return [
+        ("grads shape", dict(grads=torch.zeros(b, 9)), ValueError, "grads has shape"),
+        ("exp_avg shape", dict(exp_avg=torch.zeros(b + 1, 8)), ValueError, "exp_avg has shape"),
+        ("exp_avg dtype", dict(exp_avg=torch.zeros(b, 8, dtype=torch.float64)), TypeError, "float32"),
+        ("grads dtype", dict(grads=torch.zeros(b, 8, dtype=torch.float64)), TypeError, "grads must have"),
+        ("params dtype", dict(params=torch.zeros(b, 8, dtype=torch.float64), grads=torch.zeros(b, 8, dtype=torch.float64)),
+         TypeError, "params must be float32"),
+        ("steps dtype", dict(steps=torch.zeros(b, dtype=torch.int32)), TypeError, "steps must be int64"),
+        ("steps length", dict(steps=torch.zeros(b + 1, dtype=torch.int64)), ValueError, "steps must have shape"),
+        ("negative lr", dict(lr=-0.1), ValueError, "lr must be finite"),
+        ("nan lr", dict(lr=float("nan")), ValueError, "lr must be finite"),
+        ("negative row lr", dict(lr=torch.tensor([0.1, -1.0, 0.1, 0.1])), ValueError, "lr[1] = -1.0"),
+        ("inf row lr", dict(lr=torch.tensor([0.1, 0.1, float("inf"), 0.1])), ValueError, "lr[2] = inf"),
+        ("lr length", dict(lr=torch.full((b + 2,), 0.1)), ValueError, "lr must be a float or"),
+        ("mask length", dict(active=torch.ones(b + 1, dtype=torch.bool)), ValueError, "active must have shape"),
+        ("mask dtype", dict(active=torch.ones(b, dtype=torch.int64)), TypeError, "active must be a bool mask"),
+        ("beta1", dict(beta1=1.0), ValueError, "beta1"),
+        ("eps", dict(eps=-1.0), ValueError, "eps"),
+        ("weight_decay", dict(weight_decay=float("inf")), ValueError, "weight_decay"),
+        ("max_grad_norm", dict(max_grad_norm=0.0), ValueError, "max_grad_norm"),
+        ("non-contiguous params", dict(params=torch.zeros(8, b).t()), ValueError, "contiguous"),
+        ("meta steps", dict(steps=torch.zeros(b, dtype=torch.int64, device="meta")), ValueError, "steps is on meta"),
+    ]
+
+
+@pytest.mark.parametrize("case", bad_calls(), ids=lambda c: c[0])
+def test_bad_input_raises_and_changes_nothing(case):
+    _, overrides, exc, fragment = case
+    p, m, v, steps = make_state(4, (8,))
+    steps += 2
+    kwargs = dict(params=p, grads=torch.ones(4, 8), exp_avg=m, exp_avg_sq=v, steps=steps, lr=0.1)
+    kwargs.update(overrides)
+    before = {k: t.clone() for k, t in kwargs.items() if isinstance(t, torch.Tensor) and t.device.type != "meta"}
+    passed = dict(kwargs)
+    with pytest.raises(exc, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        fused_latent_adam_(kwargs.pop("params"), kwargs.pop("grads"), kwargs.pop("exp_avg"), kwargs.pop("exp_avg_sq"),
+                           kwargs.pop("steps"), **kwargs)
+    for name, t in before.items():
+        assert torch.equal(passed[name], t), f"{name} was modified by a rejected call"
+
+
+def test_raw_op_checks_before_writing():
+    p, m, v, steps = make_state(3, (4,))
+    before = p.clone()
+    with pytest.raises(ValueError, match="lr must be finite and >= 0 for every row"):
+        torch.ops.lsmia.latent_adam_(p, torch.ones_like(p), m, v, steps, torch.tensor([0.1, float("nan"), 0.1]),
+                                     0.9, 0.999, 1e-8, 0.0, None, None)
+    with pytest.raises(TypeError, match="steps must be int64"):
+        torch.ops.lsmia.latent_adam_(p, torch.ones_like(p), m, v, steps.int(), torch.full((3,), 0.1),
+                                     0.9, 0.999, 1e-8, 0.0, None, None)
+    assert torch.equal(p, before) and not steps.any()
+
+
+def test_latent_adam_rejects_bad_setup():
+    w = torch.zeros(3, 2, requires_grad=True)
+    with pytest.raises(ValueError, match="betas"):
+        LatentAdam([w], betas=(0.9,))
+    with pytest.raises(ValueError, match="share the batch size"):
+        LatentAdam([w, torch.zeros(4, 2, requires_grad=True)])
+    opt = LatentAdam([w])
+    with pytest.raises(ValueError, match=r"mask must have shape \(3,\)"):
+        opt.set_active(torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"lr\[0\] = -1.0"):
+        opt.set_lr(torch.tensor([-1.0, 0.1, 0.1]))
+    assert opt.param_groups[0]["lr"] == 1e-3
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_rejects_mixed_devices():
+    p, m, v, steps = make_state(4, (8,), device="cuda")
+    with pytest.raises(ValueError, match="steps is on cpu"):
+        fused_latent_adam_(p, torch.ones_like(p), m, v, steps.cpu(), lr=0.1)
+    with pytest.raises(ValueError, match="active is on cpu"):
+        fused_latent_adam_(p, torch.ones_like(p), m, v, steps, lr=0.1, active=torch.ones(4, dtype=torch.bool))

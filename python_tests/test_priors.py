@@ -245,17 +245,17 @@ def test_only_public_splits_reach_the_prior():
 
 # ---- training end to end (real digits data) ------------------------------------------------------------
 
-FAST = ["fid.num_samples=300", "train.sample_every=20", "train.checkpoint_every=20"]
+FAST = ["fid.num_samples=200", "fid.extractor_epochs=4", "train.sample_every=20", "train.checkpoint_every=20"]
 
 
-def test_training_lowers_fid_resumes_and_is_reused(tmp_path):
-    straight = load_config(PriorConfig, "prior-digits", FAST + ["train.steps=60"])
+def test_training_lowers_fid_resumes_and_is_reused(tmp_path, capsys):
+    straight = load_config(PriorConfig, "prior-digits", FAST + ["train.steps=40"])
     metrics = train_prior(straight, tmp_path / "straight", progress=False)
-    assert metrics["finished"] and metrics["steps"] == 60
+    assert metrics["finished"] and metrics["steps"] == 40
     assert metrics["fid"] < 0.7 * metrics["fid_at_init"], metrics  # training moved samples toward real data
     assert metrics["history"][-1]["loss_d"] < metrics["history"][0]["loss_d"]  # the critic learned
     assert metrics["fid_public_train_vs_test"] < metrics["fid"]
-    assert (tmp_path / "straight" / "samples" / "step_00060.png").stat().st_size > 0
+    assert (tmp_path / "straight" / "samples" / "step_00040.png").stat().st_size > 0
 
     g = load_generator(tmp_path / "straight")
     x = g(torch.randn(16, g.z_dim), truncation_psi=0.5)
@@ -272,14 +272,25 @@ def test_training_lowers_fid_resumes_and_is_reused(tmp_path):
     assert train_prior(straight, tmp_path / "straight", progress=False)["fid"] == metrics["fid"]
     assert (tmp_path / "straight" / "generator.pt").stat().st_mtime_ns == stamp
 
-    # interrupted after 40 steps, then continued: the same weights as the straight run
-    train_prior(load_config(PriorConfig, "prior-digits", FAST + ["train.steps=40"]), tmp_path / "split",
+    # interrupted after 20 steps, then continued: the same weights as the straight run
+    train_prior(load_config(PriorConfig, "prior-digits", FAST + ["train.steps=20"]), tmp_path / "split",
                 progress=False)
     resumed = train_prior(straight, tmp_path / "split", progress=False)
-    assert resumed["steps"] == 60
+    assert resumed["steps"] == 40
     a, b = load_generator(tmp_path / "straight").state_dict(), load_generator(tmp_path / "split").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
+    # the CLI entry point on the finished run: prints the metrics, retrains nothing
+    from argparse import Namespace
+
+    from lsmia_ext.priors import cli
+    args = Namespace(config="prior-digits", out=str(tmp_path / "straight"), overrides=FAST + ["train.steps=40"])
+    assert cli.run(args) == 0
+    assert '"fid": ' in capsys.readouterr().out
+
+    with pytest.raises(ValueError, match="more than train.steps=20"):
+        train_prior(load_config(PriorConfig, "prior-digits", FAST + ["train.steps=20"]), tmp_path / "split",
+                    progress=False)
     with pytest.raises(ValueError, match="another config"):
         train_prior(load_config(PriorConfig, "prior-digits", FAST + ["seed=5"]), tmp_path / "straight",
                     progress=False)

@@ -23,7 +23,7 @@ class NetworkConfig(Strict):
 class GanTrainConfig(Strict):
     """Non-saturating GAN loss, lazy R1 on real images, EMA of the generator, Adam (StyleGAN2 recipe)."""
 
-    steps: int = Field(default=1500, ge=1)
+    steps: int = Field(default=1000, ge=1)
     batch_size: int = Field(default=64, ge=2)
     lr_g: float = Field(default=2e-3, gt=0)
     lr_d: float = Field(default=2e-3, gt=0)

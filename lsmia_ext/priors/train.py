@@ -168,22 +168,26 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
         opt_g.load_state_dict(s["opt_g"]), opt_d.load_state_dict(s["opt_d"])
         data_rng.set_state(s["data_rng"]), z_rng.set_state(s["z_rng"])
         step, seconds, history, fid_init = s["step"], s["seconds"], s["history"], s["fid_at_init"]
+        cpu_seconds = s["cpu_seconds"]
+        if step > t.steps:
+            raise ValueError(f"{out} already holds {step} training steps, more than train.steps={t.steps}; "
+                             "raise train.steps or use a new --out directory")
     else:
-        step, seconds, history = 0, 0.0, []
+        step, seconds, cpu_seconds, history = 0, 0.0, 0.0, []
         fid_init = measure_fid(ema, net, test_feats, cfg)
 
     def checkpoint():
         save_checkpoint(ckpt_path, {"g": g.state_dict(), "d": d.state_dict(), "ema": ema.state_dict(),
                                     "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                                     "data_rng": data_rng.get_state(), "z_rng": z_rng.get_state(),
-                                    "step": step, "seconds": seconds, "history": history,
-                                    "fid_at_init": fid_init})
+                                    "step": step, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                                    "history": history, "fid_at_init": fid_init})
 
     bar = tqdm(total=t.steps, initial=step, desc="train-prior", disable=not progress, dynamic_ncols=True)
     sums = {"loss_d": 0.0, "loss_g": 0.0, "r1": 0.0}
     count = 0
     while step < t.steps:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         batch = reals[torch.randint(len(reals), (t.batch_size,), generator=data_rng)]
         do_r1 = t.r1_gamma > 0 and step % t.r1_interval == 0
         loss_d, r1 = _d_step(g, d, opt_d, batch, torch.randn(t.batch_size, g.z_dim, generator=z_rng), do_r1, cfg)
@@ -191,13 +195,14 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
         step += 1
         _update_ema(ema, g, _ema_beta(cfg, step * t.batch_size))
         seconds += time.perf_counter() - start
+        cpu_seconds += time.process_time() - cpu_start
         sums["loss_d"] += loss_d
         sums["loss_g"] += loss_g
         sums["r1"] += r1 if do_r1 else 0.0
         count += 1
         if step == 1 or step % t.sample_every == 0 or step == t.steps:
             history.append({"step": step, "loss_d": sums["loss_d"] / count, "loss_g": sums["loss_g"] / count,
-                            "seconds": round(seconds, 2)})
+                            "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2)})
             bar.set_postfix(loss_d=f"{history[-1]['loss_d']:.3f}", loss_g=f"{history[-1]['loss_g']:.3f}")
             sums, count = dict.fromkeys(sums, 0.0), 0
             with torch.no_grad():
@@ -206,10 +211,10 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
             checkpoint()
         bar.update(1)
     bar.close()
-    return _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, history, fid_init)
+    return _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init)
 
 
-def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, history, fid_init) -> dict:
+def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init) -> dict:
     save_generator(out / "generator.pt", ema, step)
     save_discriminator(out / "discriminator.pt", d)
     n = min(cfg.fid.num_samples, len(reals))
@@ -224,6 +229,8 @@ def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, history, fi
         "fid_extractor_test_accuracy": load_checkpoint(out / "fid_features.pt")["test_accuracy"],
         "fid_num_samples": cfg.fid.num_samples, "fid_truncation_psi": cfg.fid.truncation_psi,
         "steps": step, "images_seen": step * cfg.train.batch_size, "train_seconds": round(seconds, 2),
+        # CPU time of the training steps (all threads): on a shared machine closer to the uncontended cost
+        "train_cpu_seconds": round(cpu_seconds, 2),
         "history": history, "finished": True,
     }
     write_json(out / "metrics.json", metrics)

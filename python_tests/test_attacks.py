@@ -1,5 +1,5 @@
-"""Model inversion attacks on tiny real models: a CNN trained on scikit-learn's 8x8 digits 0-4 (the
-target) and a PCA generator fitted to digits 5-9 (the public prior), as in GMI's MNIST protocol."""
+"""Model inversion attacks on tiny real models: a CNN trained on the 8x8 digits 0-4 (the target) and a
+PCA generator fitted to digits 5-9 (the public prior), as in GMI's MNIST protocol."""
 from __future__ import annotations
 
 import math
@@ -23,15 +23,13 @@ from lsmia_ext.runio import load_checkpoint, read_json
 
 
 # ----------------------------------------------------------------------------- tiny real models
-def digits(classes):
-    from sklearn.datasets import load_digits
+@pytest.fixture(scope="module")
+def scenario():
+    """GMI's protocol on the 8x8 digits: the target learns 0-4, the prior only ever sees 5-9."""
+    from lsmia_ext.data import DataConfig, load_scenario
 
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
-    y = torch.tensor(d.target)
-    keep = torch.isin(y, torch.tensor(classes))
-    remap = {c: i for i, c in enumerate(classes)}
-    return x[keep], torch.tensor([remap[int(v)] for v in y[keep]])
+    return load_scenario(DataConfig(name="digits", private_classes=[0, 1, 2, 3, 4],
+                                    public_classes=[5, 6, 7, 8, 9], image_size=8))
 
 
 class TinyTarget(nn.Module):
@@ -96,9 +94,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def target():
+def target(scenario):
     torch.manual_seed(0)
-    x, y = digits([0, 1, 2, 3, 4])
+    x, y = scenario.tensors("private_train")
     net = TinyTarget()
     opt = torch.optim.Adam(net.parameters(), lr=0.03)
     for _ in range(40):
@@ -111,8 +109,8 @@ def target():
 
 
 @pytest.fixture(scope="module")
-def generator():
-    x, _ = digits([5, 6, 7, 8, 9])
+def generator(scenario):
+    x, _ = scenario.tensors("public_train")
     return PCAGenerator(x).eval()
 
 
@@ -378,8 +376,8 @@ def test_bad_class_lists_are_clear_errors(target, generator, tmp_path):
         run_attack(cfg, target, generator, tmp_path, classes=[1, 1])
 
 
-def test_unmatchable_prior_is_a_clear_error(target, tmp_path):
-    x, _ = digits([5, 6])
+def test_unmatchable_prior_is_a_clear_error(target, scenario, tmp_path):
+    x, _ = scenario.tensors("public_test")
     two_channel = PCAGenerator(torch.cat([x, x], dim=1))
     with pytest.raises(ValueError, match="cannot show 2-channel images to a 1-channel target"):
         run_attack(small_cfg(), target, two_channel, tmp_path)

@@ -49,6 +49,8 @@ class DataConfig(Strict):
     image_size: side length of the square images handed out (None: the dataset's native size; required
       for imagefolder). channels: 1 or 3 to convert (None: native; imagefolder detects it from the first
       image). test_fraction: share of each class held out as its test split (stratified, from seed).
+    train_per_class: keep at most this many private training images per class (a seeded subset; the test
+      split is unchanged), to fit a CPU time budget.
     """
 
     name: DatasetName
@@ -59,6 +61,7 @@ class DataConfig(Strict):
     image_size: Optional[int] = Field(default=None, ge=8, le=1024)
     channels: Optional[Literal[1, 3]] = None
     test_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    train_per_class: Optional[int] = Field(default=None, ge=1)
     seed: int = 42
     allow_download: bool = False
 

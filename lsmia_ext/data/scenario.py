@@ -50,9 +50,11 @@ def _check_classes(raw: RawData, classes: list[int], what: str) -> None:
                          f"({', '.join(raw.class_names[:12])}{', ...' if raw.num_classes > 12 else ''})")
 
 
-def stratified_split(labels: torch.Tensor, classes: list[int], test_fraction: float, seed: int):
+def stratified_split(labels: torch.Tensor, classes: list[int], test_fraction: float, seed: int,
+                     train_per_class: int | None = None):
     """Per class: shuffle its indices with `seed`, hold out round(n * test_fraction) (at least 1 when the
-    class has 2 or more images) as test. Returns sorted (train_idx, test_idx)."""
+    class has 2 or more images) as test, keep at most `train_per_class` of the rest for training.
+    Returns sorted (train_idx, test_idx)."""
     gen = torch.Generator().manual_seed(seed)
     train, test = [], []
     for c in classes:
@@ -62,13 +64,14 @@ def stratified_split(labels: torch.Tensor, classes: list[int], test_fraction: fl
         idx = idx[torch.randperm(idx.numel(), generator=gen)]
         n_test = min(max(round(idx.numel() * test_fraction), 1 if idx.numel() > 1 else 0), idx.numel() - 1)
         test.append(idx[:n_test])
-        train.append(idx[n_test:])
+        train.append(idx[n_test:][:train_per_class])
     return torch.cat(train).sort().values, torch.cat(test).sort().values
 
 
-def _make_part(raw: RawData, classes: list[int], test_fraction: float, seed: int, what: str) -> _Part:
+def _make_part(raw: RawData, classes: list[int], test_fraction: float, seed: int, what: str,
+               train_per_class: int | None = None) -> _Part:
     _check_classes(raw, classes, what)
-    train_idx, test_idx = stratified_split(raw.labels, classes, test_fraction, seed)
+    train_idx, test_idx = stratified_split(raw.labels, classes, test_fraction, seed, train_per_class)
     return _Part(raw, classes, train_idx, test_idx)
 
 
@@ -173,7 +176,8 @@ def _public_part(cfg: DataConfig, private_raw: RawData) -> _Part | None:
 def load_scenario(cfg: DataConfig) -> Scenario:
     """Loads the data of `cfg`, splits it, asserts that no private sample is in a public split."""
     raw = load_source(cfg.name, cfg.root, cfg.allow_download)
-    private = _make_part(raw, cfg.private_classes, cfg.test_fraction, cfg.seed, "private_classes")
+    private = _make_part(raw, cfg.private_classes, cfg.test_fraction, cfg.seed, "private_classes",
+                         cfg.train_per_class)
     public = _public_part(cfg, raw)
     if public is not None:
         leaked = private.sample_ids() & public.sample_ids()

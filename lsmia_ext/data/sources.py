@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -131,19 +132,27 @@ def load_mnist5k(root: Optional[Path] = None) -> RawData:
                    class_names=[str(d) for d in range(10)], allows_hflip=False, sources=[path])
 
 
+def _sklearn_digits_csv() -> Optional[Path]:
+    # Located without importing scikit-learn (its import alone takes seconds on a busy machine).
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    return path if path.exists() else None
+
+
 @lru_cache(maxsize=1)
 def load_digits() -> RawData:
-    """scikit-learn's bundled 1 797 digits, 8x8 with values 0..16 (rescaled to 0..255)."""
-    import sklearn
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
-    source = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
-    return RawData(key="digits:sklearn", images=torch.from_numpy(images).unsqueeze(1),
-                   labels=torch.from_numpy(bunch.target.astype(np.int64)),
-                   class_names=[str(d) for d in range(10)], allows_hflip=False,
-                   sources=[source] if source.exists() else [])
+    """scikit-learn's bundled 1 797 digits, 8x8 with values 0..16 (rescaled to 0..255); CSV rows of 64
+    pixels + label."""
+    path = _sklearn_digits_csv()
+    if path is None:
+        raise DatasetNotFoundError("the 8x8 digits ship with scikit-learn: run `pip install scikit-learn`")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    images = np.rint(table[:, :64] * (255.0 / 16.0)).astype(np.uint8).reshape(-1, 1, 8, 8)
+    return RawData(key="digits:sklearn", images=torch.from_numpy(images),
+                   labels=torch.from_numpy(table[:, 64].astype(np.int64)),
+                   class_names=[str(d) for d in range(10)], allows_hflip=False, sources=[path])
 
 
 def scan_imagefolder(root: Optional[Path]) -> RawData:

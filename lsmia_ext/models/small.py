@@ -6,17 +6,20 @@ from torch import nn
 from .base import Classifier
 
 
-def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_bn(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
-def small_cnn(num_classes: int, in_channels: int, image_size: int, width: int = 32, dropout: float = 0.2) -> Classifier:
-    """Two conv-conv-pool stages, global pooling to a fixed 4x4 grid (any input size), 128-d features."""
+def small_cnn(num_classes: int, in_channels: int, image_size: int, width: int = 16, dropout: float = 0.2) -> Classifier:
+    """Three conv-BN-ReLU-pool stages (width, 2 width, 4 width), pooled to a fixed 3x3 grid (any input
+    size), 128-d features. About 2 M multiply-adds per 28 px image: a Fashion-MNIST epoch of 30 k images
+    takes seconds, not minutes, on 2 cores."""
     trunk = nn.Sequential(
-        _conv_bn(in_channels, width), _conv_bn(width, width), nn.MaxPool2d(2),
-        _conv_bn(width, 2 * width), _conv_bn(2 * width, 2 * width), nn.MaxPool2d(2),
-        nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-        nn.Dropout(dropout), nn.Linear(2 * width * 16, 128), nn.ReLU(inplace=True),
+        _conv_bn(in_channels, width, kernel=5), nn.MaxPool2d(2),
+        _conv_bn(width, 2 * width), nn.MaxPool2d(2),
+        _conv_bn(2 * width, 4 * width), nn.AdaptiveMaxPool2d(3), nn.Flatten(),
+        nn.Dropout(dropout), nn.Linear(4 * width * 9, 128), nn.ReLU(inplace=True),
     )
     return Classifier(trunk, 128, num_classes, in_channels, image_size)
 
@@ -36,10 +39,11 @@ class BasicBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
-def small_resnet(num_classes: int, in_channels: int, image_size: int, widths: tuple[int, ...] = (32, 64, 128),
+def small_resnet(num_classes: int, in_channels: int, image_size: int, widths: tuple[int, ...] = (24, 48, 96),
                  blocks: int = 1) -> Classifier:
-    """A ResNet with one stage per width (stride 2 after the first), global average pooled features."""
-    layers: list[nn.Module] = [_conv_bn(in_channels, widths[0])]
+    """A ResNet: 3x3 stem + max-pool (halves the side), one stage of residual blocks per width (stride 2
+    from the second stage), global average pooled features of the last width."""
+    layers: list[nn.Module] = [_conv_bn(in_channels, widths[0]), nn.MaxPool2d(2)]
     cin = widths[0]
     for i, w in enumerate(widths):
         for j in range(blocks):

@@ -1,0 +1,180 @@
+"""train_classifier: label-smoothing training of one classifier, resumable, single process or torchrun DDP.
+
+Resumability: every finished epoch writes RUN_DIR/checkpoint.pt (model, optimiser, LR scheduler, epoch,
+per-epoch metrics, wall time). All randomness inside an epoch (shuffle, augmentation, dropout) is seeded
+from (seed, epoch[, rank]), so a run continued from epoch e draws exactly what an uninterrupted run draws
+in epoch e; no generator state needs saving. A finished run (metrics.json with "final") is returned as is.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from .. import dist
+from ..config import ConfigError
+from ..data import BatchAugment, load_scenario
+from ..losses import AlphaSchedule, LabelSmoothingCrossEntropy
+from ..models import MODEL_FILE, build_model, classifier_state
+from ..runio import load_checkpoint, read_json, save_checkpoint, update_manifest, write_json, write_text
+from .batches import epoch_seed, iterate_batches, rank_indices
+from .config import TrainConfig
+from .evaluate import evaluate_classifier
+from .optimizers import build_optimizer, build_scheduler
+
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+EpochHook = Callable[[int, dict], None]
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda was requested but torch sees no GPU; use device: auto or cpu")
+    return dist.local_device(cfg.device)
+
+
+def _finished_metrics(out_dir: Path, run_hash: str) -> Optional[dict]:
+    path = out_dir / METRICS_FILE
+    if not path.exists():
+        return None
+    metrics = read_json(path)
+    if metrics.get("config_hash") != run_hash:
+        raise ConfigError(f"{out_dir} holds a run of a different config (hash {metrics.get('config_hash')}, "
+                          f"this config {run_hash}); choose another --out or delete that directory")
+    return metrics if metrics.get("final") else None
+
+
+def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, device, augment, epoch, desc):
+    """One pass over this rank's indices; returns the sample-weighted mean loss over all ranks."""
+    model.train()
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, stream=2 + dist.rank()))  # dropout
+    aug_gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, stream=1000 + dist.rank()))
+    per_rank = cfg.batch_size // dist.world_size()
+    total = torch.zeros(2, dtype=torch.float64)
+    steps = len(indices) // per_rank
+    for x, y in tqdm(iterate_batches(data, indices, per_rank, cfg.num_workers), total=steps, desc=desc,
+                     leave=False, disable=None if dist.is_main() else True):  # None: off when not a TTY
+        if augment.active:
+            x = augment(x, aug_gen)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if cfg.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += torch.tensor([loss.item() * len(y), len(y)], dtype=torch.float64)
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(total)
+    return (total[0] / total[1]).item()
+
+
+def _sync_buffers(model: torch.nn.Module) -> None:
+    """Gives every rank rank 0's BatchNorm statistics (DDP syncs them only at the next forward), so that the
+    sharded evaluation scores the model that rank 0 saves."""
+    if dist.world_size() > 1:
+        for buf in model.buffers():
+            torch.distributed.broadcast(buf, src=0)
+
+
+def _check_world(cfg: TrainConfig, n_train: int) -> None:
+    world = dist.world_size()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of ranks {world}")
+    if n_train < cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {n_train} private training images")
+
+
+def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Optional[EpochHook] = None) -> dict:
+    """Trains (or resumes, or returns) the run in out_dir; returns the final metrics.
+
+    Writes RUN_DIR/model.pt ({"model", "arch", ...}), metrics.json (per epoch and final), config.yaml
+    (resolved), data_manifest.json and manifest.json. `on_epoch_end(epoch, metrics)` runs after the
+    epoch's checkpoint is written (a test hook to interrupt a run, or a progress callback).
+    """
+    out_dir, run_hash = Path(out_dir), cfg.run_hash()
+    device = _device(cfg)
+    dist.init(device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    done = dist.broadcast_object(_finished_metrics(out_dir, run_hash) if dist.is_main() else None)
+    if done is not None:
+        return done["final"]
+
+    scenario = load_scenario(cfg.data)
+    _check_world(cfg, len(scenario.private_train))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model.name, scenario.num_classes, scenario.channels, scenario.image_size,
+                        pretrained=cfg.model.pretrained).to(device)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
+    start, history, elapsed = 0, [], 0.0
+    ckpt_path = out_dir / CHECKPOINT_FILE
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        if ckpt["config_hash"] != run_hash:
+            raise ConfigError(f"{ckpt_path} belongs to another config (hash {ckpt['config_hash']}, this config "
+                              f"{run_hash}); choose another --out or delete that directory")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start, history, elapsed = ckpt["epoch"], ckpt["history"], ckpt["elapsed_s"]
+    elif dist.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(out_dir / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        scenario.write_manifest(out_dir)
+    net = model
+    if dist.world_size() > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    loss_fn = LabelSmoothingCrossEntropy(0.0)
+    schedule = AlphaSchedule(cfg.loss.alpha, cfg.loss.warmup, cfg.loss.ramp)
+    augment = BatchAugment(cfg.augment, scenario.allows_hflip)
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        loss_fn.alpha = schedule(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        indices = rank_indices(len(scenario.private_train), cfg.seed, epoch, dist.rank(), dist.world_size())
+        train_loss = _train_epoch(net, loss_fn, optimizer, scenario.private_train, indices, cfg, device, augment,
+                                  epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        scheduler.step()
+        _sync_buffers(model)
+        row = {"epoch": epoch, "alpha": loss_fn.alpha, "lr": lr, "train_loss": train_loss,
+               **evaluate_classifier(model, scenario.private_test, cfg.eval_batch_size, device, cfg.bf16,
+                                     cfg.model.channels_last)}
+        row["wall_s"] = time.perf_counter() - t0
+        elapsed += row["wall_s"]
+        history.append(row)
+        if dist.is_main():
+            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                                        "history": history, "elapsed_s": elapsed, "config_hash": run_hash})
+            write_json(out_dir / METRICS_FILE, {"config_hash": run_hash, "epochs": history, "final": None})
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} alpha {row['alpha']:+.4f} loss {train_loss:.4f} "
+                       f"acc {row['test_acc']:.4f} nll {row['test_nll']:.4f} ece {row['ece']:.4f} "
+                       f"({row['wall_s']:.1f} s)")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        dist.barrier()
+
+    final = {k: history[-1][k] for k in ("test_acc", "test_nll", "ece", "train_loss", "alpha")}
+    final.update(epochs=cfg.epochs, wall_s=elapsed, world_size=dist.world_size(),
+                 num_classes=scenario.num_classes, class_names=scenario.class_names)
+    if dist.is_main():
+        save_checkpoint(out_dir / MODEL_FILE, classifier_state(model, cfg.model.name, config_hash=run_hash,
+                                                               metrics=final))
+        write_json(out_dir / METRICS_FILE, {"config_hash": run_hash, "epochs": history, "final": final})
+        update_manifest(out_dir, model=MODEL_FILE, metrics=METRICS_FILE, config=CONFIG_FILE)
+        ckpt_path.unlink(missing_ok=True)
+    dist.barrier()
+    return final

@@ -404,3 +404,44 @@ def test_shipped_attack_configs_load():
     cfgs = {n: load_attack_config(n) for n in names}
     assert cfgs["attack-ppa-facescrub"].initial.candidates == 2000 and cfgs["attack-ppa-facescrub"].final.keep == 50
     assert cfgs["attack-ppa"].optim.betas == (0.1, 0.1) and cfgs["attack-ppa"].optim.loss == "poincare"
+
+
+# ----------------------------------------------------------------------------- command line
+def _lsmia_attack(argv):
+    """`lsmia attack ARGV` through the subcommand module (the top-level CLI maps 'attack' to it)."""
+    import argparse
+
+    from lsmia_ext.attacks import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(argv))
+
+
+def test_cli_runs_gmi_from_run_directories(tmp_path, capsys):
+    from lsmia_ext.models import build_model
+    from lsmia_ext.models.registry import classifier_state
+    from lsmia_ext.priors import Discriminator, StyleGenerator
+    from lsmia_ext.priors.store import save_discriminator, save_generator
+    from lsmia_ext.runio import save_checkpoint, write_text
+
+    torch.manual_seed(0)
+    target_dir, prior_dir = tmp_path / "target", tmp_path / "prior"
+    save_checkpoint(target_dir / "model.pt", classifier_state(build_model("small_cnn", 5, 1, 8), "small_cnn"))
+    write_text(target_dir / "config.yaml", "data:\n  name: digits\n  private_classes: [0, 1, 2, 3, 4]\n")
+    save_generator(prior_dir / "generator.pt", StyleGenerator(8, 1, z_dim=8, w_dim=8, channels_max=8,
+                                                              channels_min=4), step=0)
+    save_discriminator(prior_dir / "discriminator.pt", Discriminator(8, 1, channels_max=8, channels_min=4))
+    out = tmp_path / "attack"
+    rc = _lsmia_attack(["--config", "attack-gmi", "--target", str(target_dir), "--prior", str(prior_dir),
+               "--out", str(out), "--classes", "3", "1", "--set", "optim.steps=2", "--set", "device=cpu"])
+    assert rc == 0 and '"num_images": 10' in capsys.readouterr().out
+    record = read_json(out / "attack.json")
+    assert record["classes"] == [3, 1] and record["prior"] == str(prior_dir)
+    assert record["settings"]["data"]["name"] == "digits" and record["settings"]["optim"]["steps"] == 2
+    assert load_checkpoint(out / "results.pt")["labels"].tolist() == [3] * 5 + [1] * 5
+    with pytest.raises(ValueError, match="needs --prior"):
+        _lsmia_attack(["--target", str(target_dir), "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="unknown class id 9"):
+        _lsmia_attack(["--target", str(target_dir), "--prior", str(prior_dir), "--out", str(tmp_path / "y"),
+                       "--classes", "9"])

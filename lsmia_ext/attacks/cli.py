@@ -21,15 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def target_data_config(target: str) -> dict | None:
-    """The data config the target was trained on, when its checkpoint records one (for attack.json)."""
-    from ..runio import load_checkpoint
+    """The data section of the target's training config (RUN_DIR/config.yaml beside model.pt, as
+    `lsmia train` writes it), recorded in attack.json so that evaluation finds the private data."""
+    import yaml
 
     path = Path(target)
-    path = path / "model.pt" if path.is_dir() else path
-    ckpt = load_checkpoint(path)
-    data = ckpt.get("data")
-    if data is None and isinstance(ckpt.get("config"), dict):
-        data = ckpt["config"].get("data")
+    config = (path if path.is_dir() else path.parent) / "config.yaml"
+    if not config.exists():
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data")
     return data if isinstance(data, dict) else None
 
 

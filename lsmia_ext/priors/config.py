@@ -52,7 +52,7 @@ class FidConfig(Strict):
     num_samples: int = Field(default=2000, ge=2)
     truncation_psi: float = 1.0
     extractor_epochs: int = Field(default=2, ge=1)
-    extractor_width: int = Field(default=32, ge=4)
+    extractor_width: int = Field(default=16, ge=4)
 
 
 class PriorConfig(Strict):

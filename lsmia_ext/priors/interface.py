@@ -43,7 +43,7 @@ class Generator(nn.Module):
         psi = _check_psi(truncation_psi)
         w = self._map(z)
         if w.dim() == 2:
-            w = w.unsqueeze(1).expand(-1, self.num_ws, -1)
+            w = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # real copies: callers may edit ws in place
         return truncate(w, self.w_avg, psi)
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:

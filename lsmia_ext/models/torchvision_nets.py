@@ -39,7 +39,10 @@ def _read_state_dict(path: Path) -> dict:
 def _load_pretrained(net: nn.Module, path: Path, head_attr: str) -> None:
     """Loads every weight but the ImageNet head (whose class count differs); a missing key is an error."""
     state = {k: v for k, v in _read_state_dict(path).items() if not k.startswith(head_attr + ".")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"pretrained weights {path} do not fit {type(net).__name__}: {e}") from None
     missing = [k for k in missing if not k.startswith(head_attr + ".")]
     if missing or unexpected:
         raise ValueError(f"pretrained weights {path} do not fit {type(net).__name__}: missing {missing[:5]}, "

@@ -6,7 +6,7 @@ those attacks use. The shipped YAML files (lsmia_ext/configs/attack-*.yaml) docu
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -45,6 +45,9 @@ class Optimisation(Strict):
     loss: Literal["poincare", "ce", "max_margin"] = "poincare"
     crop_scale: tuple[float, float] = (0.9, 1.0)
     crop_ratio: tuple[float, float] = (1.0, 1.0)
+    # Rows per forward/backward pass (None: all rows of a batch of classes at once). Only memory
+    # changes: every row still gets exactly the gradient of its own loss, and one step updates all.
+    micro_batch: Optional[int] = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _ranges(self):

@@ -10,7 +10,7 @@ from torch import nn
 from .config import AttackConfig
 from .identity import identity_loss
 from .optimizer import latent_optimizer
-from .views import random_view, target_geometry
+from .views import draw_views, random_view, target_geometry
 
 Render = Callable[[torch.Tensor], torch.Tensor]
 
@@ -27,17 +27,22 @@ def descend(cfg: AttackConfig, target: nn.Module, latents: torch.Tensor, labels:
     loss_fn = identity_loss(cfg.optim.loss)
     x = latents.detach().clone().requires_grad_(True)
     opt = latent_optimizer(x, cfg.optim.lr, cfg.optim.betas)
+    chunk = cfg.optim.micro_batch or x.shape[0]
     for _ in range(cfg.optim.steps):
         opt.zero_grad(set_to_none=True)
-        images = render(x)
-        view = random_view(images, channels, size, cfg.optim.crop_scale, cfg.optim.crop_ratio, 0.0, rng)
-        loss = loss_fn(target(view), labels)
-        if penalty is not None:
-            loss = loss + penalty(images)
-        # Summed, so each row's gradient is that of its own loss alone. Adam is invariant to the
-        # loss scale (up to eps), so this equals PPA's batch mean without tying a candidate's path
-        # to how many classes share its batch.
-        loss.sum().backward()
+        u = draw_views(x.shape[0], rng)
+        # Rows are independent, so forward/backward in chunks (bounded memory) and one step for all.
+        for start in range(0, x.shape[0], chunk):
+            sl = slice(start, start + chunk)
+            images = render(x[sl])
+            view = random_view(images, channels, size, cfg.optim.crop_scale, cfg.optim.crop_ratio, 0.0, u[sl])
+            loss = loss_fn(target(view), labels[sl])
+            if penalty is not None:
+                loss = loss + penalty(images)
+            # Summed, so each row's gradient is that of its own loss alone. Adam is invariant to the
+            # loss scale (up to eps), so this equals PPA's batch mean without tying a candidate's
+            # path to how many classes share its batch.
+            loss.sum().backward()
         opt.step()
         if project is not None:
             with torch.no_grad():

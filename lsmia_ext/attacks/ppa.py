@@ -14,7 +14,7 @@ from torch import nn
 from .config import AttackConfig
 from .descent import descend
 from .results import batch_result, render_all
-from .views import confidences, random_view, target_geometry
+from .views import confidences, draw_views, random_view, target_geometry
 
 
 @torch.no_grad()
@@ -56,8 +56,9 @@ def final_selection(cfg: AttackConfig, target: nn.Module, images: torch.Tensor, 
     hflip_p = 0.5 if cfg.hflip else 0.0
     score = torch.zeros(images.shape[0], device=images.device)
     for _ in range(transforms):
+        u = draw_views(images.shape[0], rng)
         for sl in _slices(images.shape[0], cfg.score_batch_size):
-            view = random_view(images[sl], channels, size, cfg.final.crop_scale, cfg.final.crop_ratio, hflip_p, rng)
+            view = random_view(images[sl], channels, size, cfg.final.crop_scale, cfg.final.crop_ratio, hflip_p, u[sl])
             p = target(view).float().softmax(dim=1)
             score[sl] += p.gather(1, labels[sl, None]).squeeze(1)
     best = (score / transforms).view(n_classes, per_class).topk(keep, dim=1).indices

@@ -22,6 +22,7 @@ from ..config import config_hash
 from ..runio import load_checkpoint, save_checkpoint
 from . import gmi, miface, ppa
 from .config import AttackConfig
+from .optimizer import latent_optimizer
 from .outputs import write_run
 from .results import RESULT_KEYS
 from .views import check_compatible, target_geometry
@@ -102,6 +103,9 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     todo = [i for i in mine if not _finished(out_dir, i, fingerprints[i])]
 
     extra_timings = {}
+    # torch.optim imports torch._dynamo when the first optimiser is built (seconds on a busy CPU);
+    # pay that before the timed stages so images x steps per second measures the steps themselves.
+    latent_optimizer(torch.zeros(1, 1, requires_grad=True), 1e-3, (0.9, 0.999))
     with frozen(target, generator, discriminator):
         context = {"device": device, "discriminator": discriminator}
         if cfg.attack == "ppa" and todo:

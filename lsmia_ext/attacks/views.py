@@ -52,16 +52,24 @@ def to_target(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     return images
 
 
+def draw_views(n: int, generator: torch.Generator) -> torch.Tensor:
+    """The randomness of n random views, (n, 5) uniforms: drawn once for a whole batch so that
+    processing it in chunks does not change which view a row gets."""
+    return torch.rand(n, 5, generator=generator)
+
+
 def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, float], ratio: tuple[float, float],
-                        hflip_p: float, generator: torch.Generator) -> torch.Tensor:
+                        hflip_p: float, u: torch.Tensor) -> torch.Tensor:
     """Per-image random crop of area fraction in `scale` and aspect ratio in `ratio` (log-uniform, as
-    torchvision), resized to size x size, mirrored with probability hflip_p.
+    torchvision), resized to size x size, mirrored with probability hflip_p; u = draw_views(B, ...).
 
     torchvision retries crops that do not fit; here an oversized side is clipped to the full image,
     which keeps the op free of data-dependent loops.
     """
     b = images.shape[0]
-    u = torch.rand(b, 5, generator=generator).to(images.device, images.dtype)
+    if u.shape != (b, 5):
+        raise ValueError(f"random_resized_crop needs u of shape ({b}, 5) from draw_views; got {tuple(u.shape)}")
+    u = u.to(images.device, images.dtype)
     area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1]
     r = torch.exp(log_r)
@@ -80,9 +88,9 @@ def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, flo
 
 
 def random_view(images: torch.Tensor, channels: int, size: int, scale, ratio, hflip_p: float,
-                generator: torch.Generator) -> torch.Tensor:
-    """A random crop (and flip) of each image, as the target sees it."""
-    return random_resized_crop(match_channels(images, channels), size, scale, ratio, hflip_p, generator)
+                u: torch.Tensor) -> torch.Tensor:
+    """A random crop (and flip) of each image, as the target sees it; u = draw_views(B, ...)."""
+    return random_resized_crop(match_channels(images, channels), size, scale, ratio, hflip_p, u)
 
 
 @torch.no_grad()

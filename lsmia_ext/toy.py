@@ -155,7 +155,7 @@ def smoothed_losses(logits: torch.Tensor, y: torch.Tensor, alphas) -> torch.Tens
 def train_models(x: torch.Tensor, y: torch.Tensor, s: ToySettings) -> tuple[StackedMLP, list[float]]:
     """Full-batch SGD with momentum (torch.optim.SGD), one copy per alpha, loss fused_ls_ce(alpha)."""
     model = StackedMLP(len(s.alphas), s.hidden, len(CENTRES), s.seed)
-    opt = torch.optim.SGD(model.parameters(), lr=s.train_lr, momentum=s.momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=s.train_lr, momentum=s.momentum, foreach=True)
     xs = x.unsqueeze(0).expand(len(s.alphas), -1, -1).contiguous()
     model.train()
     for _ in range(s.train_steps):

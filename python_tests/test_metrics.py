@@ -219,6 +219,17 @@ def digits():
     return cfg, load_scenario(cfg)
 
 
+def run_evaluate(argv: list[str]) -> int:
+    """`lsmia evaluate ARGV` through its own argument parser (the subcommand module cli.py dispatches to)."""
+    import argparse
+
+    from lsmia_ext.metrics import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(argv))
+
+
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -247,9 +258,8 @@ def test_knowledge_extraction_real_images_transfer_noise_does_not(digits):
     assert once[0] == once[1]  # seeded: same student, same score
 
 
-def test_lsmia_evaluate_end_to_end(digits, tmp_path, capsys):
+def test_lsmia_evaluate_end_to_end(digits, tmp_path):
     """A 'perfect attack' (private training images) must score delta_eval 0 and near-perfect accuracy."""
-    from lsmia_ext.cli import main
     from lsmia_ext.models import build_model, classifier_state
     from lsmia_ext.runio import save_checkpoint, write_json
 
@@ -267,7 +277,7 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path, capsys):
     write_json(attack_dir / "attack.json", {"attack": "ppa", "settings": {"data": cfg.model_dump(mode="json")},
                                             "seed": 0, "classes": list(range(sc.num_classes)),
                                             "target": str(tmp_path / "target"), "prior": None, "timings": {}})
-    rc = main(["evaluate", "--attack", str(attack_dir), "--eval-model", str(tmp_path / "eval"),
+    rc = run_evaluate(["--attack", str(attack_dir), "--eval-model", str(tmp_path / "eval"),
                "--set", "kes.epochs=3", "--set", "max_reference=300"])
     assert rc == 0
     res = json.loads((attack_dir / "evaluation.json").read_text())
@@ -282,9 +292,7 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path, capsys):
     assert "manifest.json" in {p.name for p in attack_dir.iterdir()}
 
 
-def test_lsmia_evaluate_reports_missing_run_dir(tmp_path, capsys):
-    from lsmia_ext.cli import main
-
+def test_lsmia_evaluate_reports_missing_run_dir(tmp_path):
     (tmp_path / "eval").mkdir()
-    rc = main(["evaluate", "--attack", str(tmp_path / "nope"), "--eval-model", str(tmp_path / "eval")])
-    assert rc == 2 and "attack run directory" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="attack run directory"):
+        run_evaluate(["--attack", str(tmp_path / "nope"), "--eval-model", str(tmp_path / "eval")])

@@ -6,7 +6,10 @@
 //   g  = g + weight_decay * p                       (L2 weight decay, torch's grad.add(p, alpha))
 //   m  = lerp(m, g, 1 - beta1)                      (torch's exp_avg.lerp_)
 //   v  = v * beta2 + ((1 - beta2) * g) * g          (torch's mul_ + addcmul_)
-//   p  = p + (-step_size * m) / (sqrt(v) / bias2_sqrt + eps)   (torch's addcdiv_)
+//   p  = p + (-step_size * m) / (sqrt(v) * (1 / bias2_sqrt) + eps)   (torch's addcdiv_)
+// The one change from torch's order: sqrt(v) is multiplied by the row's 1 / sqrt(bias2) instead of
+// divided by sqrt(bias2) (at most 1 ulp apart), which saves a vector division per element, the
+// bottleneck of this otherwise memory-bound step on CPUs.
 #pragma once
 #include <math.h>
 
@@ -35,7 +38,7 @@ struct LatentAdamHyper {
 // Constants of one row at its new step count.
 struct LatentAdamRow {
   float neg_step_size;  // -lr / (1 - beta1^step)
-  float bias2_sqrt;     // sqrt(1 - beta2^step)
+  float inv_bias2_sqrt; // 1 / sqrt(1 - beta2^step)
 };
 
 inline LatentAdamHyper latent_adam_hyper(double beta1, double beta2, double eps, double weight_decay) {
@@ -47,7 +50,7 @@ LSMIA_HD LatentAdamRow latent_adam_row(double lr, double beta1, double beta2, in
   const double s = static_cast<double>(step);
   const double bias1 = 1.0 - ::pow(beta1, s);
   const double bias2 = 1.0 - ::pow(beta2, s);
-  return {static_cast<float>(-(lr / bias1)), static_cast<float>(::sqrt(bias2))};
+  return {static_cast<float>(-(lr / bias1)), static_cast<float>(1.0 / ::sqrt(bias2))};
 }
 
 // clip_grad_norm_'s factor for one row: min(1, max_norm / (norm + 1e-6)), in float as torch does.
@@ -67,7 +70,7 @@ LSMIA_HD void latent_adam_element(float& p, float g, float& m, float& v, const L
   if (h.weight_decay != 0.0f) g = g + h.weight_decay * p;
   m = latent_adam_lerp(m, g, h.lerp_weight);
   v = v * h.beta2 + (h.one_minus_beta2 * g) * g;
-  p = p + (r.neg_step_size * m) / (::sqrtf(v) / r.bias2_sqrt + h.eps);
+  p = p + (r.neg_step_size * m) / (::sqrtf(v) * r.inv_bias2_sqrt + h.eps);
 }
 
 }  // namespace lsmia

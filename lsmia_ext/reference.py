@@ -51,11 +51,11 @@ def latent_adam_reference(params: torch.Tensor, grads: torch.Tensor, exp_avg: to
         g = g.add(p, alpha=weight_decay)
     new_steps = steps + 1
     bias1 = 1 - beta1 ** new_steps.double()
-    bias2_sqrt = (1 - beta2 ** new_steps.double()).sqrt().float()
+    inv_bias2_sqrt = (1 / (1 - beta2 ** new_steps.double()).sqrt()).float()
     neg_step_size = (-(lr_rows / bias1)).float()
     m_new = m.lerp(g, 1 - beta1)
     v_new = v.mul(beta2).addcmul(g, g, value=1 - beta2)
-    denom = (v_new.sqrt() / bias2_sqrt[:, None]).add(eps)
+    denom = (v_new.sqrt() * inv_bias2_sqrt[:, None]).add(eps)
     p_new = p + neg_step_size[:, None] * m_new / denom
     keep = torch.ones(b, dtype=torch.bool) if active is None else active.cpu()
     keep = keep.to(params.device)

@@ -55,7 +55,7 @@ inline void adam_lanes(float* p, const float* g, float* m, float* v, int64_t n, 
     vm = at::vec::fmadd(Vec(h.lerp_weight - 1.0f), diff, vg);
   }
   vv = vv * Vec(h.beta2) + Vec(h.one_minus_beta2) * vg * vg;
-  const Vec denom = vv.sqrt() / Vec(r.bias2_sqrt) + Vec(h.eps);
+  const Vec denom = at::vec::fmadd(vv.sqrt(), Vec(r.inv_bias2_sqrt), Vec(h.eps));
   vp = vp + Vec(r.neg_step_size) * vm / denom;
   if (full) {
     vp.store(p);

@@ -1,0 +1,131 @@
+"""Trainer: alpha schedule per epoch, resume equivalence after a real interruption, reuse of finished runs,
+bad configs, CLI, and a 2-rank torchrun run with gloo (all on the 8x8 digits config)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lsmia_ext.config import ConfigError, available_configs, load_config
+from lsmia_ext.models import load_classifier
+from lsmia_ext.train import TrainConfig, train_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def digits_cfg(*overrides):
+    return load_config(TrainConfig, "train-digits-target", ["num_threads=1", *overrides])
+
+
+def test_end_to_end_with_negative_alpha_schedule(tmp_path):
+    cfg = digits_cfg("epochs=4", "loss.alpha=-0.05", "loss.warmup=1", "loss.ramp=2")
+    final = train_classifier(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [row["alpha"] for row in metrics["epochs"]] == pytest.approx([0.0, -0.025, -0.05, -0.05])
+    assert final["test_acc"] > 0.9 and 0 <= final["ece"] < 0.2 and final["wall_s"] > 0
+    model = load_classifier(tmp_path)
+    arch = torch.load(tmp_path / "model.pt", weights_only=True)["arch"]
+    assert arch == {"name": "small_cnn", "num_classes": 5, "in_channels": 1, "image_size": 8}
+    assert model.num_classes == 5
+    for name in ("config.yaml", "data_manifest.json", "manifest.json"):
+        assert (tmp_path / name).exists()
+    assert not (tmp_path / "checkpoint.pt").exists()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
+    assert {"model", "metrics", "config", "data_manifest"} <= set(manifest)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_bitwise_identical(tmp_path):
+    # dropout, augmentation, multistep LR and a warm-up all in play, so every piece of state matters
+    over = ["epochs=3", "loss.alpha=-0.05", "loss.warmup=1", "loss.ramp=1", "schedule.name=multistep",
+            "schedule.milestones=[2]", "augment.crop_scale=[0.8,1.0]", "augment.brightness=0.2"]
+    cfg = digits_cfg(*over)
+    reference = train_classifier(cfg, tmp_path / "straight")
+
+    def stop_after_first(epoch, row):
+        if epoch == 0:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_classifier(cfg, tmp_path / "resumed", on_epoch_end=stop_after_first)
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists() and not (tmp_path / "resumed" / "model.pt").exists()
+    seen = []
+    resumed = train_classifier(cfg, tmp_path / "resumed", on_epoch_end=lambda e, r: seen.append(e))
+    assert seen == [1, 2]  # continued at epoch 1, did not redo epoch 0
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("test_acc", "test_nll", "ece", "train_loss", "alpha"):
+        assert resumed[key] == reference[key]
+    # a finished run is returned without training again
+    assert train_classifier(cfg, tmp_path / "resumed", on_epoch_end=lambda e, r: seen.append(e)) == resumed
+    assert seen == [1, 2]
+    with pytest.raises(ConfigError, match="different config"):
+        train_classifier(digits_cfg(*over, "optim.lr=0.01"), tmp_path / "resumed")
+
+
+def test_bad_configs_name_the_key_and_allowed_values():
+    with pytest.raises(ConfigError, match="unknown key 'lr'.*allowed keys here: .*epochs"):
+        digits_cfg("lr=0.1")
+    with pytest.raises(ConfigError, match="optim.name.*'adam' or 'sgd'.*rmsprop"):
+        digits_cfg("optim.name=rmsprop")
+    with pytest.raises(ConfigError, match="unknown model 'vgg'; allowed"):
+        digits_cfg("model.name=vgg")
+    with pytest.raises(ConfigError, match="alpha = -0.05 would never be reached"):
+        digits_cfg("epochs=3", "loss.alpha=-0.05", "loss.warmup=2", "loss.ramp=2")
+    with pytest.raises(ConfigError, match="loss.alpha"):
+        digits_cfg("loss.alpha=1.5")
+    with pytest.raises(ConfigError, match="milestones"):
+        digits_cfg("schedule.name=multistep", "schedule.milestones=[5]")
+    with pytest.raises(ValueError, match="batch_size 4096 exceeds"):
+        train_classifier(digits_cfg("batch_size=4096"), "/tmp/never-written")
+
+
+def test_shipped_train_configs_validate():
+    names = [n for n in available_configs() if n.startswith("train-")]
+    assert {"train-fmnist-target", "train-fmnist-eval", "train-digits-target", "train-facescrub-resnet152",
+            "train-celeba-resnet152"} <= set(names)
+    for name in names:
+        load_config(TrainConfig, name)
+    face = load_config(TrainConfig, "train-facescrub-resnet152")
+    assert len(face.data.private_classes) == 530 and face.schedule.milestones == [75, 90]
+    assert len(load_config(TrainConfig, "train-celeba-resnet152").data.private_classes) == 1000
+
+
+def test_cli_and_bf16(tmp_path, capsys):
+    import argparse
+
+    from lsmia_ext.train import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--config", "train-digits-target", "--out", str(tmp_path), "--set", "epochs=1",
+                              "--set", "bf16=true", "--set", "num_threads=1"])
+    assert cli.run(args) == 0
+    out = capsys.readouterr().out  # epoch log lines, then the final metrics as JSON
+    printed = json.loads(out[out.index("{"):])
+    assert printed["test_acc"] > 0.5
+
+
+def _torchrun(out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "lsmia_ext.train", "--config", "train-digits-target", "--out", str(out),
+           "--set", "num_threads=1", *[a for o in overrides for a in ("--set", o)]]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_two_ranks_with_gloo(tmp_path):
+    proc = _torchrun(tmp_path / "ddp")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["final"]["world_size"] == 2
+    single = train_classifier(digits_cfg(), tmp_path / "single")
+    assert abs(metrics["final"]["test_acc"] - single["test_acc"]) < 0.05  # same recipe, same global batch
+    assert load_classifier(tmp_path / "ddp").num_classes == 5

@@ -39,7 +39,7 @@ class KesConfig(Strict):
 class EvaluateConfig(Strict):
     batch_size: int = Field(256, ge=1, description="images per forward pass")
     prdc_k: int = Field(3, ge=1, description="k of the k-NN balls of precision/recall/density/coverage")
-    max_reference: int = Field(5000, ge=2, description="private train images of the attacked classes "
+    max_reference: int = Field(2000, ge=2, description="private train images of the attacked classes "
                                "used as the real set of FID/PRDC and to score the KES student "
                                "(seeded subsample); delta_eval always searches all of them")
     ece_bins: int = Field(15, ge=1)
@@ -149,6 +149,9 @@ def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | No
     cfg = cfg or EvaluateConfig()
     attack_dir = Path(attack_dir)
     meta, images, labels = load_attack_results(attack_dir)
+    target_path = meta.get("target")
+    if not target_path:  # checked before the expensive part
+        raise ValueError(f"{attack_dir / 'attack.json'}: 'target' must name the attacked model's run dir or checkpoint")
     if reference is None:
         reference = build_reference(eval_model, scenario_from_attack(meta, str(attack_dir / "attack.json")),
                                     cfg.batch_size)
@@ -158,9 +161,6 @@ def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | No
     result.update(score_attack(images, labels, eval_model, reference, cfg))
 
     t = time.perf_counter()
-    target_path = meta.get("target")
-    if not target_path:
-        raise ValueError(f"{attack_dir / 'attack.json'}: 'target' must name the attacked model's run dir or checkpoint")
     target = load_classifier(target_path)
     result.update(target_utility(target, reference.test_images, reference.test_labels,
                                  batch_size=cfg.batch_size, n_bins=cfg.ece_bins))

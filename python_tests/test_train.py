@@ -129,3 +129,21 @@ def test_two_ranks_with_gloo(tmp_path):
     single = train_classifier(digits_cfg(), tmp_path / "single")
     assert abs(metrics["final"]["test_acc"] - single["test_acc"]) < 0.05  # same recipe, same global batch
     assert load_classifier(tmp_path / "ddp").num_classes == 5
+
+
+def test_imagefolder_training_through_dataloader(tmp_path):
+    from PIL import Image
+
+    for cls, colour in (("dark", 30), ("bright", 220)):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (20 + i, 24), (colour, colour - i, colour)).save(tmp_path / "data" / cls / f"{i}.png")
+    cfg = TrainConfig.model_validate({
+        "data": {"name": "imagefolder", "root": str(tmp_path / "data"), "private_classes": [0, 1],
+                 "image_size": 16, "test_fraction": 0.2},
+        "model": {"name": "small_cnn"}, "epochs": 2, "batch_size": 4, "num_threads": 1,
+        "optim": {"lr": 0.01}, "augment": {"hflip": True, "crop_scale": [0.8, 1.0]}})
+    final = train_classifier(cfg, tmp_path / "run")
+    assert final["test_acc"] == 1.0  # two flat colours
+    files = json.loads((tmp_path / "run" / "data_manifest.json").read_text())["private"]["train_files"]
+    assert len(files) == 16

@@ -7,16 +7,16 @@ pretrained weights can be downloaded here), so their values compare within one s
 from .accuracy import attack_accuracy, target_utility, topk_accuracy
 from .calibration import expected_calibration_error
 from .distance import feature_distance, nearest_class_distances
-from .evaluate import (EvaluateConfig, KesConfig, PrivateReference, build_reference, evaluate_attack,
-                       score_attack)
+from .evaluate import (FEATURE_EXTRACTOR, EvaluateConfig, KesConfig, PrivateReference, build_reference,
+                       evaluate_attack, load_attack_results, score_attack)
 from .features import extract_features, fit_to_model, predict_logits
 from .frechet import frechet_distance
 from .knowledge import knowledge_extraction
 from .precision_recall import prdc
 
 __all__ = [
-    "EvaluateConfig", "KesConfig", "PrivateReference", "attack_accuracy", "build_reference",
+    "FEATURE_EXTRACTOR", "EvaluateConfig", "KesConfig", "PrivateReference", "attack_accuracy", "build_reference",
     "evaluate_attack", "expected_calibration_error", "extract_features", "feature_distance", "fit_to_model",
-    "frechet_distance", "knowledge_extraction", "nearest_class_distances", "predict_logits", "prdc",
+    "frechet_distance", "knowledge_extraction", "load_attack_results", "nearest_class_distances", "predict_logits", "prdc",
     "score_attack", "target_utility", "topk_accuracy",
 ]

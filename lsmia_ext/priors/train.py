@@ -185,7 +185,7 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
 
     bar = tqdm(total=t.steps, initial=step, desc="train-prior", disable=not progress, dynamic_ncols=True)
     sums = {"loss_d": 0.0, "loss_g": 0.0, "r1": 0.0}
-    count = 0
+    count = r1_count = 0
     while step < t.steps:
         start, cpu_start = time.perf_counter(), time.process_time()
         batch = reals[torch.randint(len(reals), (t.batch_size,), generator=data_rng)]
@@ -198,13 +198,14 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
         cpu_seconds += time.process_time() - cpu_start
         sums["loss_d"] += loss_d
         sums["loss_g"] += loss_g
-        sums["r1"] += r1 if do_r1 else 0.0
-        count += 1
+        sums["r1"] += r1
+        count, r1_count = count + 1, r1_count + int(do_r1)
         if step == 1 or step % t.sample_every == 0 or step == t.steps:
             history.append({"step": step, "loss_d": sums["loss_d"] / count, "loss_g": sums["loss_g"] / count,
+                            "r1": sums["r1"] / max(r1_count, 1),  # mean squared real-image gradient norm
                             "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2)})
             bar.set_postfix(loss_d=f"{history[-1]['loss_d']:.3f}", loss_g=f"{history[-1]['loss_g']:.3f}")
-            sums, count = dict.fromkeys(sums, 0.0), 0
+            sums, count, r1_count = dict.fromkeys(sums, 0.0), 0, 0
             with torch.no_grad():
                 save_grid(out / "samples" / f"step_{step:05d}.png", ema(grid_z))
         if step % t.checkpoint_every == 0 or step == t.steps:

@@ -91,7 +91,7 @@ def extension():
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     if not X86:
         sources = [s for s in sources if os.path.basename(s) not in ("isa_avx2.cpp", "isa_avx512.cpp")]
-    cxx = ["-O3", "-std=c++20", "-fopenmp"] + ([] if X86 else ["-DLSMIA_NO_X86_ISA"])
+    cxx = ["-O3", "-g0", "-std=c++20", "-fopenmp"] + ([] if X86 else ["-DLSMIA_NO_X86_ISA"])
     include_dirs = [os.path.join(here, "csrc")]
     if want_cuda():
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))

@@ -1,12 +1,12 @@
 """Loads the compiled extension (which registers the torch.ops.lsmia ops)."""
+import torch  # first: _C links against torch's libc10 / libtorch, which torch's import loads
+
 try:
     from . import _C  # noqa: F401
 except ImportError as e:  # pragma: no cover - only when the package was not built
     raise ImportError(
         "lsmia_ext._C is missing or broken: build the package with `pip install --no-build-isolation .` "
         f"(see README.md). Original error: {e}") from e
-
-import torch
 
 
 def cuda_kernels_built() -> bool:

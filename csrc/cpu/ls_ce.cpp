@@ -5,6 +5,7 @@
 
 #include "cpu/dispatch.h"
 #include "ls_ce_checks.h"
+#include "ls_ce_math.h"
 
 namespace lsmia::cpu {
 namespace {

@@ -91,6 +91,138 @@ inline void row_stats(const acc_t* x, int64_t K, acc_t& mx, acc_t& sum, acc_t& s
   sumexp = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vs);
 }
 
+// Few classes (K <= kSmallK): per-row vectors would be mostly empty lanes and per-row scalar exp is
+// slow, so a chunk of rows is laid out as one contiguous run of K * rows shifted logits and
+// exponentiated with full vectors; logs of the row sums are vectorised too.
+constexpr int64_t kSmallK = 64;
+constexpr int64_t kChunkElems = 4096;
+
+template <typename acc_t>
+inline void vexp_inplace(acc_t* p, int64_t n) {
+  using Vec = Vectorized<acc_t>;
+  int64_t k = 0;
+  for (; k + Vec::size() <= n; k += Vec::size()) vexp(Vec::loadu(p + k)).store(p + k);
+  if (k < n) vexp(Vec::loadu(p + k, n - k)).store(p + k, n - k);
+}
+
+// Forward for few classes with one vector lane per row: W rows at a time, column k of all W rows
+// is one gather, so max, sum, exp and log all run on full vectors without any buffer.
+template <typename acc_t>
+inline void small_k_rows(const acc_t* x, int64_t n, int64_t K, const int64_t* y, int64_t ystride, acc_t alpha,
+                         int64_t ignore_index, acc_t* loss, acc_t* lse) {
+  using Vec = Vectorized<acc_t>;
+  using int_t = at::vec::int_same_size_t<acc_t>;
+  using IVec = Vectorized<int_t>;
+  constexpr int64_t W = Vec::size();
+  const acc_t ninf = -std::numeric_limits<acc_t>::infinity();
+  for (int64_t r0 = 0; r0 < n; r0 += W) {
+    const int64_t m = std::min(W, n - r0);
+    alignas(64) int_t row_idx[W];
+    alignas(64) int_t y_idx[W];
+    for (int64_t j = 0; j < W; ++j) {
+      const int64_t row = r0 + (j < m ? j : 0);  // spare lanes repeat a real row
+      const int64_t label = y[row * ystride];
+      row_idx[j] = static_cast<int_t>(row * K);
+      y_idx[j] = static_cast<int_t>(row * K + (label == ignore_index ? 0 : label));
+    }
+    const IVec vi = IVec::loadu(row_idx);
+    Vec vmax(ninf), vsum(acc_t(0)), vs(acc_t(0));
+    for (int64_t k = 0; k < K; ++k) {
+      const Vec v = at::vec::gather<sizeof(acc_t)>(x + k, vi);
+      vmax = at::vec::maximum(vmax, v);
+      vsum += v;
+    }
+    for (int64_t k = 0; k < K; ++k) vs += vexp(at::vec::gather<sizeof(acc_t)>(x + k, vi) - vmax);
+    const Vec vl = vmax + vs.log();  // all -inf, +inf or NaN rows: NaN
+    Vec vloss = vl;
+    if (alpha != acc_t(1)) vloss = vloss - Vec(acc_t(1) - alpha) * at::vec::gather<sizeof(acc_t)>(x, IVec::loadu(y_idx));
+    if (alpha != acc_t(0)) vloss = vloss - Vec(alpha / static_cast<acc_t>(K)) * vsum;
+    vl.store(lse + r0, m);
+    vloss.store(loss + r0, m);
+    for (int64_t j = 0; j < m; ++j) {
+      if (y[(r0 + j) * ystride] == ignore_index) loss[r0 + j] = lse[r0 + j] = acc_t(0);
+    }
+  }
+}
+
+template <typename scalar_t>
+void ls_ce_forward_small_k(const at::Tensor& logits, const at::Tensor& target, double alpha_d,
+                           int64_t ignore_index, at::Tensor& loss, at::Tensor& lse) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t N = logits.size(0), K = logits.size(1);
+  const int64_t chunk = std::max<int64_t>(1, kChunkElems / K);
+  const acc_t alpha = static_cast<acc_t>(alpha_d);
+  const int64_t* tgt = target.const_data_ptr<int64_t>();
+  const int64_t tstride = target.stride(0);
+  const scalar_t* base = logits.const_data_ptr<scalar_t>();
+  const int64_t rs = logits.stride(0), cs = logits.stride(1);
+  // float32/float64 rows packed back to back are read in place; anything else is packed per chunk.
+  const bool in_place = std::is_same_v<scalar_t, acc_t> && (cs == 1 || K == 1) && (rs == K || N == 1);
+  acc_t* loss_p = loss.data_ptr<acc_t>();
+  acc_t* lse_p = lse.data_ptr<acc_t>();
+  at::parallel_for(0, N, chunk, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> packed(in_place ? 0 : chunk * K);
+    for (int64_t c = begin; c < end; c += chunk) {
+      const int64_t n = std::min(chunk, end - c);
+      const acc_t* x;
+      if (in_place) {
+        x = reinterpret_cast<const acc_t*>(base + c * rs);
+      } else {
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t k = 0; k < K; ++k) packed[r * K + k] = static_cast<acc_t>(base[(c + r) * rs + k * cs]);
+        x = packed.data();
+      }
+      small_k_rows(x, n, K, tgt + c * tstride, tstride, alpha, ignore_index, loss_p + c, lse_p + c);
+    }
+  });
+}
+
+template <typename scalar_t>
+void ls_ce_backward_small_k(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& target,
+                            const at::Tensor& lse, double alpha_d, int64_t ignore_index, at::Tensor& grad_logits) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t N = logits.size(0), K = logits.size(1);
+  const int64_t chunk = std::max<int64_t>(1, kChunkElems / K);
+  const acc_t alpha = static_cast<acc_t>(alpha_d);
+  const acc_t smooth = alpha / static_cast<acc_t>(K), hit = acc_t(1) - alpha;
+  const int64_t* tgt = target.const_data_ptr<int64_t>();
+  const int64_t tstride = target.stride(0);
+  const acc_t* g_p = grad_loss.const_data_ptr<acc_t>();
+  const int64_t gstride = grad_loss.stride(0);
+  const acc_t* lse_p = lse.const_data_ptr<acc_t>();
+  scalar_t* out_p = grad_logits.data_ptr<scalar_t>();
+  constexpr bool write_direct = std::is_same_v<scalar_t, acc_t>;
+  at::parallel_for(0, N, chunk, [&](int64_t begin, int64_t end) {
+    RowReader<scalar_t, acc_t> reader(logits);
+    std::vector<acc_t> buffer(write_direct ? 0 : chunk * K);
+    for (int64_t c = begin; c < end; c += chunk) {
+      const int64_t n = std::min(chunk, end - c);
+      acc_t* e = write_direct ? reinterpret_cast<acc_t*>(out_p + c * K) : buffer.data();
+      for (int64_t r = 0; r < n; ++r) {
+        const acc_t* x = reader.row(c + r);
+        const acc_t l = lse_p[c + r];
+        for (int64_t k = 0; k < K; ++k) e[r * K + k] = x[k] - l;
+      }
+      vexp_inplace(e, n * K);
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t i = c + r, y = tgt[i * tstride];
+        acc_t* row = e + r * K;
+        if (y == ignore_index) {
+          std::fill(row, row + K, acc_t(0));
+          continue;
+        }
+        const acc_t g = g_p[i * gstride];
+        for (int64_t k = 0; k < K; ++k) row[k] = g * (row[k] - smooth);
+        row[y] -= g * hit;
+      }
+      if constexpr (!write_direct) {
+        scalar_t* out = out_p + c * K;
+        for (int64_t j = 0; j < n * K; ++j) out[j] = static_cast<scalar_t>(e[j]);
+      }
+    }
+  });
+}
+
 template <typename scalar_t>
 void ls_ce_forward_typed(const at::Tensor& logits, const at::Tensor& target, double alpha_d,
                          int64_t ignore_index, at::Tensor& loss, at::Tensor& lse) {
@@ -167,7 +299,11 @@ void ls_ce_backward_typed(const at::Tensor& grad_loss, const at::Tensor& logits,
 inline void ls_ce_forward_kernel(const at::Tensor& logits, const at::Tensor& target, double alpha,
                                  int64_t ignore_index, at::Tensor& loss, at::Tensor& lse) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_forward", [&] {
-    ls_ce_forward_typed<scalar_t>(logits, target, alpha, ignore_index, loss, lse);
+    if (logits.size(1) <= kSmallK) {
+      ls_ce_forward_small_k<scalar_t>(logits, target, alpha, ignore_index, loss, lse);
+    } else {
+      ls_ce_forward_typed<scalar_t>(logits, target, alpha, ignore_index, loss, lse);
+    }
   });
 }
 
@@ -175,7 +311,11 @@ inline void ls_ce_backward_kernel(const at::Tensor& grad_loss, const at::Tensor&
                                   const at::Tensor& target, const at::Tensor& lse, double alpha,
                                   int64_t ignore_index, at::Tensor& grad_logits) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_backward", [&] {
-    ls_ce_backward_typed<scalar_t>(grad_loss, logits, target, lse, alpha, ignore_index, grad_logits);
+    if (logits.size(1) <= kSmallK) {
+      ls_ce_backward_small_k<scalar_t>(grad_loss, logits, target, lse, alpha, ignore_index, grad_logits);
+    } else {
+      ls_ce_backward_typed<scalar_t>(grad_loss, logits, target, lse, alpha, ignore_index, grad_logits);
+    }
   });
 }
 

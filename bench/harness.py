@@ -35,11 +35,11 @@ def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int:
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         out = fn()
         del out
-    events = [e for e in prof.events() if e.name == "[memory]"]
-    events.sort(key=lambda e: e.time_range.start)
+    # op events carry what the op itself allocated net of frees; "[memory]" events are the
+    # allocations and frees outside any op (e.g. a tensor released by Python)
     running = peak = 0
-    for e in events:
-        running += e.cpu_memory_usage
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        running += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
         peak = max(peak, running)
     return int(peak)
 

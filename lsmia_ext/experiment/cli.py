@@ -1,0 +1,27 @@
+"""`lsmia experiment [--config NAME_OR_PATH] [--preset quick] [--seeds N] --out RUN_DIR [--set key=value ...]`."""
+from __future__ import annotations
+
+import argparse
+
+from .config import DEFAULT_CONFIG, PRESETS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None,
+                        help=f"shipped experiment config name or YAML path (default {DEFAULT_CONFIG})")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="reduced budget applied on top of the config (quick: about 2 minutes, for tests)")
+    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 (overrides the config's seeds)")
+    parser.add_argument("--out", required=True, help="run directory (stages already there are reused)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. target.set.epochs=4 or evaluate.kes.epochs=5 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .config import load_experiment_config
+    from .pipeline import run_experiment
+
+    cfg = load_experiment_config(args.config, args.preset, args.seeds, args.overrides)
+    results = run_experiment(cfg, args.out)
+    print(f"wrote {args.out}/results.json, report.md, report.html in {results['timings']['total_wall_s']:.0f} s")
+    return 0

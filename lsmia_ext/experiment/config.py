@@ -1,0 +1,171 @@
+"""ExperimentConfig: the label smoothing study, built from the shipped stage configs plus overrides.
+
+Each stage (prior, evaluation model, target recipe, attack) names a stage config (shipped name or YAML
+path) and a `set` mapping of overrides, so the stage YAML files stay the single source of each recipe
+and the experiment file only records where its budget differs. The experiment's `data` section
+replaces every stage's data, so all stages see the same scenario and split.
+
+`targets` is generic: every entry is {name, alpha, set}; `set` holds TrainConfig overrides on top of
+the shared target recipe, so other defences (MID, BiDO, ...) plug in as entries with their own fields.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..config import ConfigError, Strict, apply_overrides, load_config, read_yaml, resolve_config_path, validate
+from ..data import DataConfig
+from ..metrics import EvaluateConfig
+
+DEFAULT_CONFIG = "experiment-fmnist"
+
+# Reduced budgets for tests and smoke runs (about 2 minutes on 2 cores on top of experiment-fmnist;
+# seconds on top of experiment-digits), applied as --set overrides after the config file.
+PRESETS: dict[str, list[str]] = {
+    "quick": [
+        "data.train_per_class=300",
+        "prior.set.train.steps=40",
+        "prior.set.fid.num_samples=200",
+        "eval_model.set.epochs=2",
+        "target.set.epochs=2",
+        "target.set.loss.warmup=1",
+        "target.set.loss.ramp=0",
+        "attack.set.initial.candidates=60",
+        "attack.set.initial.keep=10",
+        "attack.set.optim.steps=8",
+        "attack.set.final.keep=4",
+        "attack.set.final.transforms=8",
+        "evaluate.max_reference=300",
+        "evaluate.kes.epochs=3",
+    ],
+}
+
+
+def flatten_overrides(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"steps": 5}, "fid.num_samples": 9} -> {"train.steps": 5, "fid.num_samples": 9}.
+
+    Nested mappings and dotted keys may be mixed (YAML files tend to nest, --set adds nested keys);
+    naming the same leaf twice is an error rather than a silent pick of one."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        full = f"{prefix}{key}"
+        items = flatten_overrides(value, f"{full}.") if isinstance(value, dict) and value else {full: value}
+        for k, v in items.items():
+            if k in flat:
+                raise ConfigError(f"override {k!r} is given twice (once nested, once dotted)")
+            flat[k] = v
+    return flat
+
+
+def as_override_strings(mapping: dict) -> list[str]:
+    """Flattened overrides as `key=value` strings (JSON values are valid YAML) for config.apply_overrides."""
+    return [f"{k}={json.dumps(v)}" for k, v in flatten_overrides(mapping).items()]
+
+
+class StageRef(Strict):
+    """A stage config (shipped name or YAML path) and overrides on top of it."""
+
+    config: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("config")
+    @classmethod
+    def _exists(cls, v):
+        resolve_config_path(v)  # raises ConfigError listing the shipped configs
+        return v
+
+    def load(self, model, data: Optional[DataConfig] = None, extra: Iterable[str] = ()):
+        """The resolved stage config; `data` replaces the stage file's data section."""
+        raw = apply_overrides(read_yaml(resolve_config_path(self.config)), [*as_override_strings(self.set), *extra])
+        if data is not None:
+            raw["data"] = data.model_dump(mode="json")
+        return validate(model, raw, source=f"{self.config} (+ experiment overrides)")
+
+
+class TargetEntry(Strict):
+    """One target recipe of the study: a name (row label, directory name), its alpha, extra overrides."""
+
+    name: str
+    alpha: float = Field(le=1.0)
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", v):
+            raise ValueError(f"target name {v!r} must be letters, digits, '_', '.', '+' or '-' "
+                             "(it names a directory)")
+        return v
+
+    @field_validator("set")
+    @classmethod
+    def _no_alpha(cls, v):
+        if "loss.alpha" in flatten_overrides(v):
+            raise ValueError("set the target's alpha with the entry's `alpha`, not with set: loss.alpha")
+        return v
+
+
+class ReportConfig(Strict):
+    images_per_class: int = Field(4, ge=1, description="attack and real images per class in each grid")
+
+
+class ExperimentConfig(Strict):
+    data: DataConfig
+    prior: StageRef
+    eval_model: StageRef
+    target: StageRef
+    targets: list[TargetEntry]
+    attack: StageRef
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    num_threads: Optional[int] = Field(2, ge=1, description="torch threads for the whole run (None: torch's default)")
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    # Why the budgets are what they are (fixed before any per-alpha result was seen); printed in the report.
+    rationale: str = ""
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v):
+        if not v:
+            raise ValueError("targets is empty: list at least one {name, alpha, set} entry")
+        names = [t.name for t in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"target names must be distinct; repeated: {dup}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if not v:
+            raise ValueError("seeds is empty: give at least one seed (e.g. [0])")
+        if len(set(v)) != len(v) or any(s < 0 for s in v):
+            raise ValueError(f"seeds must be distinct integers >= 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _stages_resolve(self):
+        """Loads every stage config once so a bad override fails now, not after an hour of training."""
+        from .stages import resolve_stages
+
+        resolve_stages(self)
+        return self
+
+
+def load_experiment_config(name_or_path: str | Path | None = None, preset: str | None = None,
+                           seeds: int | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """The config file (default experiment-fmnist), then the preset, then --seeds N, then --set items."""
+    extra: list[str] = []
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; allowed: {', '.join(sorted(PRESETS))}")
+        extra += PRESETS[preset]
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+        extra.append(f"seeds={json.dumps(list(range(seeds)))}")
+    return load_config(ExperimentConfig, name_or_path or DEFAULT_CONFIG, [*extra, *overrides])

@@ -1,0 +1,187 @@
+"""run_experiment: prior -> evaluation model -> targets -> attacks -> evaluation -> results.json + report.
+
+One prior and one evaluation model serve every seed (as in the paper: one pretrained generator, one
+evaluation model); each seed retrains every target and re-seeds the attack. All targets of a seed are
+attacked with the same AttackConfig, seed included. Every stage is reused when its hash matches
+(stages.run_stage), so a rerun of the same config trains and attacks nothing.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import config_hash
+from ..runio import update_manifest, write_json
+from .config import ExperimentConfig
+from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, resolve_stages, run_stage
+
+RESULTS_FILE = "results.json"
+ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
+    "test_acc": "test_acc", "ece": "ece", "attack_acc1": "acc1", "attack_acc5": "acc5",
+    "delta_eval": "delta_eval", "fid": "fid", "precision": "precision", "recall": "recall",
+    "density": "density", "coverage": "coverage", "kes_train": "kes_train", "kes_test": "kes_test",
+}
+
+
+def run_key(name: str, seed: int) -> str:
+    return f"{name}_seed{seed}"
+
+
+class _Study:
+    """Holds the run directory, the resolved stages and what the stages produced."""
+
+    def __init__(self, cfg: ExperimentConfig, out_dir: Path, log):
+        self.cfg, self.out, self.log = cfg, Path(out_dir), log
+        self.stages: ResolvedStages = resolve_stages(cfg)
+        self.timings: dict[str, dict] = {}
+        self.notes: list[str] = []
+        self._reference = None
+        self._eval_model = None
+
+    def _record(self, key: str, outcome) -> dict:
+        self.timings[key] = {"wall_s": round(outcome.wall_s, 2), "reused": outcome.reused,
+                             "original_wall_s": round(outcome.original_wall_s, 2)}
+        return outcome.result
+
+    def prior(self) -> tuple[Path, str]:
+        from ..priors import train_prior
+
+        d, h = self.out / "prior", config_hash(self.stages.prior)
+        self.prior_result = self._record("prior", run_stage("prior", d, h, lambda: train_prior(self.stages.prior, d),
+                                                            self.log))
+        return d, h
+
+    def classifier(self, key: str, d: Path, cfg) -> tuple[Path, str, dict]:
+        from ..train import train_classifier
+
+        h = cfg.run_hash()
+        result = self._record(key, run_stage(key, d, h, lambda: train_classifier(cfg, d), self.log))
+        return d, h, result
+
+    def eval_model(self):
+        from ..models import load_classifier
+
+        if self._eval_model is None:
+            self._eval_model = load_classifier(self.out / "eval_model")
+        return self._eval_model
+
+    def reference(self, scenario):
+        """The private reference of the evaluation model, built once and only if some evaluation runs."""
+        from ..metrics import build_reference
+
+        if self._reference is None:
+            t0 = time.perf_counter()
+            self._reference = build_reference(self.eval_model(), scenario, self.cfg.evaluate.batch_size)
+            self.timings["reference"] = {"wall_s": round(time.perf_counter() - t0, 2), "reused": False,
+                                         "original_wall_s": round(time.perf_counter() - t0, 2)}
+        return self._reference
+
+    def attack(self, key: str, seed: int, target_dir: Path, t_hash: str, prior_dir: Path, p_hash: str):
+        from ..attacks import run_attack
+        from ..models import load_classifier
+        from ..priors import load_generator
+
+        acfg = self.stages.attacks[seed]
+        d, h = self.out / "attacks" / key, attack_hash(acfg, t_hash, p_hash)
+
+        def go():
+            summary = run_attack(acfg, load_classifier(target_dir), load_generator(prior_dir), d,
+                                 data_config=self.cfg.data, target_path=str(target_dir), prior_path=str(prior_dir))
+            update_manifest(d, results="results.pt", attack="attack.json")
+            return summary
+
+        self._record(f"attack:{key}", run_stage(f"attack {key}", d, h, go, self.log))
+        return d, h
+
+    def evaluation(self, key: str, attack_dir: Path, a_hash: str, e_hash: str, scenario) -> dict:
+        from ..metrics import evaluate_attack
+
+        d = self.out / "evaluations" / key
+        h = evaluation_hash(self.cfg.evaluate, a_hash, e_hash)
+        go = lambda: evaluate_attack(attack_dir, self.eval_model(), self.cfg.evaluate,  # noqa: E731
+                                     reference=self.reference(scenario), out_path=d / "evaluation.json",
+                                     eval_model_path=str(self.out / "eval_model"))
+        return self._record(f"evaluation:{key}", run_stage(f"evaluation {key}", d, h, go, self.log))
+
+    def row(self, entry, seed: int, evaluation: dict) -> dict:
+        row = {"name": entry.name, "alpha": entry.alpha, "seed": seed}
+        for key, source in ROW_METRICS.items():
+            value = evaluation.get(source)
+            row[key] = finite_or_none(value)
+            if value is not None and row[key] is None:
+                self.notes.append(f"{run_key(entry.name, seed)}: {key} was {value} (not finite), reported as null")
+        return row
+
+
+def _check_scenario(cfg: ExperimentConfig, stages: ResolvedStages, scenario) -> None:
+    if not scenario.allows_hflip:
+        bad = [s for s, a in stages.attacks.items() if a.hflip]
+        if bad:
+            raise ValueError(f"attack hflip is true but the {cfg.data.name!r} scenario forbids horizontal flips "
+                             "(its classes are not mirror-symmetric): set attack.set.hflip=false")
+
+
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dict:
+    """Runs (or reuses) every stage and writes OUT/results.json, OUT/report.md, OUT/report.html."""
+    from ..data import load_scenario
+    from .report import write_report
+
+    t_start = time.perf_counter()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    study = _Study(cfg, out_dir, log)
+    out = study.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "experiment_config.json", cfg.model_dump(mode="json"))
+    scenario = load_scenario(cfg.data)
+    _check_scenario(cfg, study.stages, scenario)
+
+    prior_dir, p_hash = study.prior()
+    eval_dir, e_hash, eval_result = study.classifier("eval_model", out / "eval_model", study.stages.eval_model)
+    rows, runs = [], []
+    for seed in cfg.seeds:
+        for entry in cfg.targets:
+            key = run_key(entry.name, seed)
+            t_dir, t_hash, _ = study.classifier(f"target:{key}", out / "targets" / key, study.stages.targets[(entry.name, seed)])
+            a_dir, a_hash = study.attack(key, seed, t_dir, t_hash, prior_dir, p_hash)
+            evaluation = study.evaluation(key, a_dir, a_hash, e_hash, scenario)
+            rows.append(study.row(entry, seed, evaluation))
+            runs.append({"name": entry.name, "seed": seed, "target": str(t_dir.relative_to(out)),
+                         "attack": str(a_dir.relative_to(out)),
+                         "evaluation": str((out / "evaluations" / key).relative_to(out))})
+
+    results = {
+        "rows": rows,
+        "settings": {
+            "experiment": cfg.model_dump(mode="json"),
+            "stages": {"prior": study.stages.prior.model_dump(mode="json"),
+                       "eval_model": study.stages.eval_model.model_dump(mode="json"),
+                       "targets": {run_key(n, s): c.model_dump(mode="json") for (n, s), c in study.stages.targets.items()},
+                       "attacks": {str(s): c.model_dump(mode="json") for s, c in study.stages.attacks.items()}},
+            "shared_across_seeds": ["prior", "eval_model"],
+            "per_seed": "targets retrained with TrainConfig seed = recipe seed + s; attack seed = recipe seed + s",
+            "feature_extractor": _feature_extractor(),
+            "num_threads": torch.get_num_threads(),
+        },
+        "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")), "dir": "eval_model"},
+        "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds")},
+        "runs": runs,
+        "notes": study.notes,
+        "timings": {"stages": study.timings},
+    }
+    results["timings"]["stages_wall_s"] = round(time.perf_counter() - t_start, 2)
+    t_report = time.perf_counter()
+    write_report(out, results, cfg, scenario)
+    results["timings"]["report_s"] = round(time.perf_counter() - t_report, 2)
+    results["timings"]["total_wall_s"] = round(time.perf_counter() - t_start, 2)
+    write_json(out / RESULTS_FILE, results)
+    update_manifest(out, results=RESULTS_FILE, report_md="report.md", report_html="report.html")
+    return results
+
+
+def _feature_extractor() -> str:
+    from ..metrics import FEATURE_EXTRACTOR
+
+    return FEATURE_EXTRACTOR

@@ -1,0 +1,273 @@
+"""report.md and report.html of an experiment: table (mean +- std over seeds), plots against alpha,
+image grids (attack results beside real private images), verdict against the paper, timings.
+
+Both files are rendered from one list of blocks, so they always say the same thing.
+"""
+from __future__ import annotations
+
+import html
+import statistics
+from pathlib import Path
+
+import torch
+
+from ..runio import save_figure, write_text
+
+METRICS = [  # (results.json row key, column title)
+    ("test_acc", "test acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
+    ("delta_eval", "delta_eval"), ("fid", "FID"), ("precision", "precision"), ("recall", "recall"),
+    ("density", "density"), ("coverage", "coverage"), ("kes_train", "KES train"), ("kes_test", "KES test"),
+]
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One entry per target name (in row order): alpha, seeds, and (mean, std or None, n) per metric."""
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    out = []
+    for name in names:
+        mine = [r for r in rows if r["name"] == name]
+        entry = {"name": name, "alpha": mine[0]["alpha"], "seeds": [r["seed"] for r in mine]}
+        for key, _ in METRICS:
+            vals = [r[key] for r in mine if r[key] is not None]
+            entry[key] = (statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None) if vals else None
+        out.append(entry)
+    return out
+
+
+def _fmt(stat, pct: bool) -> str:
+    if stat is None:
+        return "n/a"
+    mean, std = stat
+    scale = 100.0 if pct else 1.0
+    digits = 1 if pct else 3
+    text = f"{mean * scale:.{digits}f}"
+    return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
+
+
+PERCENT = {"test_acc", "ece", "attack_acc1", "attack_acc5", "precision", "recall", "coverage", "kes_train", "kes_test"}
+
+
+def results_table(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["target", "alpha", "seeds"] + [title + (" %" if key in PERCENT else "") for key, title in METRICS]
+    body = [[e["name"], f"{e['alpha']:+g}", str(len(e["seeds"]))] + [_fmt(e[k], k in PERCENT) for k, _ in METRICS]
+            for e in summary]
+    return header, body
+
+
+def verdict(summary: list[dict], n_seeds: int) -> str:
+    """Plain statement of whether positive LS raised and negative LS lowered attack Acc@1 against
+    the alpha = 0 entry, and what negative LS cost in test accuracy."""
+    base = next((e for e in summary if e["alpha"] == 0 and e["attack_acc1"]), None)
+    pos = [e for e in summary if e["alpha"] > 0 and e["attack_acc1"]]
+    neg = [e for e in summary if e["alpha"] < 0 and e["attack_acc1"]]
+    if base is None or not (pos or neg):
+        return "No alpha = 0 entry next to a positive or negative one: no comparison with the paper's direction."
+    b_acc, b_test = base["attack_acc1"][0], base["test_acc"][0]
+    parts, signs = [], []  # sign +1: as the paper says, -1: opposite, 0: no difference
+    for e in pos + neg:
+        d = e["attack_acc1"][0] - b_acc
+        expected = 1 if e["alpha"] > 0 else -1
+        signs.append(0 if d == 0 else (1 if d * expected > 0 else -1))
+        moved = "raises" if d > 0 else ("lowers" if d < 0 else "leaves unchanged")
+        text = (f"{'positive' if e['alpha'] > 0 else 'negative'} LS ({e['name']}, alpha {e['alpha']:+g}) {moved} "
+                f"attack Acc@1: {100 * e['attack_acc1'][0]:.1f} % vs {100 * b_acc:.1f} % ({100 * d:+.1f} points)")
+        if e["alpha"] < 0:
+            text += f", at a test accuracy change of {100 * (e['test_acc'][0] - b_test):+.1f} points"
+        parts.append(text)
+    if all(s == 1 for s in signs):
+        head = "Our numbers follow the paper's direction"
+    elif all(s == -1 for s in signs):
+        head = "Our numbers contradict the paper's direction"
+    elif all(s == 0 for s in signs):
+        head = "Our numbers show no difference in attack accuracy"
+    else:
+        head = "Our numbers follow the paper's direction only in part"
+    spread = ("" if n_seeds > 1 else
+              " With one seed there is no spread estimate: differences of a few points may be noise; run --seeds 3.")
+    return f"{head} (means over {n_seeds} seed(s), baseline {base['name']}): " + "; ".join(parts) + "." + spread
+
+
+def plot_against_alpha(rows: list[dict], key: str, ylabel: str, path: Path) -> Path:
+    """Every seed as a faint dot, the mean (and std bar when several seeds) per target entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for e in summarise(rows):
+        pts = [r[key] for r in rows if r["name"] == e["name"] and r[key] is not None]
+        if not pts:
+            continue
+        ax.scatter([e["alpha"]] * len(pts), [100 * p for p in pts], s=12, alpha=0.35, color="grey")
+        mean, std = e[key]
+        ax.errorbar([e["alpha"]], [100 * mean], yerr=None if std is None else [100 * std], fmt="o", capsize=4,
+                    label=e["name"])
+    ax.set_xlabel("label smoothing alpha")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    try:
+        return save_figure(path, fig)
+    finally:
+        plt.close(fig)
+
+
+def _per_class(images: torch.Tensor, labels: torch.Tensor, classes: list[int], k: int, seed: int) -> torch.Tensor:
+    """k images of each class in class order (a seeded pick; fewer than k are padded with blanks)."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in classes:
+        idx = (labels == c).nonzero().squeeze(1)
+        idx = idx[torch.randperm(idx.numel(), generator=gen)[:k]]
+        chosen = images[idx]
+        if chosen.shape[0] < k:
+            chosen = torch.cat([chosen, torch.ones(k - chosen.shape[0], *images.shape[1:])])
+        picked.append(chosen)
+    return torch.cat(picked)
+
+
+def image_grid(attack_dir: Path, real: tuple[torch.Tensor, torch.Tensor], class_names: list[str], k: int,
+               title: str, path: Path) -> Path:
+    """Left: k attack images per attacked class; right: k real private training images of that class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch.nn.functional as F
+    from torchvision.utils import make_grid
+
+    from ..metrics import load_attack_results
+
+    _, images, labels = load_attack_results(attack_dir)
+    classes = sorted(labels.unique().tolist())
+    real_x, real_y = real
+    if images.shape[-1] != real_x.shape[-1]:  # the generator's resolution may differ from the data's
+        images = F.interpolate(images, size=real_x.shape[-2:], mode="bilinear", align_corners=False)
+    panels = [("attack results", _per_class(images, labels, classes, k, 0)),
+              ("real private images", _per_class(real_x, real_y, classes, k, 0))]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (0.5 * k + 0.8), 0.5 * len(classes) + 0.8))
+    for ax, (name, imgs) in zip(axes, panels):
+        grid = make_grid(imgs.float().clamp(0, 1), nrow=k, padding=2, pad_value=1.0)
+        ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if imgs.shape[1] == 1 else None, vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        cell = grid.shape[1] / len(classes)
+        ax.set_yticks([cell * (i + 0.5) for i in range(len(classes))])
+        ax.set_yticklabels([class_names[c] if c < len(class_names) else str(c) for c in classes], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    try:
+        return save_figure(path, fig)
+    finally:
+        plt.close(fig)
+
+
+def _stage_rows(timings: dict) -> list[list[str]]:
+    rows = []
+    for stage, t in timings["stages"].items():
+        how = "reused (ran earlier in {:.1f} s)".format(t["original_wall_s"]) if t["reused"] else "ran"
+        rows.append([stage, f"{t['wall_s']:.1f}", how])
+    return rows
+
+
+def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
+    rows, timings = results["rows"], results["timings"]
+    summary = summarise(rows)
+    seeds = cfg.seeds
+    blocks: list[tuple] = [("h1", "Label smoothing and model inversion: experiment report")]
+    blocks.append(("p", f"Scenario: {cfg.data.name}, private classes {cfg.data.private_classes} "
+                        f"({', '.join(scenario.class_names)}), public classes {cfg.data.public_classes or 'from another dataset'}, "
+                        f"{scenario.image_size} px, {scenario.channels} channel(s). Seeds: {seeds}. "
+                        "One generator prior (public data only) and one evaluation model (a different architecture, "
+                        "hard labels) are shared by all seeds, as in the paper; each seed retrains every target "
+                        "and re-seeds the attack. All targets use the same recipe and the same attack settings "
+                        "and seeds; only the entry's alpha (and its own overrides) differ."))
+    blocks.append(("h2", "Results"))
+    blocks.append(("p", verdict(summary, len(seeds))))
+    header, body = results_table(summary)
+    blocks.append(("table", header, body))
+    blocks.append(("p", f"Mean ± std over seeds (std only with several seeds); percentages for accuracies, ECE, "
+                        f"PRDC and KES. Evaluation model test accuracy: "
+                        f"{100 * (results['eval_model']['test_acc'] or float('nan')):.1f} %. "
+                        f"FID/PRDC feature space: {results['settings']['feature_extractor']}. "
+                        "Attack Acc@5 is n/a when the target has 5 classes or fewer."))
+    for key, label, fname in (("attack_acc1", "attack Acc@1 (%)", "plot_attack_acc1.png"),
+                              ("test_acc", "target test accuracy (%)", "plot_test_acc.png")):
+        plot_against_alpha(rows, key, label, out / fname)
+        blocks.append(("img", fname, f"{label} against alpha"))
+    if len(seeds) > 1:
+        blocks.append(("h2", "Per seed"))
+        blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],
+                       [[r["name"], f"{r['alpha']:+g}", str(r["seed"])] +
+                        [_fmt(None if r[k] is None else (r[k], None), k in PERCENT) for k, _ in METRICS] for r in rows]))
+    blocks.append(("h2", f"Attack results beside real private images (seed {seeds[0]})"))
+    real = scenario.tensors("private_train")
+    for entry in cfg.targets:
+        key = f"{entry.name}_seed{seeds[0]}"
+        fname = f"grid_{key}.png"
+        image_grid(out / "attacks" / key, real, scenario.class_names, cfg.report.images_per_class,
+                   f"{entry.name} (alpha {entry.alpha:+g})", out / fname)
+        blocks.append(("img", fname, f"{entry.name}, alpha {entry.alpha:+g}: attack results (left), real (right)"))
+    blocks.append(("h2", "Settings and why"))
+    if cfg.rationale:
+        blocks.append(("pre", cfg.rationale.strip()))
+    blocks.append(("p", "Full resolved stage configs: results.json settings.stages."))
+    blocks.append(("h2", "Wall time"))
+    blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(timings)))
+    blocks.append(("p", f"Total for the stages: {timings['stages_wall_s']:.1f} s with "
+                        f"{results['settings']['num_threads']} torch thread(s)."))
+    if results["notes"]:
+        blocks.append(("h2", "Notes"))
+        blocks += [("p", n) for n in results["notes"]]
+    return blocks
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    lines = []
+    for kind, *rest in blocks:
+        if kind == "h1":
+            lines += [f"# {rest[0]}", ""]
+        elif kind == "h2":
+            lines += [f"## {rest[0]}", ""]
+        elif kind == "p":
+            lines += [rest[0], ""]
+        elif kind == "pre":
+            lines += ["```", rest[0], "```", ""]
+        elif kind == "img":
+            lines += [f"![{rest[1]}]({rest[0]})", ""]
+        elif kind == "table":
+            header, body = rest
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "---|" * len(header))
+            lines += ["| " + " | ".join(row) + " |" for row in body]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def render_html(blocks: list[tuple]) -> str:
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>lsmia experiment report</title>",
+             "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse;"
+             "font-size:0.85em}td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>"]
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{e(rest[0])}</{kind}>")
+        elif kind == "pre":
+            parts.append(f"<pre>{e(rest[0])}</pre>")
+        elif kind == "img":
+            parts.append(f"<figure><img src='{e(rest[0])}' alt='{e(rest[1])}'><figcaption>{e(rest[1])}</figcaption></figure>")
+        elif kind == "table":
+            header, body = rest
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in body]
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out: Path, results: dict, cfg, scenario) -> None:
+    blocks = build_blocks(Path(out), results, cfg, scenario)
+    write_text(Path(out) / "report.md", render_markdown(blocks))
+    write_text(Path(out) / "report.html", render_html(blocks))

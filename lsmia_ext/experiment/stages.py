@@ -1,0 +1,107 @@
+"""Resolved stage configs of an experiment and the reuse rule every stage follows.
+
+A stage directory holds `stage.json` = {"stage", "config_hash", "finished", "wall_s", "result"}. A
+finished stage whose hash equals the hash of its resolved config (plus the hashes of the artifacts it
+consumes) is reused without running anything; a stage of another hash is deleted and run again; an
+unfinished one of the same hash is handed back to its stage function, which resumes it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import config_hash
+from ..runio import read_json, write_json
+from .config import as_override_strings
+
+STAMP = "stage.json"
+
+
+@dataclass
+class ResolvedStages:
+    """Every stage config of an experiment, fully validated (stage -> pydantic config)."""
+
+    prior: Any
+    eval_model: Any
+    targets: dict[tuple[str, int], Any]   # (entry name, seed) -> TrainConfig
+    attacks: dict[int, Any]               # seed -> AttackConfig (identical for every target of the seed)
+
+
+def resolve_stages(cfg) -> ResolvedStages:
+    """Builds the stage configs: the experiment's data everywhere, target seed = recipe seed + s and
+    attack seed = recipe seed + s, so seed 0 reproduces the shipped recipes exactly."""
+    from ..attacks import AttackConfig
+    from ..priors import PriorConfig
+    from ..train import TrainConfig
+
+    prior = cfg.prior.load(PriorConfig, cfg.data)
+    eval_model = cfg.eval_model.load(TrainConfig, cfg.data)
+    base_target = cfg.target.load(TrainConfig, cfg.data)
+    base_attack = cfg.attack.load(AttackConfig)
+    targets, attacks = {}, {}
+    for seed in cfg.seeds:
+        attacks[seed] = base_attack.model_copy(update={"seed": base_attack.seed + seed})
+        for entry in cfg.targets:
+            extra = [*as_override_strings(entry.set), f"loss.alpha={json.dumps(entry.alpha)}",
+                     f"seed={base_target.seed + seed}"]
+            targets[(entry.name, seed)] = cfg.target.load(TrainConfig, cfg.data, extra)
+    return ResolvedStages(prior, eval_model, targets, attacks)
+
+
+def finite_or_none(value):
+    """JSON-safe numbers: NaN/inf become None (callers record that they did)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=str, allow_nan=True))
+
+
+@dataclass
+class StageOutcome:
+    result: dict
+    wall_s: float          # seconds spent in this invocation (0 when reused)
+    reused: bool
+    original_wall_s: float  # seconds the stage took when it actually ran
+
+
+def run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log=print) -> StageOutcome:
+    """Runs fn() in stage_dir unless a finished run of the same hash is there (see module doc)."""
+    stage_dir = Path(stage_dir)
+    stamp = stage_dir / STAMP
+    if stamp.exists():
+        old = read_json(stamp)
+        if old.get("config_hash") == stage_hash and old.get("finished"):
+            log(f"[experiment] {name}: reused ({stage_dir}, hash {stage_hash})")
+            return StageOutcome(old["result"], 0.0, True, float(old.get("wall_s", 0.0)))
+        if old.get("config_hash") != stage_hash:
+            log(f"[experiment] {name}: config changed (hash {old.get('config_hash')} -> {stage_hash}); rerunning")
+            shutil.rmtree(stage_dir)
+    elif stage_dir.exists() and any(stage_dir.iterdir()):
+        raise FileExistsError(f"{stage_dir} exists but has no {STAMP}: it was not written by `lsmia experiment`; "
+                              "move it away or choose another --out")
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, {"stage": name, "config_hash": stage_hash, "finished": False})
+    log(f"[experiment] {name}: running in {stage_dir}")
+    t0 = time.perf_counter()
+    result = _jsonable(fn())
+    wall = time.perf_counter() - t0
+    write_json(stamp, {"stage": name, "config_hash": stage_hash, "finished": True, "wall_s": wall, "result": result})
+    log(f"[experiment] {name}: done in {wall:.1f} s")
+    return StageOutcome(result, wall, False, wall)
+
+
+def attack_hash(attack_cfg, target_hash: str, prior_hash: str) -> str:
+    return config_hash({"attack": attack_cfg.model_dump(mode="json"), "target": target_hash, "prior": prior_hash})
+
+
+def evaluation_hash(evaluate_cfg, attack_stage_hash: str, eval_model_hash: str) -> str:
+    return config_hash({"evaluate": evaluate_cfg.model_dump(mode="json"), "attack": attack_stage_hash,
+                        "eval_model": eval_model_hash})

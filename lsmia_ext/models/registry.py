@@ -78,6 +78,10 @@ def load_classifier(path_or_run_dir: str | Path, map_location="cpu") -> Classifi
         raise ValueError(f"{path} is not a classifier checkpoint (needs keys 'model' and 'arch')")
     arch = ckpt["arch"]
     model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], arch["image_size"])
+    if ckpt.get("defense"):  # MID adds a bottleneck layer; its eval forward is deterministic
+        from ..defenses import build_defense
+
+        model = build_defense(ckpt["defense"]).wrap(model)
     model.load_state_dict(ckpt["model"])
     model.to(map_location).eval().requires_grad_(False)
     return model

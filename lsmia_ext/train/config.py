@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..config import Strict, config_hash
 from ..data import AugmentConfig, DataConfig
+from ..defenses.config import DefenseConfig
 
 # Fields that change how fast a run goes but not what it computes; a run may resume with other values.
 RUNTIME_FIELDS = {"device", "num_threads", "num_workers"}
@@ -71,6 +72,7 @@ class TrainConfig(Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    defense: DefenseConfig = Field(default_factory=DefenseConfig)
     epochs: int = Field(default=10, ge=1)
     batch_size: int = Field(default=128, ge=2)
     eval_batch_size: int = Field(default=1000, ge=1)
@@ -94,4 +96,5 @@ class TrainConfig(Strict):
 
     def run_hash(self) -> str:
         """Hash of everything that determines the trained weights (not device, threads or workers)."""
-        return config_hash(self.model_dump(mode="json", exclude=RUNTIME_FIELDS))
+        exclude = RUNTIME_FIELDS | ({"defense"} if self.defense.kind == "none" else set())  # keeps old run hashes
+        return config_hash(self.model_dump(mode="json", exclude=exclude))

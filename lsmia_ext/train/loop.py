@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .. import dist
 from ..config import ConfigError
 from ..data import BatchAugment, load_scenario
+from ..defenses import build_defense
 from ..losses import AlphaSchedule, LabelSmoothingCrossEntropy
 from ..models import MODEL_FILE, build_model, classifier_state
 from ..runio import load_checkpoint, read_json, save_checkpoint, update_manifest, write_json, write_text
@@ -49,8 +50,10 @@ def _finished_metrics(out_dir: Path, run_hash: str) -> Optional[dict]:
     return metrics if metrics.get("final") else None
 
 
-def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, device, augment, epoch, desc):
-    """One pass over this rank's indices; returns the sample-weighted mean loss over all ranks."""
+def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, device, augment, epoch, desc,
+                 defense, inner):
+    """One pass over this rank's indices; returns the sample-weighted mean loss over all ranks.
+    `inner` is the model without the DDP wrapper (the defense reads its layers)."""
     model.train()
     torch.manual_seed(epoch_seed(cfg.seed, epoch, stream=2 + dist.rank()))  # dropout
     aug_gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, stream=1000 + dist.rank()))
@@ -66,7 +69,7 @@ def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, dev
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(x)
-        loss = loss_fn(logits.float(), y)
+        loss = loss_fn(logits.float(), y) + defense.extra_loss(inner, x, y, logits)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -111,8 +114,10 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
     scenario = load_scenario(cfg.data)
     _check_world(cfg, len(scenario.private_train))
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.name, scenario.num_classes, scenario.channels, scenario.image_size,
-                        pretrained=cfg.model.pretrained).to(device)
+    defense = build_defense(cfg.defense)
+    model = defense.wrap(build_model(cfg.model.name, scenario.num_classes, scenario.channels, scenario.image_size,
+                                     pretrained=cfg.model.pretrained)).to(device)
+    defense.attach(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
@@ -146,7 +151,7 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
         lr = optimizer.param_groups[0]["lr"]
         indices = rank_indices(len(scenario.private_train), cfg.seed, epoch, dist.rank(), dist.world_size())
         train_loss = _train_epoch(net, loss_fn, optimizer, scenario.private_train, indices, cfg, device, augment,
-                                  epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                                  epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", defense=defense, inner=model)
         scheduler.step()
         _sync_buffers(model)
         row = {"epoch": epoch, "alpha": loss_fn.alpha, "lr": lr, "train_loss": train_loss,
@@ -172,7 +177,7 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
                  num_classes=scenario.num_classes, class_names=scenario.class_names)
     if dist.is_main():
         save_checkpoint(out_dir / MODEL_FILE, classifier_state(model, cfg.model.name, config_hash=run_hash,
-                                                               metrics=final))
+                                                               metrics=final, defense=cfg.defense.model_dump(mode="json")))
         write_json(out_dir / METRICS_FILE, {"config_hash": run_hash, "epochs": history, "final": final})
         update_manifest(out_dir, model=MODEL_FILE, metrics=METRICS_FILE, config=CONFIG_FILE)
         ckpt_path.unlink(missing_ok=True)

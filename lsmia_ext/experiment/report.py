@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..runio import save_figure, write_text
+from .tradeoff import tradeoff_blocks
 
 METRICS = [  # (results.json row key, column title)
     ("test_acc", "test acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
@@ -196,6 +197,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
                               ("test_acc", "target test accuracy (%)", "plot_test_acc.png")):
         plot_against_alpha(rows, key, label, out / fname)
         blocks.append(("img", fname, f"{label} against alpha"))
+    blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
     if len(seeds) > 1:
         blocks.append(("h2", "Per seed"))
         blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],

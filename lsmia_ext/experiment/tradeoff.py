@@ -1,0 +1,113 @@
+"""Privacy-utility trade-off of defenses: test accuracy against attack Acc@1, the Pareto front, a table.
+
+Each target entry is assigned a defense family from its own fields (set.defense.kind first, then the sign
+of alpha), so the experiment config needs no extra labels. A point is on the Pareto front when no other
+point has an attack accuracy at most as high and a test accuracy at least as high, one of them strictly:
+lower attack accuracy (privacy) and higher test accuracy (utility) are both better.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..runio import save_figure
+from .config import flatten_overrides
+
+FAMILIES = {"mid": "MID", "bido": "BiDO"}
+PARAMS = {"MID": ("beta",), "BiDO": ("lambda_x", "lambda_y")}
+
+
+def defense_of(entry) -> str:
+    """"MID" | "BiDO" (from set.defense.kind), else "negative LS" | "positive LS" | "none" from alpha."""
+    kind = flatten_overrides(entry.set).get("defense.kind", "none")
+    if kind in FAMILIES:
+        return FAMILIES[kind]
+    return "negative LS" if entry.alpha < 0 else "positive LS" if entry.alpha > 0 else "none"
+
+
+def setting_of(entry) -> str:
+    """The swept value(s) of the entry, as a short label (alpha for LS, beta for MID, lambdas for BiDO)."""
+    family, flat = defense_of(entry), flatten_overrides(entry.set)
+    if family in PARAMS:
+        return ", ".join(f"{p} {flat[f'defense.{p}']:g}" for p in PARAMS[family] if f"defense.{p}" in flat) or "defaults"
+    return f"alpha {entry.alpha:+g}"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """For (attack_acc, test_acc) points: True where no other point dominates (attack <= and test >=, with
+    at least one strict). Equal points are both kept."""
+    def dominates(a, b):
+        return a[0] <= b[0] and a[1] >= b[1] and (a[0] < b[0] or a[1] > b[1])
+
+    return [not any(dominates(q, p) for q in points) for p in points]
+
+
+def tradeoff_rows(summary: list[dict], targets) -> list[dict]:
+    """One row per target with both numbers (means over seeds): name, defense, setting, attack, test, pareto."""
+    by_name = {t.name: t for t in targets}
+    rows = [{"name": e["name"], "defense": defense_of(by_name[e["name"]]), "setting": setting_of(by_name[e["name"]]),
+             "attack_acc1": e["attack_acc1"][0], "test_acc": e["test_acc"][0]}
+            for e in summary if e["name"] in by_name and e.get("attack_acc1") and e.get("test_acc")]
+    for row, on in zip(rows, pareto_front([(r["attack_acc1"], r["test_acc"]) for r in rows])):
+        row["pareto"] = on
+    return rows
+
+
+def plot_tradeoff(rows: list[dict], path: Path) -> Path:
+    """One line per defense (points sorted by attack accuracy, the undefended point shown in every
+    family's colour-free black), the Pareto front as a dashed step line, front points ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("no target has both a test accuracy and an attack Acc@1: nothing to plot")
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    for family in dict.fromkeys(r["defense"] for r in rows):
+        pts = sorted((r for r in rows if r["defense"] == family), key=lambda r: r["attack_acc1"])
+        style = dict(color="black", marker="*", markersize=11) if family == "none" else dict(marker="o")
+        ax.plot([100 * r["attack_acc1"] for r in pts], [100 * r["test_acc"] for r in pts], label=family, **style)
+        for r in pts:
+            ax.annotate(r["setting"].replace("alpha ", "").replace("lambda_", "λ").replace("beta ", "β "),
+                        (100 * r["attack_acc1"], 100 * r["test_acc"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+    front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["attack_acc1"])
+    ax.step([100 * r["attack_acc1"] for r in front], [100 * r["test_acc"] for r in front], where="post",
+            ls="--", color="grey", lw=1, label="Pareto front")
+    ax.scatter([100 * r["attack_acc1"] for r in front], [100 * r["test_acc"] for r in front], s=140,
+               facecolors="none", edgecolors="red", lw=1.2, zorder=3)
+    ax.set_xlabel("attack Acc@1 (%)  (lower = more private)")
+    ax.set_ylabel("target test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    try:
+        return save_figure(path, fig)
+    finally:
+        plt.close(fig)
+
+
+def tradeoff_summary(rows: list[dict]) -> str:
+    """Plain words: which defense holds the front from the most accurate to the most private point."""
+    front = sorted((r for r in rows if r["pareto"]), key=lambda r: -r["test_acc"])
+    if not front:
+        return "No target has both numbers: no trade-off to describe."
+    parts = [f"{r['defense']} ({r['setting']}) at {100 * r['test_acc']:.1f} % test accuracy / "
+             f"{100 * r['attack_acc1']:.1f} % attack Acc@1" for r in front]
+    families = sorted({r["defense"] for r in front})
+    return (f"Pareto front, from the most accurate to the most private target: {'; '.join(parts)}. "
+            f"Defenses on the front: {', '.join(families)}; every other target is beaten on both axes "
+            "(or tied on one) by a front point. One seed gives no spread: gaps of a few points may be noise.")
+
+
+def tradeoff_blocks(out: Path, summary: list[dict], targets) -> list[tuple]:
+    """Report blocks (heading, plot, table, words) when more than one defense family is present, else []."""
+    rows = tradeoff_rows(summary, targets)
+    if len({r["defense"] for r in rows}) < 2:
+        return []
+    plot_tradeoff(rows, Path(out) / "plot_tradeoff.png")
+    table = [[r["name"], r["defense"], r["setting"], f"{100 * r['test_acc']:.1f}", f"{100 * r['attack_acc1']:.1f}",
+              "yes" if r["pareto"] else ""] for r in sorted(rows, key=lambda r: (r["defense"], r["attack_acc1"]))]
+    return [("h2", "Privacy-utility trade-off of the defenses"),
+            ("img", "plot_tradeoff.png", "test accuracy against attack Acc@1, one line per defense, Pareto front ringed"),
+            ("table", ["target", "defense", "setting", "test acc %", "attack Acc@1 %", "Pareto"], table),
+            ("p", tradeoff_summary(rows))]

@@ -1,0 +1,195 @@
+"""Defenses: MID's KL and bottleneck, BiDO's HSIC (by hand, independence vs identity, bandwidth), short real
+training runs per defense on digits (finite loss, accuracy above chance, deterministic eval forward,
+checkpoint round trip), a 2-rank torchrun run with BiDO, and the Pareto front / trade-off plot."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lsmia_ext.config import ConfigError, load_config
+from lsmia_ext.defenses import BiDO, DefenseConfig, MID, build_defense, gaussian_kernel, gaussian_kl, hsic, median_bandwidth
+from lsmia_ext.experiment.tradeoff import defense_of, pareto_front, plot_tradeoff, tradeoff_blocks, tradeoff_rows
+from lsmia_ext.models import build_model, load_classifier
+from lsmia_ext.train import TrainConfig, train_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def digits_cfg(*overrides):
+    return load_config(TrainConfig, "train-digits-target", ["num_threads=1", *overrides])
+
+
+# ---- MID ---------------------------------------------------------------------------------------------
+
+def test_gaussian_kl_matches_the_closed_form_by_hand():
+    # one row, d = 2: mu = (1, 0), sigma^2 = (1, e): 0.5 * [(1 + 1 - 0 - 1) + (0 + e - 1 - 1)] = 0.5 * (e - 1)
+    mu, log_var = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    assert gaussian_kl(mu, log_var).item() == pytest.approx(0.5 * (math.e - 1.0))
+    assert gaussian_kl(torch.zeros(4, 3), torch.zeros(4, 3)).item() == 0.0  # the prior itself
+    # batch mean: two rows with KL 0.5 * mu^2 = 2 and 0
+    assert gaussian_kl(torch.tensor([[2.0], [0.0]]), torch.zeros(2, 1)).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="mu and log_var"):
+        gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_mid_forward_is_stochastic_in_training_and_deterministic_at_eval():
+    torch.manual_seed(0)
+    model = MID(beta=0.1, bottleneck_dim=8).wrap(build_model("small_cnn", 5, 1, 8))
+    x = torch.rand(6, 1, 8, 8)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    assert model.features(x).shape == (6, 8)
+    model.eval()
+    a, b = model(x), model(x)
+    assert torch.equal(a, b)
+    mu = model.trunk[-1].encoder(model.trunk[0]((x - 0.5) / 0.5)).chunk(2, 1)[0]
+    torch.testing.assert_close(model.features(x), mu)  # eval features are the bottleneck mean
+
+
+def test_mid_extra_loss_is_beta_times_the_kl_of_the_last_forward():
+    torch.manual_seed(0)
+    defense = MID(beta=0.5, bottleneck_dim=4)
+    model = defense.wrap(build_model("small_cnn", 3, 1, 8)).train()
+    x, y = torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1])
+    logits = model(x)
+    mu, log_var = model.trunk[-1].last
+    assert defense.extra_loss(model, x, y, logits).item() == pytest.approx(0.5 * gaussian_kl(mu, log_var).item())
+    with pytest.raises(ValueError, match="beta"):
+        MID(beta=-1.0, bottleneck_dim=4)
+
+
+# ---- BiDO / HSIC -------------------------------------------------------------------------------------
+
+def test_hsic_by_the_explicit_formula_on_a_tiny_example():
+    k = torch.tensor([[1.0, 0.5, 0.2], [0.5, 1.0, 0.3], [0.2, 0.3, 1.0]])
+    l = torch.tensor([[1.0, 0.1, 0.4], [0.1, 1.0, 0.6], [0.4, 0.6, 1.0]])
+    m = 3
+    h = [[(1.0 if i == j else 0.0) - 1.0 / m for j in range(m)] for i in range(m)]
+    mat = lambda a, b: [[sum(a[i][t] * b[t][j] for t in range(m)) for j in range(m)] for i in range(m)]  # noqa: E731
+    khlh = mat(mat(mat(k.tolist(), h), l.tolist()), h)
+    expected = sum(khlh[i][i] for i in range(m)) / (m - 1) ** 2
+    assert hsic(k, l).item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="kernel matrices"):
+        hsic(k, l[:2, :2])
+
+
+def test_hsic_is_large_for_identical_and_near_zero_for_independent_variables():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(400, 3, generator=gen), torch.randn(400, 3, generator=gen)
+    ka, kb = gaussian_kernel(a), gaussian_kernel(b)
+    same, indep = hsic(ka, ka).item(), hsic(ka, kb).item()
+    assert indep < 0.05 * same and indep >= -1e-6
+    assert hsic(ka, gaussian_kernel(2 * a + 1)).item() == pytest.approx(same, rel=1e-4)  # bandwidth is scale-free
+
+
+def test_kernel_bandwidth_median_heuristic_and_fixed_sigma():
+    x = torch.tensor([[0.0], [1.0], [3.0]])  # pairwise distances 1, 2, 3 -> median 2
+    assert median_bandwidth(x).item() == pytest.approx(2.0)
+    torch.testing.assert_close(gaussian_kernel(x)[0, 1], torch.tensor(math.exp(-1 / 8)))
+    torch.testing.assert_close(gaussian_kernel(x, sigma=1.0)[0, 2], torch.tensor(math.exp(-9 / 2)))
+    assert median_bandwidth(torch.ones(4, 2)).item() == 1.0  # all rows equal: no zero bandwidth
+    with pytest.raises(ValueError, match="sigma"):
+        BiDO(1.0, 1.0, sigma=0.0)
+
+
+def test_bido_penalty_signs_and_hooked_layers():
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 4
+    onehot = torch.nn.functional.one_hot(y, 4).float()
+    only_x, only_y = BiDO(1.0, 0.0), BiDO(0.0, 1.0)
+    assert only_x.penalty(x, y, [x.flatten(1)], 4).item() > 0  # H = X: maximal input dependence
+    assert only_y.penalty(x, y, [onehot], 4).item() < 0  # H = Y: rewarded
+    defense = BiDO(1.0, 1.0)
+    model = build_model("small_cnn", 4, 1, 8).train()
+    defense.attach(model)
+    logits = model(x)
+    assert len(defense._acts) == 4  # three pooling stages of small_cnn + the penultimate features
+    loss = defense.extra_loss(model, x, y, logits)
+    assert torch.isfinite(loss) and defense._acts == []
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        model.eval()(x)
+    assert defense._acts == []  # eval forwards (per-epoch evaluation, attacks) are not recorded
+
+
+def test_defense_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="defense.kind"):
+        digits_cfg("defense.kind=dp")
+    with pytest.raises(ConfigError, match="beta"):
+        digits_cfg("defense.kind=mid", "defense.beta=-1")
+    assert isinstance(build_defense({"kind": "bido", "lambda_x": 2.0}), BiDO)
+    assert type(build_defense(None)).__name__ == "Defense"
+
+
+def test_no_defense_keeps_the_run_hash_of_configs_without_the_section():
+    assert digits_cfg().run_hash() == digits_cfg("defense.kind=none").run_hash()
+    assert digits_cfg().run_hash() != digits_cfg("defense.kind=mid").run_hash()
+
+
+# ---- real training ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides", [["defense.kind=mid", "defense.beta=0.01", "defense.bottleneck_dim=16"],
+                                       ["defense.kind=bido", "defense.lambda_x=0.5", "defense.lambda_y=5"]])
+def test_short_training_run_per_defense(tmp_path, overrides):
+    final = train_classifier(digits_cfg(*overrides), tmp_path)
+    assert math.isfinite(final["train_loss"])
+    assert final["test_acc"] > 0.6  # 5 classes: chance is 0.2
+    model = load_classifier(tmp_path)
+    assert not model.training
+    x = torch.rand(4, 1, 8, 8)
+    assert torch.equal(model(x), model(x))
+    if "defense.kind=mid" in overrides:
+        assert model.feature_dim == 16 and model.features(x).shape == (4, 16)
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert ckpt["defense"]["kind"] == overrides[0].split("=")[1]
+
+
+@pytest.mark.slow  # two torchrun processes start in ~30 s on the shared 2 cores
+def test_two_ranks_with_gloo_and_bido(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "lsmia_ext.train", "--config", "train-digits-target", "--out", str(tmp_path), "--set", "num_threads=1",
+           "--set", "defense.kind=bido", "--set", "epochs=2"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = json.loads((tmp_path / "metrics.json").read_text())["final"]
+    assert final["world_size"] == 2 and final["test_acc"] > 0.6
+
+
+# ---- trade-off ----------------------------------------------------------------------------------------
+
+def test_pareto_front_on_constructed_points():
+    pts = [(0.9, 0.95), (0.5, 0.90), (0.6, 0.85), (0.2, 0.80), (0.2, 0.70), (0.95, 0.95), (0.5, 0.90)]
+    assert pareto_front(pts) == [True, True, False, True, False, False, True]
+    assert pareto_front([]) == []
+
+
+def _entry(name, alpha, set_=None):
+    return SimpleNamespace(name=name, alpha=alpha, set=set_ or {})
+
+
+def test_tradeoff_rows_table_and_plot(tmp_path):
+    targets = [_entry("hard", 0.0), _entry("neg", -0.05), _entry("mid", 0.0, {"defense": {"kind": "mid", "beta": 0.01}}),
+               _entry("bido", 0.0, {"defense.kind": "bido", "defense.lambda_x": 1.0, "defense.lambda_y": 10.0})]
+    summary = [{"name": "hard", "attack_acc1": (0.9, None), "test_acc": (0.91, None)},
+               {"name": "neg", "attack_acc1": (0.3, None), "test_acc": (0.90, None)},
+               {"name": "mid", "attack_acc1": (0.8, None), "test_acc": (0.88, None)},
+               {"name": "bido", "attack_acc1": (0.7, None), "test_acc": None}]
+    assert [defense_of(t) for t in targets] == ["none", "negative LS", "MID", "BiDO"]
+    rows = tradeoff_rows(summary, targets)
+    assert [(r["name"], r["pareto"]) for r in rows] == [("hard", True), ("neg", True), ("mid", False)]
+    assert rows[2]["setting"] == "beta 0.01"
+    blocks = tradeoff_blocks(tmp_path, summary, targets)
+    assert (tmp_path / "plot_tradeoff.png").stat().st_size > 1000
+    assert blocks[2][0] == "table" and len(blocks[2][2]) == 3
+    assert "negative LS (alpha -0.05)" in blocks[3][1]
+    assert tradeoff_blocks(tmp_path / "x", summary[:1], targets) == []  # one family: no section
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_tradeoff([], tmp_path / "empty.png")

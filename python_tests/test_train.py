@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import lsmia_ext
 from lsmia_ext.config import ConfigError, available_configs, load_config
 from lsmia_ext.models import load_classifier
 from lsmia_ext.train import TrainConfig, train_classifier
 
-REPO = Path(__file__).resolve().parents[1]
+# the folder holding the lsmia_ext that this test imports (source tree in development, site-packages in CI)
+PACKAGE_ROOT = Path(lsmia_ext.__file__).resolve().parents[1]
 
 
 def digits_cfg(*overrides):
@@ -114,7 +116,7 @@ def test_cli_and_bf16(tmp_path, capsys):
 
 
 def _torchrun(out: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "lsmia_ext.train", "--config", "train-digits-target", "--out", str(out),
            "--set", "num_threads=1", *[a for o in overrides for a in ("--set", o)]]

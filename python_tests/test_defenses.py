@@ -193,3 +193,11 @@ def test_tradeoff_rows_table_and_plot(tmp_path):
     assert tradeoff_blocks(tmp_path / "x", summary[:1], targets) == []  # one family: no section
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_tradeoff([], tmp_path / "empty.png")
+
+
+def test_shipped_defense_sweep_config_resolves_every_family():
+    from lsmia_ext.experiment.config import load_experiment_config
+
+    cfg = load_experiment_config("experiment-fmnist-defenses")
+    families = {defense_of(t) for t in cfg.targets}
+    assert families == {"none", "negative LS", "MID", "BiDO"}

@@ -28,8 +28,9 @@ DEFAULT_CONFIG = "experiment-fmnist"
 PRESETS: dict[str, list[str]] = {
     "quick": [
         "data.train_per_class=300",
-        "prior.set.train.steps=40",
-        "prior.set.fid.num_samples=200",
+        "prior.set.train.steps=30",
+        "prior.set.fid.num_samples=100",
+        "prior.set.fid.extractor_epochs=1",
         "eval_model.set.epochs=2",
         "target.set.epochs=2",
         "target.set.loss.warmup=1",

@@ -1,0 +1,151 @@
+"""`lsmia experiment`: the quick preset end to end on the digits scenario, stage reuse, bad configs,
+and the report's summary/verdict on constructed rows."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lsmia_ext.cli import main
+from lsmia_ext.config import ConfigError
+from lsmia_ext.experiment import load_experiment_config, run_experiment, summarise
+from lsmia_ext.experiment.config import flatten_overrides
+from lsmia_ext.experiment.report import verdict
+
+ROW_KEYS = {"name", "alpha", "seed", "test_acc", "ece", "attack_acc1", "attack_acc5", "delta_eval", "fid",
+            "precision", "recall", "density", "coverage", "kes_train", "kes_test"}
+ARGS = ["experiment", "--config", "experiment-digits", "--preset", "quick"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    torch.set_num_threads(2)
+    out = tmp_path_factory.mktemp("study")
+    assert main([*ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def _stage_files(out):
+    return {p: p.stat().st_mtime_ns for pattern in ("eval_model/model.pt", "targets/*/model.pt", "prior/generator.pt", "attacks/*/results.pt",
+                                                    "evaluations/*/evaluation.json")
+            for p in out.glob(pattern)}
+
+
+def test_quick_preset_end_to_end(study):
+    results = json.loads((study / "results.json").read_text())
+    assert [r["name"] for r in results["rows"]] == ["ls_pos", "hard", "ls_neg"]
+    assert [r["alpha"] for r in results["rows"]] == [0.1, 0.0, -0.05]
+    for row in results["rows"]:
+        assert set(row) == ROW_KEYS
+        assert row["attack_acc5"] is None  # 5 private classes: top-5 is trivially 1
+        for key in ROW_KEYS - {"name", "attack_acc5"}:
+            assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (key, row[key])
+        assert 0.0 <= row["attack_acc1"] <= 1.0 and 0.0 <= row["test_acc"] <= 1.0
+        assert row["test_acc"] > 0.5  # the targets really learned the 5 private digits
+    assert results["settings"]["shared_across_seeds"] == ["prior", "eval_model"]
+    stages = results["timings"]["stages"]
+    assert {"prior", "eval_model", "reference", "target:hard_seed0", "attack:hard_seed0",
+            "evaluation:hard_seed0"} <= set(stages)
+    assert not any(t["reused"] for t in stages.values())
+    for name in ("report.md", "report.html", "plot_attack_acc1.png", "plot_test_acc.png",
+                 "grid_ls_pos_seed0.png", "grid_hard_seed0.png", "grid_ls_neg_seed0.png", "manifest.json"):
+        assert (study / name).stat().st_size > 0, name
+    md = (study / "report.md").read_text()
+    assert "| ls_neg | -0.05 |" in md and "grid_hard_seed0.png" in md
+    assert "paper's direction" in md or "no difference" in md
+    for d in ("prior", "eval_model", "targets/ls_neg_seed0", "attacks/ls_neg_seed0"):
+        assert (study / d / "stage.json").exists()
+    # the three targets share the recipe and differ in alpha only
+    targets = results["settings"]["stages"]["targets"]
+    pos, neg = targets["ls_pos_seed0"], targets["ls_neg_seed0"]
+    assert pos["loss"]["alpha"] == 0.1 and neg["loss"]["alpha"] == -0.05
+    pos["loss"].pop("alpha"), neg["loss"].pop("alpha")
+    assert pos == neg
+
+
+def test_second_run_reuses_every_stage(study):
+    before = _stage_files(study)
+    assert len(before) == 11
+    cfg = load_experiment_config("experiment-digits", preset="quick")
+    results = run_experiment(cfg, study, log=lambda *_: None)
+    stages = results["timings"]["stages"]
+    assert "reference" not in stages  # nothing to evaluate, so the private reference is never built
+    assert all(t["reused"] and t["wall_s"] == 0.0 for t in stages.values()), stages
+    assert _stage_files(study) == before
+
+
+def test_changed_evaluation_setting_reruns_only_evaluations(study):
+    cfg = load_experiment_config("experiment-digits", preset="quick", overrides=["evaluate.kes.epochs=1"])
+    stages = run_experiment(cfg, study, log=lambda *_: None)["timings"]["stages"]
+    rerun = sorted(k for k, t in stages.items() if not t["reused"])
+    assert rerun == ["evaluation:hard_seed0", "evaluation:ls_neg_seed0", "evaluation:ls_pos_seed0", "reference"]
+
+
+def test_unknown_key_names_it():
+    with pytest.raises(ConfigError, match="unknown key 'epochz'"):
+        load_experiment_config("experiment-digits", overrides=["epochz=3"])
+
+
+def test_empty_targets_is_an_error():
+    with pytest.raises(ConfigError, match="targets is empty"):
+        load_experiment_config("experiment-digits", overrides=["targets=[]"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("target.set.epochz=3", "unknown key 'epochz'"),
+    ("attack.set.final.keep=99", "final.keep"),
+    ("targets=[{name: a, alpha: 0}, {name: a, alpha: 0.1}]", "distinct"),
+    ("targets=[{name: a, alpha: 0, set: {loss.alpha: 0.2}}]", "entry's `alpha`"),
+    ("targets=[{name: 'a/b', alpha: 0}]", "names a directory"),
+    ("seeds=[]", "seeds is empty"),
+    ("prior.config=no-such-config", "shipped configs"),
+])
+def test_bad_stage_settings_fail_at_load(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment_config("experiment-digits", overrides=[override])
+
+
+def test_unknown_preset_and_seed_count():
+    with pytest.raises(ConfigError, match="unknown preset 'slow'; allowed: quick"):
+        load_experiment_config("experiment-digits", preset="slow")
+    with pytest.raises(ConfigError, match="--seeds must be >= 1"):
+        load_experiment_config("experiment-digits", seeds=0)
+    assert load_experiment_config("experiment-digits", seeds=3).seeds == [0, 1, 2]
+
+
+def test_hflip_on_digits_is_refused_before_training(tmp_path):
+    cfg = load_experiment_config("experiment-digits", overrides=["attack.set.hflip=true"])
+    with pytest.raises(ValueError, match="set attack.set.hflip=false"):
+        run_experiment(cfg, tmp_path, log=lambda *_: None)
+    assert not (tmp_path / "prior").exists()
+
+
+def test_flatten_overrides_mixes_nested_and_dotted_and_refuses_duplicates():
+    assert flatten_overrides({"train": {"steps": 5}, "fid.num_samples": 9, "empty": {}}) == \
+        {"train.steps": 5, "fid.num_samples": 9, "empty": {}}
+    with pytest.raises(ConfigError, match="'train.steps' is given twice"):
+        flatten_overrides({"train": {"steps": 5}, "train.steps": 6})
+
+
+def _row(name, alpha, seed, acc1, test_acc):
+    row = dict.fromkeys(ROW_KEYS, 0.5)
+    row.update(name=name, alpha=alpha, seed=seed, attack_acc1=acc1, test_acc=test_acc, attack_acc5=None)
+    return row
+
+
+def test_summary_mean_std_and_verdict():
+    rows = [_row("pos", 0.1, 0, 0.8, 0.90), _row("pos", 0.1, 1, 0.6, 0.90),
+            _row("hard", 0.0, 0, 0.5, 0.92), _row("hard", 0.0, 1, 0.5, 0.92),
+            _row("neg", -0.05, 0, 0.2, 0.89), _row("neg", -0.05, 1, 0.1, 0.91)]
+    summary = summarise(rows)
+    assert [e["name"] for e in summary] == ["pos", "hard", "neg"]
+    mean, std = summary[0]["attack_acc1"]
+    assert mean == pytest.approx(0.7) and std == pytest.approx(math.sqrt(0.02))
+    assert summary[0]["attack_acc5"] is None
+    text = verdict(summary, 2)
+    assert text.startswith("Our numbers follow the paper's direction")
+    assert "+20.0 points" in text and "-35.0 points" in text and "test accuracy change of -2.0 points" in text
+    flipped = summarise([_row("pos", 0.1, 0, 0.3, 0.9), _row("hard", 0.0, 0, 0.5, 0.9), _row("neg", -0.05, 0, 0.7, 0.9)])
+    assert verdict(flipped, 1).startswith("Our numbers contradict the paper's direction")

@@ -149,3 +149,6 @@ def test_summary_mean_std_and_verdict():
     assert "+20.0 points" in text and "-35.0 points" in text and "test accuracy change of -2.0 points" in text
     flipped = summarise([_row("pos", 0.1, 0, 0.3, 0.9), _row("hard", 0.0, 0, 0.5, 0.9), _row("neg", -0.05, 0, 0.7, 0.9)])
     assert verdict(flipped, 1).startswith("Our numbers contradict the paper's direction")
+    # entries with their own overrides (other defenses) stay out of the label smoothing verdict
+    with_mid = summarise([_row("mid", 0.0, 0, 0.1, 0.9)]) + summary
+    assert verdict(with_mid, 2, plain={"pos", "hard", "neg"}) == text

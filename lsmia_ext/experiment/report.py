@@ -74,7 +74,8 @@ def verdict(summary: list[dict], n_seeds: int, plain: set[str] | None = None) ->
         signs.append(0 if d == 0 else (1 if d * expected > 0 else -1))
         moved = "raises" if d > 0 else ("lowers" if d < 0 else "leaves unchanged")
         text = (f"{'positive' if e['alpha'] > 0 else 'negative'} LS ({e['name']}, alpha {e['alpha']:+g}) {moved} "
-                f"attack Acc@1: {100 * e['attack_acc1'][0]:.1f} % vs {100 * b_acc:.1f} % ({100 * d:+.1f} points)")
+                f"attack Acc@1: {_fmt(e['attack_acc1'], True)} % vs {_fmt(base['attack_acc1'], True)} % "
+                f"({100 * d:+.1f} points)")
         if e["alpha"] < 0:
             text += f", at a test accuracy change of {100 * (e['test_acc'][0] - b_test):+.1f} points"
         parts.append(text)
@@ -167,6 +168,26 @@ def image_grid(attack_dir: Path, real: tuple[torch.Tensor, torch.Tensor], class_
         plt.close(fig)
 
 
+def budget_rows(stages: dict) -> list[list[str]]:
+    """The budgets that decide the cost and strength of each stage, read from the resolved configs."""
+    prior, ev = stages["prior"], stages["eval_model"]
+    target = next(iter(stages["targets"].values()))
+    attack = next(iter(stages["attacks"].values()))
+    return [
+        ["prior", f"{prior['train']['steps']} steps x {prior['train']['batch_size']} images, z/w "
+                  f"{prior['network']['z_dim']}/{prior['network']['w_dim']}"],
+        ["evaluation model", f"{ev['model']['name']}, {ev['epochs']} epochs, alpha {ev['loss']['alpha']:+g}"],
+        ["targets", f"{target['model']['name']}, {target['epochs']} epochs, batch {target['batch_size']}, "
+                    f"{target['optim']['name']} lr {target['optim']['lr']:g} wd {target['optim']['weight_decay']:g}, "
+                    f"alpha warm-up {target['loss']['warmup']} + ramp {target['loss']['ramp']} epochs, "
+                    f"{target['data'].get('train_per_class') or 'all'} images per class"],
+        ["attack", f"{attack['attack']}: candidates {attack['initial']['candidates']}, keep "
+                   f"{attack['initial']['keep']}, {attack['optim']['steps']} steps ({attack['optim']['loss']}, lr "
+                   f"{attack['optim']['lr']:g}, betas {tuple(attack['optim']['betas'])}), final keep "
+                   f"{attack['final']['keep']} per class over {attack['final']['transforms']} views"],
+    ]
+
+
 def _stage_rows(timings: dict) -> list[list[str]]:
     rows = []
     for stage, t in timings["stages"].items():
@@ -217,6 +238,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     blocks.append(("h2", "Settings and why"))
     if cfg.rationale:
         blocks.append(("pre", cfg.rationale.strip()))
+    blocks.append(("table", ["stage", "budget (identical for every alpha)"], budget_rows(results["settings"]["stages"])))
     blocks.append(("p", "Full resolved stage configs: results.json settings.stages."))
     blocks.append(("h2", "Wall time"))
     blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(timings)))

@@ -60,7 +60,10 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer rounds (smoke run)")
     p.add_argument("--out", default=str(Path(__file__).with_name("results_ls_ce.md")))
     p.add_argument("--devices", default="cpu,cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rounds = 1 if args.quick else 5
     devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
     rows = [r for d in devices for (n, k) in SHAPES for dt in DTYPES for r in bench_case(n, k, dt, d, rounds)]

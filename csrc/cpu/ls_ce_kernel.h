@@ -177,46 +177,58 @@ void ls_ce_forward_small_k(const at::Tensor& logits, const at::Tensor& target, d
   });
 }
 
+// What both backward kernels read: row pointers and the per-call constants.
+template <typename scalar_t>
+struct BackwardArgs {
+  using acc_t = at::opmath_type<scalar_t>;
+  int64_t N, K, tstride, gstride;
+  acc_t alpha, smooth, hit;
+  const int64_t* tgt;
+  const acc_t* g;
+  const acc_t* lse;
+  scalar_t* out;
+
+  BackwardArgs(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& target,
+               const at::Tensor& lse_t, double alpha_d, at::Tensor& grad_logits)
+      : N(logits.size(0)), K(logits.size(1)), tstride(target.stride(0)), gstride(grad_loss.stride(0)),
+        alpha(static_cast<acc_t>(alpha_d)), smooth(alpha / static_cast<acc_t>(K)), hit(acc_t(1) - alpha),
+        tgt(target.const_data_ptr<int64_t>()), g(grad_loss.const_data_ptr<acc_t>()),
+        lse(lse_t.const_data_ptr<acc_t>()), out(grad_logits.data_ptr<scalar_t>()) {}
+};
+
 template <typename scalar_t>
 void ls_ce_backward_small_k(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& target,
                             const at::Tensor& lse, double alpha_d, int64_t ignore_index, at::Tensor& grad_logits) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t N = logits.size(0), K = logits.size(1);
+  const BackwardArgs<scalar_t> a(grad_loss, logits, target, lse, alpha_d, grad_logits);
+  const int64_t N = a.N, K = a.K;
   const int64_t chunk = std::max<int64_t>(1, kChunkElems / K);
-  const acc_t alpha = static_cast<acc_t>(alpha_d);
-  const acc_t smooth = alpha / static_cast<acc_t>(K), hit = acc_t(1) - alpha;
-  const int64_t* tgt = target.const_data_ptr<int64_t>();
-  const int64_t tstride = target.stride(0);
-  const acc_t* g_p = grad_loss.const_data_ptr<acc_t>();
-  const int64_t gstride = grad_loss.stride(0);
-  const acc_t* lse_p = lse.const_data_ptr<acc_t>();
-  scalar_t* out_p = grad_logits.data_ptr<scalar_t>();
   constexpr bool write_direct = std::is_same_v<scalar_t, acc_t>;
   at::parallel_for(0, N, chunk, [&](int64_t begin, int64_t end) {
     RowReader<scalar_t, acc_t> reader(logits);
     std::vector<acc_t> buffer(write_direct ? 0 : chunk * K);
     for (int64_t c = begin; c < end; c += chunk) {
       const int64_t n = std::min(chunk, end - c);
-      acc_t* e = write_direct ? reinterpret_cast<acc_t*>(out_p + c * K) : buffer.data();
+      acc_t* e = write_direct ? reinterpret_cast<acc_t*>(a.out + c * K) : buffer.data();
       for (int64_t r = 0; r < n; ++r) {
         const acc_t* x = reader.row(c + r);
-        const acc_t l = lse_p[c + r];
+        const acc_t l = a.lse[c + r];
         for (int64_t k = 0; k < K; ++k) e[r * K + k] = x[k] - l;
       }
       vexp_inplace(e, n * K);
       for (int64_t r = 0; r < n; ++r) {
-        const int64_t i = c + r, y = tgt[i * tstride];
+        const int64_t i = c + r, y = a.tgt[i * a.tstride];
         acc_t* row = e + r * K;
         if (y == ignore_index) {
           std::fill(row, row + K, acc_t(0));
           continue;
         }
-        const acc_t g = g_p[i * gstride];
-        for (int64_t k = 0; k < K; ++k) row[k] = g * (row[k] - smooth);
-        row[y] -= g * hit;
+        const acc_t g = a.g[i * a.gstride];
+        for (int64_t k = 0; k < K; ++k) row[k] = g * (row[k] - a.smooth);
+        row[y] -= g * a.hit;
       }
       if constexpr (!write_direct) {
-        scalar_t* out = out_p + c * K;
+        scalar_t* out = a.out + c * K;
         for (int64_t j = 0; j < n * K; ++j) out[j] = static_cast<scalar_t>(e[j]);
       }
     }
@@ -261,34 +273,27 @@ void ls_ce_backward_typed(const at::Tensor& grad_loss, const at::Tensor& logits,
   using acc_t = at::opmath_type<scalar_t>;
   using Vec = Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const int64_t N = logits.size(0), K = logits.size(1);
-  const acc_t alpha = static_cast<acc_t>(alpha_d);
-  const acc_t smooth = alpha / static_cast<acc_t>(K);
-  const int64_t* tgt = target.const_data_ptr<int64_t>();
-  const int64_t tstride = target.stride(0);
-  const acc_t* g_p = grad_loss.const_data_ptr<acc_t>();
-  const int64_t gstride = grad_loss.stride(0);
-  const acc_t* lse_p = lse.const_data_ptr<acc_t>();
-  scalar_t* out_p = grad_logits.data_ptr<scalar_t>();
+  const BackwardArgs<scalar_t> a(grad_loss, logits, target, lse, alpha_d, grad_logits);
+  const int64_t N = a.N, K = a.K;
   constexpr bool write_direct = std::is_same_v<scalar_t, acc_t>;
   at::parallel_for(0, N, rows_per_task(K), [&](int64_t begin, int64_t end) {
     RowReader<scalar_t, acc_t> reader(logits);
     std::vector<acc_t> out_buffer(write_direct ? 0 : K);
     for (int64_t i = begin; i < end; ++i) {
-      scalar_t* out_row = out_p + i * K;
-      const int64_t y = tgt[i * tstride];
+      scalar_t* out_row = a.out + i * K;
+      const int64_t y = a.tgt[i * a.tstride];
       if (y == ignore_index) {
         std::fill(out_row, out_row + K, scalar_t(0));
         continue;
       }
       const acc_t* x = reader.row(i);
       acc_t* o = write_direct ? reinterpret_cast<acc_t*>(out_row) : out_buffer.data();
-      const acc_t g = g_p[i * gstride];
-      const Vec vg(g), vl(lse_p[i]), vc(smooth);
+      const acc_t g = a.g[i * a.gstride];
+      const Vec vg(g), vl(a.lse[i]), vc(a.smooth);
       int64_t k = 0;
       for (; k + W <= K; k += W) ((vexp(Vec::loadu(x + k) - vl) - vc) * vg).store(o + k);
       if (k < K) ((vexp(Vec::loadu(x + k, K - k) - vl) - vc) * vg).store(o + k, K - k);
-      o[y] -= g * (acc_t(1) - alpha);
+      o[y] -= g * a.hit;
       if constexpr (!write_direct) {
         for (int64_t j = 0; j < K; ++j) out_row[j] = static_cast<scalar_t>(o[j]);
       }

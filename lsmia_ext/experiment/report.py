@@ -152,15 +152,16 @@ def image_grid(attack_dir: Path, real: tuple[torch.Tensor, torch.Tensor], class_
     panels = [("attack results", _per_class(images, labels, classes, k, 0)),
               ("real private images", _per_class(real_x, real_y, classes, k, 0))]
     fig, axes = plt.subplots(1, 2, figsize=(2 * (0.5 * k + 0.8), 0.5 * len(classes) + 0.8))
-    for ax, (name, imgs) in zip(axes, panels):
+    for i, (ax, (name, imgs)) in enumerate(zip(axes, panels)):
         grid = make_grid(imgs.float().clamp(0, 1), nrow=k, padding=2, pad_value=1.0)
         ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if imgs.shape[1] == 1 else None, vmin=0, vmax=1,
                   interpolation="nearest")
         ax.set_title(name, fontsize=8)
         ax.set_xticks([])
         cell = grid.shape[1] / len(classes)
-        ax.set_yticks([cell * (i + 0.5) for i in range(len(classes))])
-        ax.set_yticklabels([class_names[c] if c < len(class_names) else str(c) for c in classes], fontsize=7)
+        ax.set_yticks([cell * (r + 0.5) for r in range(len(classes))] if i == 0 else [])
+        if i == 0:  # class names once, on the left, so they never run into the real images
+            ax.set_yticklabels([class_names[c] if c < len(class_names) else str(c) for c in classes], fontsize=7)
     fig.suptitle(title, fontsize=9)
     try:
         return save_figure(path, fig)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import lsmia_ext
 
 from lsmia_ext.config import ConfigError, load_config
 from lsmia_ext.defenses import BiDO, DefenseConfig, MID, build_defense, gaussian_kernel, gaussian_kl, hsic, median_bandwidth
@@ -18,7 +19,8 @@ from lsmia_ext.experiment.tradeoff import defense_of, pareto_front, plot_tradeof
 from lsmia_ext.models import build_model, load_classifier
 from lsmia_ext.train import TrainConfig, train_classifier
 
-REPO = Path(__file__).resolve().parents[1]
+# the folder holding the lsmia_ext that this test imports (source tree in development, site-packages in CI)
+PACKAGE_ROOT = Path(lsmia_ext.__file__).resolve().parents[1]
 
 
 def digits_cfg(*overrides):
@@ -153,7 +155,7 @@ def test_short_training_run_per_defense(tmp_path, overrides):
 
 @pytest.mark.slow  # two torchrun processes start in ~30 s on the shared 2 cores
 def test_two_ranks_with_gloo_and_bido(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "lsmia_ext.train", "--config", "train-digits-target", "--out", str(tmp_path), "--set", "num_threads=1",
            "--set", "defense.kind=bido", "--set", "epochs=2"]

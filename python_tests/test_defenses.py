@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import lsmia_ext
 
+import lsmia_ext
 from lsmia_ext.config import ConfigError, load_config
 from lsmia_ext.defenses import BiDO, DefenseConfig, MID, build_defense, gaussian_kernel, gaussian_kl, hsic, median_bandwidth
 from lsmia_ext.experiment.tradeoff import defense_of, pareto_front, plot_tradeoff, tradeoff_blocks, tradeoff_rows

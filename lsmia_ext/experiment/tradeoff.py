@@ -45,7 +45,7 @@ def tradeoff_rows(summary: list[dict], targets) -> list[dict]:
     """One row per target with both numbers (means over seeds): name, defense, setting, attack, test, pareto."""
     by_name = {t.name: t for t in targets}
     rows = [{"name": e["name"], "defense": defense_of(by_name[e["name"]]), "setting": setting_of(by_name[e["name"]]),
-             "attack_acc1": e["attack_acc1"][0], "test_acc": e["test_acc"][0]}
+             "attack_acc1": e["attack_acc1"][0], "test_acc": e["test_acc"][0], "n_seeds": len(e.get("seeds") or [None])}
             for e in summary if e["name"] in by_name and e.get("attack_acc1") and e.get("test_acc")]
     for row, on in zip(rows, pareto_front([(r["attack_acc1"], r["test_acc"]) for r in rows])):
         row["pareto"] = on
@@ -96,7 +96,10 @@ def tradeoff_summary(rows: list[dict]) -> str:
     families = sorted({r["defense"] for r in front})
     return (f"Pareto front, from the most accurate to the most private target: {'; '.join(parts)}. "
             f"Defenses on the front: {', '.join(families)}; every other target is beaten on both axes "
-            "(or tied on one) by a front point. One seed gives no spread: gaps of a few points may be noise.")
+            "(or tied on one) by a front point. "
+            + ("One seed gives no spread: gaps of a few points may be noise."
+               if max(r["n_seeds"] for r in rows) == 1 else
+               "Points are means over seeds; compare gaps with the spreads in the results table."))
 
 
 def tradeoff_blocks(out: Path, summary: list[dict], targets) -> list[tuple]:

@@ -3,11 +3,37 @@
 Public API (everything else is internal):
   fused_ls_ce, LabelSmoothingCrossEntropy, AlphaSchedule      -- the loss for any alpha <= 1
   fused_latent_adam_, LatentAdam                               -- batched latent optimiser step
+  DataConfig, load_scenario, build_model, load_classifier      -- data and models
+  TrainConfig, train_classifier                                -- targets / evaluation models
+  PriorConfig, train_prior, load_generator                     -- generator priors
+  AttackConfig, run_attack                                     -- PPA, GMI, MI-Face
+  evaluate_attack                                              -- the metrics of one attack run
+  load_experiment_config, run_experiment                       -- the whole study
+The stage entry points are imported on first use, so `import lsmia_ext` stays light.
 """
+import importlib
+
 from ._C_loader import cpu_kernel_isa, cuda_kernels_built
 from .losses import AlphaSchedule, LabelSmoothingCrossEntropy
 from .ops import fused_latent_adam_, fused_ls_ce
 from .optim import LatentAdam
+
+_LAZY = {
+    "DataConfig": "data", "load_scenario": "data",
+    "build_model": "models", "load_classifier": "models",
+    "TrainConfig": "train", "train_classifier": "train",
+    "PriorConfig": "priors", "train_prior": "priors", "load_generator": "priors",
+    "AttackConfig": "attacks", "run_attack": "attacks",
+    "evaluate_attack": "metrics",
+    "load_experiment_config": "experiment", "run_experiment": "experiment",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'lsmia_ext' has no attribute {name!r}")
+
 
 __all__ = [
     "AlphaSchedule",
@@ -17,5 +43,6 @@ __all__ = [
     "cuda_kernels_built",
     "fused_latent_adam_",
     "fused_ls_ce",
+    *_LAZY,
 ]
 __version__ = "0.1.0"

@@ -115,6 +115,7 @@ inline void small_k_rows(const acc_t* x, int64_t n, int64_t K, const int64_t* y,
   using IVec = Vectorized<int_t>;
   constexpr int64_t W = Vec::size();
   const acc_t ninf = -std::numeric_limits<acc_t>::infinity();
+  alignas(64) acc_t columns[kSmallK * W];  // column k of the W rows of a group at columns + k * W
   for (int64_t r0 = 0; r0 < n; r0 += W) {
     const int64_t m = std::min(W, n - r0);
     alignas(64) int_t row_idx[W];
@@ -127,12 +128,13 @@ inline void small_k_rows(const acc_t* x, int64_t n, int64_t K, const int64_t* y,
     }
     const IVec vi = IVec::loadu(row_idx);
     Vec vmax(ninf), vsum(acc_t(0)), vs(acc_t(0));
-    for (int64_t k = 0; k < K; ++k) {
+    for (int64_t k = 0; k < K; ++k) {  // gathered columns are kept, so each logit is gathered once
       const Vec v = at::vec::gather<sizeof(acc_t)>(x + k, vi);
+      v.store(columns + k * W);
       vmax = at::vec::maximum(vmax, v);
       vsum += v;
     }
-    for (int64_t k = 0; k < K; ++k) vs += vexp(at::vec::gather<sizeof(acc_t)>(x + k, vi) - vmax);
+    for (int64_t k = 0; k < K; ++k) vs += vexp(Vec::loadu(columns + k * W) - vmax);
     const Vec vl = vmax + vs.log();  // all -inf, +inf or NaN rows: NaN
     Vec vloss = vl;
     if (alpha != acc_t(1)) vloss = vloss - Vec(acc_t(1) - alpha) * at::vec::gather<sizeof(acc_t)>(x, IVec::loadu(y_idx));

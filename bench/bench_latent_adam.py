@@ -8,7 +8,6 @@ Writes bench/results_latent_adam.md.   Run: python -m bench.bench_latent_adam [-
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ import torch
 import lsmia_ext
 from lsmia_ext import LatentAdam
 
-from .harness import interleaved, write_table
+from .harness import interleaved, parse_bench_args, write_table
 
 SHAPES = [(4096, (512,)), (200, (18, 512))]
 BETAS = (0.1, 0.1)  # PPA's
@@ -83,14 +82,8 @@ def bench_shape(b, row_shape, device, rounds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true", help="one round (smoke run)")
-    p.add_argument("--out", default=str(Path(__file__).with_name("results_latent_adam.md")))
-    p.add_argument("--devices", default="cpu,cuda")
-    args = p.parse_args(argv)
-    rounds = 1 if args.quick else 5
-    devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
-    rows = [r for d in devices for (b, shape) in SHAPES for r in bench_shape(b, shape, d, rounds)]
+    args = parse_bench_args(argv, Path(__file__).with_name("results_latent_adam.md"), __doc__.splitlines()[0])
+    rows = [r for d in args.devices for (b, shape) in SHAPES for r in bench_shape(b, shape, d, args.rounds)]
     cols = ["device", "B x D", "implementation", "median ms", "min ms", "extra MiB", "LatentAdam speed-up"]
     notes = ("One optimizer step on float32 latents, Adam betas (0.1, 0.1); median of rounds x 5 calls "
              "measured round-robin. 'LatentAdam speed-up' = this row's time / LatentAdam's time (the masked "

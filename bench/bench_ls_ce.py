@@ -6,7 +6,6 @@ Writes bench/results_ls_ce.md.   Run: python -m bench.bench_ls_ce [--quick]
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 import lsmia_ext
 from lsmia_ext.reference import ls_ce_reference
 
-from .harness import interleaved, write_table
+from .harness import interleaved, parse_bench_args, write_table
 
 SHAPES = [(65536, 10), (4096, 1000), (1024, 32768)]
 DTYPES = [torch.float32, torch.bfloat16]
@@ -56,17 +55,9 @@ def bench_case(n, k, dtype, device, rounds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true", help="fewer rounds (smoke run)")
-    p.add_argument("--out", default=str(Path(__file__).with_name("results_ls_ce.md")))
-    p.add_argument("--devices", default="cpu,cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rounds = 1 if args.quick else 5
-    devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
-    rows = [r for d in devices for (n, k) in SHAPES for dt in DTYPES for r in bench_case(n, k, dt, d, rounds)]
+    args = parse_bench_args(argv, Path(__file__).with_name("results_ls_ce.md"), __doc__.splitlines()[0])
+    rows = [r for d in args.devices for (n, k) in SHAPES for dt in DTYPES
+            for r in bench_case(n, k, dt, d, args.rounds)]
     cols = ["device", "N x K", "dtype", "alpha", "baseline", "fused ms", "baseline ms", "speed-up",
             "fused extra MiB", "baseline extra MiB", "fused extra B/row beyond grad"]
     notes = ("Forward + backward, median of 5 rounds x 5 calls measured round-robin (fused and baseline "

@@ -7,6 +7,7 @@ Ratios between implementations must come from cases measured in the same run (no
 """
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -80,6 +81,22 @@ def interleaved(cases: dict[str, Callable[[], object]], *, rounds: int = 5, repe
                 samples[name].append((time.perf_counter() - t0) * 1e3)
     return {name: {"median_ms": statistics.median(ts), "min_ms": min(ts),
                    "peak_bytes": peak_extra_bytes(cases[name], device)} for name, ts in samples.items()}
+
+
+def parse_bench_args(argv, default_out: Path, description: str) -> argparse.Namespace:
+    """The command line every benchmark shares; applies --threads and resolves --devices to those
+    present (`args.devices` becomes a list, `args.rounds` the number of round-robin rounds)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="one round (smoke run)")
+    p.add_argument("--out", default=str(default_out), help="Markdown table to write")
+    p.add_argument("--devices", default="cpu,cuda", help="comma list; cuda is skipped without a GPU")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.rounds = 1 if args.quick else 5
+    args.devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
+    return args
 
 
 def machine_line() -> str:

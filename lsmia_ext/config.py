@@ -28,6 +28,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
+def check_betas(betas: tuple[float, float], key: str = "betas") -> tuple[float, float]:
+    """Adam betas must both lie in [0, 1); shared by every config with an Adam section."""
+    if not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"{key} must both lie in [0, 1), got {betas}")
+    return betas
+
+
 def available_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 

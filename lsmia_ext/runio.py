@@ -55,9 +55,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def save_figure(path: Path, fig) -> Path:
-    """Saves a matplotlib figure atomically (format from the suffix)."""
+    """Saves a matplotlib figure atomically (format from the suffix) and closes it."""
+    import matplotlib.pyplot as plt
+
     fmt = Path(path).suffix.lstrip(".") or "png"
-    return _atomic(path, lambda p: fig.savefig(p, format=fmt, dpi=120, bbox_inches="tight"))
+    try:
+        return _atomic(path, lambda p: fig.savefig(p, format=fmt, dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def file_sha256(path: Path) -> str:

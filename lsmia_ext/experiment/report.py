@@ -112,10 +112,7 @@ def plot_against_alpha(rows: list[dict], key: str, ylabel: str, path: Path) -> P
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    try:
-        return save_figure(path, fig)
-    finally:
-        plt.close(fig)
+    return save_figure(path, fig)
 
 
 def _per_class(images: torch.Tensor, labels: torch.Tensor, classes: list[int], k: int, seed: int) -> torch.Tensor:
@@ -163,10 +160,7 @@ def image_grid(attack_dir: Path, real: tuple[torch.Tensor, torch.Tensor], class_
         if i == 0:  # class names once, on the left, so they never run into the real images
             ax.set_yticklabels([class_names[c] if c < len(class_names) else str(c) for c in classes], fontsize=7)
     fig.suptitle(title, fontsize=9)
-    try:
-        return save_figure(path, fig)
-    finally:
-        plt.close(fig)
+    return save_figure(path, fig)
 
 
 def budget_rows(stages: dict) -> list[list[str]]:

@@ -80,10 +80,7 @@ def plot_tradeoff(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("target test accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    try:
-        return save_figure(path, fig)
-    finally:
-        plt.close(fig)
+    return save_figure(path, fig)
 
 
 def tradeoff_summary(rows: list[dict]) -> str:

@@ -57,21 +57,21 @@ def _check_tensors(params, grads, exp_avg, exp_avg_sq, steps, active) -> None:
     if not (params.is_contiguous() and exp_avg.is_contiguous() and exp_avg_sq.is_contiguous()):
         raise ValueError("fused_latent_adam_: params, exp_avg and exp_avg_sq must be contiguous")
     b = params.shape[0]
-    if steps.dtype != torch.int64:
-        raise TypeError(f"fused_latent_adam_: steps must be int64, got {steps.dtype}")
-    if steps.shape != (b,):
-        raise ValueError(f"fused_latent_adam_: steps must have shape ({b},), got {tuple(steps.shape)}")
-    if steps.device != params.device:
-        raise ValueError(f"fused_latent_adam_: steps is on {steps.device} but params is on {params.device}")
+    _check_row_tensor("steps", steps, torch.int64, "int64", b, params.device)
     if active is not None:
         if not isinstance(active, torch.Tensor):
             raise TypeError(f"fused_latent_adam_: active must be a bool tensor or None, got {type(active).__name__}")
-        if active.dtype != torch.bool:
-            raise TypeError(f"fused_latent_adam_: active must be a bool mask, got {active.dtype}")
-        if active.shape != (b,):
-            raise ValueError(f"fused_latent_adam_: active must have shape ({b},), got {tuple(active.shape)}")
-        if active.device != params.device:
-            raise ValueError(f"fused_latent_adam_: active is on {active.device} but params is on {params.device}")
+        _check_row_tensor("active", active, torch.bool, "a bool mask", b, params.device)
+
+
+def _check_row_tensor(name, t, dtype, dtype_words, b, device) -> None:
+    """A tensor with one value per row (steps, active): dtype, shape (B,), the params' device."""
+    if t.dtype != dtype:
+        raise TypeError(f"fused_latent_adam_: {name} must be {dtype_words}, got {t.dtype}")
+    if t.shape != (b,):
+        raise ValueError(f"fused_latent_adam_: {name} must have shape ({b},), got {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"fused_latent_adam_: {name} is on {t.device} but params is on {device}")
 
 
 def as_row_lr(lr, batch: int, device: torch.device) -> torch.Tensor:

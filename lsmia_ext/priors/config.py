@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from ..config import Strict
+from ..config import Strict, check_betas
 from ..data import DataConfig
 
 
@@ -40,9 +40,7 @@ class GanTrainConfig(Strict):
     @field_validator("betas")
     @classmethod
     def _betas(cls, v):
-        if not all(0.0 <= b < 1.0 for b in v):
-            raise ValueError(f"betas must lie in [0, 1); got {v}")
-        return v
+        return check_betas(v, "train.betas")
 
 
 class FidConfig(Strict):

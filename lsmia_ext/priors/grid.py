@@ -25,7 +25,4 @@ def save_grid(path: Path, images: torch.Tensor, nrow: int = 8, title: str | None
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    try:
-        return save_figure(Path(path), fig)
-    finally:
-        plt.close(fig)
+    return save_figure(Path(path), fig)

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import Strict, config_hash
+from ..config import Strict, check_betas, config_hash
 from ..data import AugmentConfig, DataConfig
 from ..defenses.config import DefenseConfig
 
@@ -51,9 +51,7 @@ class OptimConfig(Strict):
     @field_validator("betas")
     @classmethod
     def _betas(cls, v):
-        if not all(0.0 <= b < 1.0 for b in v):
-            raise ValueError(f"optim.betas must both lie in [0, 1), got {v}")
-        return v
+        return check_betas(v, "optim.betas")
 
 
 class ScheduleConfig(Strict):

@@ -39,6 +39,20 @@ def test_end_to_end_with_negative_alpha_schedule(tmp_path):
     assert {"model", "metrics", "config", "data_manifest"} <= set(manifest)
 
 
+def test_positive_alpha_is_not_warmed_up(tmp_path):
+    """As in the authors' code: warm-up and ramp apply to negative alpha only; the same recipe (warmup 2,
+    ramp 1) trains alpha +0.1 with 0.1 from the first epoch. The final metrics carry training accuracy."""
+    schedule = lsmia_ext.AlphaSchedule(0.1, warmup=2, ramp=1)
+    assert [schedule(e) for e in range(4)] == [0.1] * 4 and not schedule.warms_up
+    cfg = digits_cfg("epochs=3", "loss.alpha=0.1", "loss.warmup=2", "loss.ramp=1")
+    final = train_classifier(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [row["alpha"] for row in metrics["epochs"]] == pytest.approx([0.1, 0.1, 0.1])
+    assert 0.5 < final["train_acc"] <= 1.0
+    # a positive alpha needs no room for a ramp; a negative one does
+    digits_cfg("epochs=2", "loss.alpha=0.1", "loss.warmup=2", "loss.ramp=2")
+
+
 class Interrupt(Exception):
     pass
 

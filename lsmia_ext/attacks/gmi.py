@@ -3,6 +3,7 @@ discriminator as a realism prior (non-saturating: softplus(-D(G(w)))). No candid
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +25,12 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
     z = torch.randn(labels.numel(), generator.z_dim, generator=rng).to(device)
 
     def from_z(latent):
-        return generator.synthesis(generator.mapping(latent, truncation_psi=settings.truncation_psi))
+        return generator.synthesis(generator.mapping(latent, truncation_psi=settings.truncation_psi), clamp=False)
 
     if settings.latent == "w":
         with torch.no_grad():
             start = generator.mapping(z, truncation_psi=settings.truncation_psi)[:, 0]
-        render = generator.synthesis
+        render = partial(generator.synthesis, clamp=False)
     else:
         start, render = z, from_z
 

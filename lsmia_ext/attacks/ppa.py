@@ -7,6 +7,7 @@ confidence survives random crops and flips best.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 from torch import nn
@@ -78,7 +79,9 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
     w, init_conf = initial_selection(pool, pool_conf, classes, cfg.initial.keep)
     labels = classes.repeat_interleave(cfg.initial.keep)
     t1 = time.perf_counter()
-    w = descend(cfg, target, w, labels, generator.synthesis, rng)
+    # the optimisation differentiates the generator's unclamped output (PPA: clip false); selection and
+    # the delivered images use the clamped images that evaluation sees
+    w = descend(cfg, target, w, labels, partial(generator.synthesis, clamp=False), rng)
     t2 = time.perf_counter()
     images = render_all(generator.synthesis, w, cfg.score_batch_size)
     keep = final_selection(cfg, target, images, labels, n_cls, rng)

@@ -40,6 +40,31 @@ class PublicDataConfig(Strict):
         return _check_class_list(v, "public_dataset.classes")
 
 
+class IdentityConfig(Strict):
+    """Identity-like sub-classes (lsmia_ext/data/identities.py): every category in `categories` (empty: all)
+    is split by k-means on a `pca_dim`-d PCA embedding of the pixels into `per_category` sub-classes, of
+    which `private_per_category` (drawn per category from `split_seed`) are private, the rest public."""
+
+    categories: list[int] = Field(default_factory=list)
+    per_category: int = Field(default=4, ge=2)
+    private_per_category: int = Field(default=2, ge=1)
+    pca_dim: int = Field(default=32, ge=1)
+    kmeans_seed: int = 0
+    split_seed: int = 0
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v):
+        return _check_class_list(v, "identities.categories")
+
+    @model_validator(mode="after")
+    def _halves(self):
+        if self.private_per_category >= self.per_category:
+            raise ValueError(f"identities.private_per_category ({self.private_per_category}) must be below "
+                             f"per_category ({self.per_category}): every category needs public sub-classes too")
+        return self
+
+
 class DataConfig(Strict):
     """The data of one scenario.
 
@@ -51,11 +76,14 @@ class DataConfig(Strict):
       image). test_fraction: share of each class held out as its test split (stratified, from seed).
     train_per_class: keep at most this many private training images per class (a seeded subset; the test
       split is unchanged), to fit a CPU time budget.
+    identities: build identity-like sub-classes of every category (IdentityConfig); then private and public
+      classes are the sub-classes it picks and private_classes / public_classes must stay empty.
     """
 
     name: DatasetName
     root: Optional[Path] = None
-    private_classes: list[int]
+    private_classes: list[int] = Field(default_factory=list)
+    identities: Optional[IdentityConfig] = None
     public_classes: list[int] = Field(default_factory=list)
     public_dataset: Optional[PublicDataConfig] = None
     image_size: Optional[int] = Field(default=None, ge=8, le=1024)
@@ -68,8 +96,6 @@ class DataConfig(Strict):
     @field_validator("private_classes")
     @classmethod
     def _private(cls, v):
-        if len(v) < 2:
-            raise ValueError(f"private_classes needs at least 2 classes to train a classifier, got {v}")
         return _check_class_list(v, "private_classes")
 
     @field_validator("public_classes")
@@ -79,6 +105,17 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _separation(self):
+        if self.identities is not None:
+            if self.private_classes or self.public_classes or self.public_dataset is not None:
+                raise ValueError("with identities set, private and public classes are its sub-classes: leave "
+                                 "private_classes, public_classes and public_dataset empty")
+            if self.name == "imagefolder":
+                raise ValueError("identities need a built-in dataset; an image folder already has one folder "
+                                 "per identity (list them in private_classes / public_classes)")
+            return self
+        if len(self.private_classes) < 2:
+            raise ValueError(f"private_classes needs at least 2 classes to train a classifier, got "
+                             f"{self.private_classes} (or set identities)")
         if self.public_dataset is not None and self.public_classes:
             raise ValueError("give either public_classes (same dataset) or public_dataset (another dataset), "
                              f"not both (public_classes={self.public_classes})")

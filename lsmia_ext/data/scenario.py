@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from ..runio import file_sha256, update_manifest, write_json
 from .config import DataConfig, PublicDataConfig
 from .datasets import ImageFolderImages, InMemoryImages, prepare_uint8
+from .identities import IdentityAssignment, assign_identities, relabel
 from .sources import RawData, load_source
 
 SPLITS = ("private_train", "private_test", "public_train", "public_test")
@@ -108,20 +109,32 @@ class Scenario:
     Labels: private 0..P-1 in the order of private_classes, public 0..Q-1 in the order of the public classes.
     """
 
-    def __init__(self, cfg: DataConfig, private: _Part, public: _Part | None, image_size: int, channels: int):
-        self.cfg, self._private, self._public = cfg, private, public
+    def __init__(self, cfg: DataConfig, private: _Part, public: _Part | None, image_size: int, channels: int,
+                 identities: IdentityAssignment | None = None):
+        self.cfg, self._private, self._public, self.identities = cfg, private, public, identities
         self.image_size, self.channels = image_size, channels
         self.num_classes = len(private.classes)
         self.num_public_classes = len(public.classes) if public else 0
         self.class_names = [private.raw.class_names[c] for c in private.classes]
         self.public_class_names = [public.raw.class_names[c] for c in public.classes] if public else []
         self.allows_hflip = private.raw.allows_hflip
+        # Category of every private / public class (the sub-class's category for identities, else the class
+        # itself) and the category names: what "the attack found the right kind of image" is judged by.
+        self.private_categories = self._categories(private)
+        self.public_categories = self._categories(public) if public else []
+        self.category_names = (list(identities.category_names) if identities
+                               else list(private.raw.class_names))
         self.private_train = _dataset(private, private.train_idx, image_size, channels)
         self.private_test = _dataset(private, private.test_idx, image_size, channels)
         empty = InMemoryImages(torch.empty(0, channels, image_size, image_size, dtype=torch.uint8),
                                torch.empty(0, dtype=torch.long))
         self.public_train = _dataset(public, public.train_idx, image_size, channels) if public else empty
         self.public_test = _dataset(public, public.test_idx, image_size, channels) if public else empty
+
+    def _categories(self, part: _Part) -> list[int]:
+        if self.identities is not None:
+            return [self.identities.category[c] for c in part.classes]
+        return list(part.classes)
 
     def split(self, name: str) -> Dataset:
         if name not in SPLITS:
@@ -151,7 +164,8 @@ class Scenario:
 
         body = {"config": self.cfg.model_dump(mode="json"), "image_size": self.image_size,
                 "channels": self.channels, "private": self._describe(self._private),
-                "public": self._describe(self._public) if self._public else None}
+                "public": self._describe(self._public) if self._public else None,
+                "identities_sha256": self.identities.sha256 if self.identities else None}
         body["splits_sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return body
 
@@ -162,23 +176,35 @@ class Scenario:
         return path
 
 
-def _public_part(cfg: DataConfig, private_raw: RawData) -> _Part | None:
+def _public_part(cfg: DataConfig, private_raw: RawData, public_classes: list[int]) -> _Part | None:
     if cfg.public_dataset is not None:
         pub: PublicDataConfig = cfg.public_dataset
         raw = load_source(pub.name, pub.root, pub.allow_download)
         classes = pub.classes or list(range(raw.num_classes))
         return _make_part(raw, classes, cfg.test_fraction, cfg.seed + 1, "public_dataset.classes")
-    if cfg.public_classes:
-        return _make_part(private_raw, cfg.public_classes, cfg.test_fraction, cfg.seed + 1, "public_classes")
+    if public_classes:
+        return _make_part(private_raw, public_classes, cfg.test_fraction, cfg.seed + 1, "public_classes")
     return None
+
+
+def identity_assignment(cfg: DataConfig, raw: RawData) -> IdentityAssignment:
+    ids = cfg.identities
+    categories = tuple(ids.categories) or tuple(range(raw.num_classes))
+    return assign_identities(raw, categories, ids.per_category, ids.private_per_category, ids.pca_dim,
+                             ids.kmeans_seed, ids.split_seed)
 
 
 def load_scenario(cfg: DataConfig) -> Scenario:
     """Loads the data of `cfg`, splits it, asserts that no private sample is in a public split."""
     raw = load_source(cfg.name, cfg.root, cfg.allow_download)
-    private = _make_part(raw, cfg.private_classes, cfg.test_fraction, cfg.seed, "private_classes",
+    private_classes, public_classes, identities = cfg.private_classes, cfg.public_classes, None
+    if cfg.identities is not None:
+        identities = identity_assignment(cfg, raw)
+        raw = relabel(raw, identities, f"identities:{identities.sha256[:16]}")
+        private_classes, public_classes = list(identities.private), list(identities.public)
+    private = _make_part(raw, private_classes, cfg.test_fraction, cfg.seed, "private_classes",
                          cfg.train_per_class)
-    public = _public_part(cfg, raw)
+    public = _public_part(cfg, raw, public_classes)
     if public is not None:
         leaked = private.sample_ids() & public.sample_ids()
         if leaked:
@@ -186,4 +212,4 @@ def load_scenario(cfg: DataConfig) -> Scenario:
                                       f"e.g. {sorted(leaked)[:3]}")
     image_size = cfg.image_size or int(raw.images.shape[-1])
     channels = cfg.channels or _detect_channels(raw)
-    return Scenario(cfg, private, public, image_size, channels)
+    return Scenario(cfg, private, public, image_size, channels, identities)

@@ -32,8 +32,9 @@ def run_key(name: str, seed: int) -> str:
 class _Study:
     """Holds the run directory, the resolved stages and what the stages produced."""
 
-    def __init__(self, cfg: ExperimentConfig, out_dir: Path, log):
+    def __init__(self, cfg: ExperimentConfig, out_dir: Path, log, identities_sha256: str | None = None):
         self.cfg, self.out, self.log = cfg, Path(out_dir), log
+        self.identities_sha256 = identities_sha256
         self.stages: ResolvedStages = resolve_stages(cfg)
         self.timings: dict[str, dict] = {}
         self.notes: list[str] = []
@@ -45,10 +46,17 @@ class _Study:
                              "original_wall_s": round(outcome.original_wall_s, 2)}
         return outcome.result
 
+    def _with_data(self, stage_hash: str) -> str:
+        """A stage hash that also covers the identity assignment (k-means on this machine's arithmetic): a
+        machine that clusters differently never reuses another assignment's prior or classifiers."""
+        if self.identities_sha256 is None:
+            return stage_hash
+        return config_hash({"stage": stage_hash, "identities_sha256": self.identities_sha256})
+
     def prior(self) -> tuple[Path, str]:
         from ..priors import train_prior
 
-        d, h = self.out / "prior", config_hash(self.stages.prior)
+        d, h = self.out / "prior", self._with_data(config_hash(self.stages.prior))
         self.prior_result = self._record("prior", run_stage("prior", d, h, lambda: train_prior(self.stages.prior, d),
                                                             self.log))
         return d, h
@@ -56,7 +64,7 @@ class _Study:
     def classifier(self, key: str, d: Path, cfg) -> tuple[Path, str, dict]:
         from ..train import train_classifier
 
-        h = cfg.run_hash()
+        h = self._with_data(cfg.run_hash())
         result = self._record(key, run_stage(key, d, h, lambda: train_classifier(cfg, d), self.log))
         return d, h, result
 
@@ -131,11 +139,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
     t_start = time.perf_counter()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    study = _Study(cfg, out_dir, log)
+    scenario = load_scenario(cfg.data)
+    study = _Study(cfg, out_dir, log, scenario.identities.sha256 if scenario.identities else None)
     out = study.out
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "experiment_config.json", cfg.model_dump(mode="json"))
-    scenario = load_scenario(cfg.data)
     _check_scenario(cfg, study.stages, scenario)
 
     prior_dir, p_hash = study.prior()
@@ -144,10 +152,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
     for seed in cfg.seeds:
         for entry in cfg.targets:
             key = run_key(entry.name, seed)
-            t_dir, t_hash, _ = study.classifier(f"target:{key}", out / "targets" / key, study.stages.targets[(entry.name, seed)])
+            t_dir, t_hash, t_result = study.classifier(f"target:{key}", out / "targets" / key, study.stages.targets[(entry.name, seed)])
             a_dir, a_hash = study.attack(key, seed, t_dir, t_hash, prior_dir, p_hash)
             evaluation = study.evaluation(key, a_dir, a_hash, e_hash, scenario)
-            rows.append(study.row(entry, seed, evaluation))
+            rows.append({**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc"))})
             runs.append({"name": entry.name, "seed": seed, "target": str(t_dir.relative_to(out)),
                          "attack": str(a_dir.relative_to(out)),
                          "evaluation": str((out / "evaluations" / key).relative_to(out))})
@@ -165,8 +173,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
             "feature_extractor": _feature_extractor(),
             "num_threads": torch.get_num_threads(),
         },
-        "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")), "dir": "eval_model"},
-        "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds")},
+        "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")),
+                       "train_acc": finite_or_none(eval_result.get("train_acc")), "dir": "eval_model"},
+        "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds",
+                                                         "category_share_prior", "category_share_public_test",
+                                                         "category_share_min_ratio")},
         "runs": runs,
         "notes": study.notes,
         "timings": {"stages": study.timings},

@@ -65,6 +65,18 @@ def features(net: FidFeatureNet, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([net.features(x) for x in images.split(512)])
 
 
+@torch.no_grad()
+def category_shares(net: FidFeatureNet, images: torch.Tensor, class_category: list[int],
+                    category_names: list[str]) -> dict[str, float]:
+    """Share of `images` per category: the public class the feature net predicts, mapped to its category.
+    A prior that can draw the whole domain gives every category a share near that of the real images."""
+    preds = torch.cat([net(x).argmax(1) for x in images.split(512)])
+    cats = torch.tensor(class_category)[preds]
+    counts = torch.bincount(cats, minlength=len(category_names)).double() / max(len(cats), 1)
+    present = sorted(set(class_category))
+    return {category_names[c]: round(counts[c].item(), 4) for c in present}
+
+
 def save_feature_net(path: Path, net: FidFeatureNet, test_accuracy: float) -> None:
     save_checkpoint(path, {"state_dict": net.state_dict(), "arch": net.arch, "test_accuracy": test_accuracy})
 

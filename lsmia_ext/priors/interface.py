@@ -2,8 +2,11 @@
 
 A generator maps a latent z (B, z_dim) to intermediate latents ws (B, num_ws, w_dim) and synthesises
 images from ws. Attacks search in w space (PPA, GMI), so both halves are exposed separately.
-Images always come out as float tensors in [0, 1] of shape (B, channels, image_size, image_size),
-whatever range the wrapped network produces internally; that is the adapters' job.
+Images come out as float tensors of shape (B, channels, image_size, image_size) on the [0, 1] scale,
+whatever range the wrapped network produces internally (the adapters map it linearly). `synthesis`
+clamps to [0, 1] by default (display, scoring, evaluation); `synthesis(ws, clamp=False)` gives the
+network's linear output unclamped: the path an attack differentiates, where a clamp or a sigmoid would
+kill the gradient on saturated pixels (StyleGAN2's output layer is linear and PPA does not clip).
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ class Generator(nn.Module):
         raise NotImplementedError
 
     def _synthesise(self, ws: torch.Tensor) -> torch.Tensor:
-        """ws (B, num_ws, w_dim) -> images in [0, 1] (B, channels, image_size, image_size)."""
+        """ws (B, num_ws, w_dim) -> images on the [0, 1] scale, unclamped (B, channels, image_size, image_size)."""
         raise NotImplementedError
 
     def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
@@ -46,15 +49,17 @@ class Generator(nn.Module):
             w = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # real copies: callers may edit ws in place
         return truncate(w, self.w_avg, psi)
 
-    def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
-        """ws (B, num_ws, w_dim), or one w (B, w_dim) broadcast to all layers -> images in [0, 1]."""
+    def synthesis(self, ws: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """ws (B, num_ws, w_dim), or one w (B, w_dim) broadcast to all layers -> images on the [0, 1] scale,
+        clamped to [0, 1] unless clamp=False (see the module docstring)."""
         if isinstance(ws, torch.Tensor) and ws.dim() == 2 and ws.shape[1] == self.w_dim:
             ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1)
         if not isinstance(ws, torch.Tensor) or ws.dim() != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             got = tuple(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
             raise ValueError(f"synthesis expects ws of shape (B, {self.num_ws}, {self.w_dim}) "
                              f"or (B, {self.w_dim}); got {got}")
-        return self._synthesise(ws)
+        images = self._synthesise(ws)
+        return images.clamp(0.0, 1.0) if clamp else images
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
         return self.synthesis(self.mapping(z, truncation_psi))

@@ -6,7 +6,8 @@ Two shapes of user network are accepted:
 - w_dim set: the network has `mapping(z) -> w (B, w_dim) or ws (B, num_ws, w_dim)` and
   `synthesis(ws (B, num_ws, w_dim)) -> images`; w_avg is the network's own `w_avg` buffer when it has
   one of shape (w_dim,), else the mean of w over `w_avg_samples` latents drawn with a fixed seed.
-Images are mapped from the declared value_range [lo, hi] to [0, 1] and clamped.
+Images are mapped linearly from the declared value_range [lo, hi] to [0, 1] (clamped by
+Generator.synthesis except on an attack's differentiated path).
 """
 from __future__ import annotations
 
@@ -111,4 +112,4 @@ class ModuleGenerator(Generator):
             raise ValueError(f"{self.spec.import_path} produced images of shape {tuple(x.shape)}; the spec declares "
                              f"(B, {', '.join(map(str, expected))})")
         lo, hi = self.spec.value_range
-        return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+        return (x - lo) / (hi - lo)  # clamped by Generator.synthesis unless an attack asks for the raw output

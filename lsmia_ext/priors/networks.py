@@ -94,7 +94,9 @@ class SynthesisNetwork(nn.Module):
         x = self.const.expand(ws.shape[0], -1, -1, -1)
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i])
-        return torch.sigmoid(self.to_image(x))  # [0, 1] by construction, smooth gradients for attacks
+        # Linear output as StyleGAN2's (internal [-1, 1] mapped to [0, 1]); no sigmoid: on the black
+        # backgrounds of these images a sigmoid saturates and an attack could not move a silhouette.
+        return 0.5 + 0.5 * self.to_image(x)
 
 
 class StyleGenerator(Generator):

@@ -90,4 +90,4 @@ class StyleGan2AdaGenerator(Generator):
 
     def _synthesise(self, ws: torch.Tensor) -> torch.Tensor:
         x = self.g.synthesis(ws, noise_mode=self.noise_mode, force_fp32=True)
-        return ((x + 1) / 2).clamp(0.0, 1.0)
+        return (x + 1) / 2  # linear; Generator.synthesis clamps except on an attack's differentiated path

@@ -17,7 +17,8 @@ from tqdm import tqdm
 from ..config import config_hash
 from ..runio import load_checkpoint, read_json, save_checkpoint, update_manifest, write_json
 from .config import PriorConfig
-from .fid import accuracy, features, frechet, load_feature_net, save_feature_net, train_feature_net
+from .fid import (accuracy, category_shares, features, frechet, load_feature_net, save_feature_net,
+                  train_feature_net)
 from .grid import save_grid
 from .networks import Discriminator, StyleGenerator
 from .store import save_discriminator, save_generator
@@ -90,7 +91,7 @@ def _update_ema(ema: StyleGenerator, g: StyleGenerator, beta: float) -> None:
 def _d_step(g, d, opt_d, reals, z, do_r1: bool, cfg: PriorConfig) -> tuple[float, float]:
     t = cfg.train
     with torch.no_grad():
-        fakes = g(z)
+        fakes = g.synthesis(g.mapping(z), clamp=False)  # unclamped, as the generator step's fakes
     reals = reals.detach().requires_grad_(do_r1)
     logits_real, logits_fake = d(reals), d(fakes)
     loss = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
@@ -108,7 +109,7 @@ def _d_step(g, d, opt_d, reals, z, do_r1: bool, cfg: PriorConfig) -> tuple[float
 def _g_step(g: StyleGenerator, d, opt_g, z, cfg: PriorConfig) -> float:
     w = g.mapping_net(z)
     g.track_w_avg(w, cfg.train.w_avg_beta)
-    fakes = g.synthesis(w)
+    fakes = g.synthesis(w, clamp=False)  # the discriminator sees the linear output, as in StyleGAN2
     d.requires_grad_(False)  # no discriminator weight gradients needed here
     loss = F.softplus(-d(fakes)).mean()  # non-saturating generator loss
     d.requires_grad_(True)
@@ -212,10 +213,23 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
             checkpoint()
         bar.update(1)
     bar.close()
-    return _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init)
+    shares = _category_coverage(scenario, ema, net, cfg)
+    return _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init, shares)
 
 
-def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init) -> dict:
+def _category_coverage(scenario, ema, net, cfg: PriorConfig) -> dict:
+    """Per-category share of prior samples against real public test images, and the worst ratio of the two
+    (1 = the prior draws every category as often as the data holds it; 0 = a category it cannot draw)."""
+    names = scenario.category_names
+    fakes = ema.sample(cfg.fid.num_samples, seed=cfg.seed + 12345, truncation_psi=cfg.fid.truncation_psi)
+    fake = category_shares(net, fakes, scenario.public_categories, names)
+    real = category_shares(net, public_images(scenario, "public_test")[0], scenario.public_categories, names)
+    worst = min((fake[c] / real[c] for c in real if real[c] > 0), default=None)
+    return {"category_share_prior": fake, "category_share_public_test": real, "category_share_min_ratio": worst}
+
+
+def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init,
+            shares: dict) -> dict:
     save_generator(out / "generator.pt", ema, step)
     save_discriminator(out / "discriminator.pt", d)
     n = min(cfg.fid.num_samples, len(reals))
@@ -232,7 +246,7 @@ def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds
         "steps": step, "images_seen": step * cfg.train.batch_size, "train_seconds": round(seconds, 2),
         # CPU time of the training steps (all threads): on a shared machine closer to the uncontended cost
         "train_cpu_seconds": round(cpu_seconds, 2),
-        "history": history, "finished": True,
+        **shares, "history": history, "finished": True,
     }
     write_json(out / "metrics.json", metrics)
     samples = sorted((out / "samples").glob("step_*.png"))

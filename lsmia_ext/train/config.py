@@ -33,8 +33,9 @@ class ModelConfig(Strict):
 
 
 class LossConfig(Strict):
-    """Label smoothing factor alpha (<= 1; negative = negative LS) reached after `warmup` epochs at 0 and a
-    linear `ramp` (lsmia_ext.AlphaSchedule)."""
+    """Label smoothing factor alpha (<= 1; negative = negative LS). Negative alpha is reached after `warmup`
+    epochs at 0 and a linear `ramp`; alpha >= 0 applies from the first epoch (lsmia_ext.AlphaSchedule, as
+    in the authors' code), so one recipe with warmup/ramp set serves every alpha."""
 
     alpha: float = Field(default=0.0, le=1.0)
     warmup: int = Field(default=0, ge=0)
@@ -82,7 +83,7 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.loss.warmup + self.loss.ramp > self.epochs:
+        if self.loss.alpha < 0 and self.loss.warmup + self.loss.ramp > self.epochs:
             raise ValueError(f"loss.warmup + loss.ramp = {self.loss.warmup + self.loss.ramp} exceeds epochs = "
                              f"{self.epochs}: alpha = {self.loss.alpha} would never be reached")
         bad = [m for m in self.schedule.milestones if not 0 < m < self.epochs]

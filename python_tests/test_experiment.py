@@ -77,7 +77,7 @@ def test_second_run_reuses_every_stage(study):
 
 
 def test_changed_evaluation_setting_reruns_only_evaluations(study):
-    cfg = load_experiment_config("experiment-digits", preset="quick", overrides=["evaluate.kes.epochs=1"])
+    cfg = load_experiment_config("experiment-digits", preset="quick", overrides=["evaluate.kes.steps=10"])
     stages = run_experiment(cfg, study, log=lambda *_: None)["timings"]["stages"]
     rerun = sorted(k for k, t in stages.items() if not t["reused"])
     assert rerun == ["evaluation:hard_seed0", "evaluation:ls_neg_seed0", "evaluation:ls_pos_seed0", "reference"]

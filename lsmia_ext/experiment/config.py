@@ -41,7 +41,7 @@ PRESETS: dict[str, list[str]] = {
         "attack.set.final.keep=4",
         "attack.set.final.transforms=8",
         "evaluate.max_reference=300",
-        "evaluate.kes.epochs=3",
+        "evaluate.kes.steps=30",
     ],
 }
 

@@ -15,11 +15,13 @@ import torch
 from ..config import config_hash
 from ..runio import update_manifest, write_json
 from .config import ExperimentConfig
+from .stats import claim_statistics
 from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, resolve_stages, run_stage
 
 RESULTS_FILE = "results.json"
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
     "test_acc": "test_acc", "ece": "ece", "attack_acc1": "acc1", "attack_acc5": "acc5",
+    "attack_acc1_initial": "acc1_initial", "attack_acc5_initial": "acc5_initial",
     "delta_eval": "delta_eval", "fid": "fid", "precision": "precision", "recall": "recall",
     "density": "density", "coverage": "coverage", "kes_train": "kes_train", "kes_test": "kes_test",
 }
@@ -168,6 +170,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
         "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")), "dir": "eval_model"},
         "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds")},
         "runs": runs,
+        "claims": claim_statistics(rows, cfg.targets),
         "notes": study.notes,
         "timings": {"stages": study.timings},
     }

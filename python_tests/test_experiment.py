@@ -63,7 +63,7 @@ def test_quick_preset_end_to_end(study):
     assert claims[0]["metrics"]["attack_acc1"]["diffs"] == [pytest.approx(results["rows"][0]["attack_acc1"]
                                                                           - results["rows"][1]["attack_acc1"])]
     assert "## Claims: paired by seed" in md and "inconclusive (1 seed)" in md and "plot_claims.png" in md
-    assert "Ablation" not in md
+    assert "Ablation" not in md and results["ablation"] is None
     for d in ("prior", "eval_model", "targets/ls_neg_seed0", "attacks/ls_neg_seed0"):
         assert (study / d / "stage.json").exists()
     # the three targets share the recipe and differ in alpha only
@@ -166,5 +166,7 @@ def test_ablation_study_claims_appear_under_their_heading(study, tmp_path):
     assert "| C1 | ls_pos (alpha +0.1) - hard (alpha 0) | higher |" in section
     assert "inconclusive (1 seed)" in section
     assert "Ablation: prior without the private domain" in (out / "report.html").read_text()
+    ablation = json.loads((out / "results.json").read_text())["ablation"]
+    assert ablation["dir"] == str(study) and [c["claim"] for c in ablation["claims"]] == ["C1", "C2"]
     with pytest.raises(ConfigError, match="holds no results.json"):
         load_experiment_config("experiment-digits", ablation=tmp_path / "missing")

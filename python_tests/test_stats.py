@@ -106,3 +106,22 @@ def test_one_seed_study_is_inconclusive():
 
 def test_paired_metrics_include_the_verdict_metric():
     assert stats.VERDICT_METRIC in stats.PAIRED_METRICS
+
+
+def test_ablation_summary_recomputes_claims_of_an_older_results_json(tmp_path):
+    from lsmia_ext.experiment.claims_report import ablation_blocks, ablation_summary
+    from lsmia_ext.runio import write_json
+
+    rows = _rows({"ls_pos": [0.60, 0.50], "hard": [0.65, 0.61]})
+    write_json(tmp_path / "results.json", {"rows": rows, "settings": {"experiment": {
+        "targets": TARGETS[:2], "seeds": [0, 1], "data": {"name": "fashion-mnist", "private_classes": [0, 1]}}}})
+    ablation = ablation_summary(tmp_path)
+    assert [c["claim"] for c in ablation["claims"]] == ["C1"] and ablation["seeds"] == [0, 1]
+    blocks = ablation_blocks(ablation, {"attack_acc1"})
+    assert blocks[0] == ("h2", "Ablation: prior without the private domain")
+    assert blocks[2][2][0][3] == "s0: -5.0, s1: -11.0"
+    with pytest.raises(FileNotFoundError, match="finished `lsmia experiment`"):
+        ablation_summary(tmp_path / "nope")
+    write_json(tmp_path / "bad" / "results.json", {"rows": []})
+    with pytest.raises(ValueError, match="lacks 'settings'"):
+        ablation_summary(tmp_path / "bad")

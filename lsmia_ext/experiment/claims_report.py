@@ -111,31 +111,30 @@ def claims_blocks(out: Path, rows: list[dict], claims: list[dict], percent: set[
     return blocks
 
 
-def ablation_claims(run_dir: str | Path) -> tuple[dict, list[dict]]:
-    """(results.json, its claims) of another finished study; claims are recomputed from its rows and
-    targets when its results.json predates them."""
+def ablation_summary(run_dir: str | Path) -> dict:
+    """{"dir", "data", "seeds", "claims"} of another finished study (results.json["ablation"]); claims
+    are recomputed from its rows and targets when its results.json predates them."""
     path = Path(run_dir) / "results.json"
     if not path.exists():
         raise FileNotFoundError(f"ablation: {path} does not exist; give the run directory of a finished "
                                 "`lsmia experiment`")
     results = read_json(path)
-    claims = results.get("claims")
-    if claims is None:
-        try:
-            claims = claim_statistics(results["rows"], results["settings"]["experiment"]["targets"])
-        except KeyError as err:
-            raise ValueError(f"ablation: {path} lacks {err}; it was not written by `lsmia experiment`") from None
-    return results, claims
+    try:
+        exp = results["settings"]["experiment"]
+        claims = results.get("claims")
+        if claims is None:
+            claims = claim_statistics(results["rows"], exp["targets"])
+    except KeyError as err:
+        raise ValueError(f"ablation: {path} lacks {err}; it was not written by `lsmia experiment`") from None
+    return {"dir": str(run_dir), "data": exp.get("data", {}), "seeds": exp.get("seeds"), "claims": claims}
 
 
-def ablation_blocks(run_dir: str | Path, percent: set[str]) -> list[tuple]:
-    results, claims = ablation_claims(run_dir)
-    exp = results.get("settings", {}).get("experiment", {})
-    data = exp.get("data", {})
+def ablation_blocks(ablation: dict, percent: set[str]) -> list[tuple]:
+    data, claims = ablation["data"], ablation["claims"]
     blocks: list[tuple] = [("h2", ABLATION_HEADING),
-                           ("p", f"Study {run_dir}: {data.get('name', '?')}, private classes "
+                           ("p", f"Study {ablation['dir']}: {data.get('name', '?')}, private classes "
                                  f"{data.get('private_classes')}, public classes {data.get('public_classes')}, "
-                                 f"seeds {exp.get('seeds')}. " + verdict_sentence(claims))]
+                                 f"seeds {ablation['seeds']}. " + verdict_sentence(claims))]
     if claims:
         blocks.append(("table", *claims_table(claims, percent)))
     return blocks

@@ -15,6 +15,7 @@ import torch
 from ..config import config_hash
 from ..runio import update_manifest, write_json
 from .config import ExperimentConfig
+from .claims_report import ablation_summary
 from .stats import claim_statistics
 from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, resolve_stages, run_stage
 
@@ -114,6 +115,10 @@ class _Study:
             row[key] = finite_or_none(value)
             if value is not None and row[key] is None:
                 self.notes.append(f"{run_key(entry.name, seed)}: {key} was {value} (not finite), reported as null")
+        skipped = evaluation.get("prdc_skipped_classes")
+        if skipped:
+            self.notes.append(f"{run_key(entry.name, seed)}: PRDC averaged without classes {skipped} (no more "
+                              f"than k = {self.cfg.evaluate.prdc_k} attack or real images)")
         return row
 
 
@@ -171,6 +176,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
         "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds")},
         "runs": runs,
         "claims": claim_statistics(rows, cfg.targets),
+        "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,
         "notes": study.notes,
         "timings": {"stages": study.timings},
     }

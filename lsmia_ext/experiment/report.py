@@ -186,8 +186,8 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
         plot_against_alpha(rows, key, label, out / fname)
         blocks.append(("img", fname, f"{label} against alpha"))
     blocks += claims_blocks(out, rows, results["claims"], PERCENT)
-    if cfg.ablation:
-        blocks += ablation_blocks(cfg.ablation, PERCENT)
+    if results.get("ablation"):
+        blocks += ablation_blocks(results["ablation"], PERCENT)
     blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
     if len(seeds) > 1:
         blocks.append(("h2", "Per seed"))

@@ -66,7 +66,7 @@ TARGETS = [{"name": "ls_pos", "alpha": 0.1, "set": {}}, {"name": "hard", "alpha"
            {"name": "ls_neg", "alpha": -0.05, "set": {}},
            {"name": "mid", "alpha": 0.0, "set": {"defense": {"kind": "mid", "beta": 0.01}}},
            {"name": "hard_nowd", "alpha": 0.0, "set": {"optim.weight_decay": 0.0}},
-           {"name": "neg_nowd", "alpha": -0.05, "set": {"optim.weight_decay": 0.0}},
+           {"name": "neg_nowd", "alpha": -0.05, "set": {"optim": {"weight_decay": 0.0}}},  # nested = dotted
            {"name": "pos_orphan", "alpha": 0.2, "set": {"epochs": 9}}]
 
 

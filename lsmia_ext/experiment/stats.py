@@ -86,13 +86,14 @@ def find_claims(targets) -> list[dict]:
     Positive-alpha claims come first (C1, ...), then negative ones, each in config order; an entry
     without an alpha = 0 partner of the same overrides gets no claim."""
     entries = [_as_dict(t) for t in targets]
-    plain = [e for e in entries if flatten_overrides(e.get("set") or {}).get("defense.kind", "none") == "none"]
+    recipe = {e["name"]: flatten_overrides(e.get("set") or {}) for e in entries}  # nested or dotted alike
+    plain = [e for e in entries if recipe[e["name"]].get("defense.kind", "none") == "none"]
     claims = []
     for sign in (1, -1):
         for e in plain:
             if e["alpha"] * sign <= 0:
                 continue
-            base = next((b for b in plain if b["alpha"] == 0 and (b.get("set") or {}) == (e.get("set") or {})), None)
+            base = next((b for b in plain if b["alpha"] == 0 and recipe[b["name"]] == recipe[e["name"]]), None)
             if base is not None:
                 claims.append({"claim": f"C{len(claims) + 1}", "name": e["name"], "alpha": e["alpha"],
                                "baseline": base["name"], "baseline_alpha": 0.0, "direction": sign})

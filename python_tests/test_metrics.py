@@ -353,6 +353,8 @@ def test_kes_is_seeded_and_refuses_bad_input(digits):
         knowledge_extraction(tr[0][:1], tr[1][:1], tr, te, sc.num_classes, cfg)
     with pytest.raises(ValueError, match="attack labels must lie in"):
         knowledge_extraction(tr[0][:4], torch.full((4,), 99), tr, te, sc.num_classes, cfg)
+    with pytest.raises(ValueError, match="crop_scale"):
+        KesConfig(crop_scale=(0.5, 1.5))
 
 
 def test_lsmia_evaluate_end_to_end(digits, tmp_path):

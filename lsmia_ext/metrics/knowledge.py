@@ -17,7 +17,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import Strict
 from ..data.augment import AugmentConfig, BatchAugment
@@ -37,9 +37,16 @@ class KesConfig(Strict):
     crop_ratio: tuple[float, float] = (0.8, 1.25)
     hflip: bool = Field(True, description="flip with p = 0.5, only where the scenario allows flips")
 
+    @model_validator(mode="after")
+    def _crop_ranges(self):
+        self._augment_config()  # a bad crop range fails when the config loads, not after the attack
+        return self
+
+    def _augment_config(self) -> AugmentConfig:
+        return AugmentConfig(crop_scale=self.crop_scale, crop_ratio=self.crop_ratio, hflip=self.hflip)
+
     def augment(self, allows_hflip: bool) -> BatchAugment:
-        return BatchAugment(AugmentConfig(crop_scale=self.crop_scale, crop_ratio=self.crop_ratio, hflip=self.hflip),
-                            allows_hflip)
+        return BatchAugment(self._augment_config(), allows_hflip)
 
 
 def train_student(images: torch.Tensor, labels: torch.Tensor, cfg: KesConfig, num_classes: int,

@@ -240,6 +240,13 @@ def test_ppa_writes_run_dir_and_beats_initial_confidence(target, generator, tmp_
     assert res["labels"].tolist() == [4] * 3 + [0] * 3 + [2] * 3
     assert res["latents"].shape == (9, generator.w_dim)
     assert res["initial_confidences"].shape == (3, 6)
+    # the kept samples as the initial selection drew them: their pre-optimisation images, row for row,
+    # each among the class's top initial candidates and less confident than after optimisation
+    assert res["initial_images"].shape == res["images"].shape
+    init_conf = target(res["initial_images"]).softmax(1).gather(1, res["labels"][:, None]).squeeze(1)
+    top = res["initial_confidences"].repeat_interleave(3, dim=0)
+    assert all(any(abs(c - t) < 1e-4 for t in row) for c, row in zip(init_conf.tolist(), top.tolist()))
+    assert init_conf.mean() < res["confidences"].mean()
     # optimisation + selection end far above the candidates' start and far above chance (1/5)
     assert res["confidences"].mean() > 0.9 > res["initial_confidences"].mean() + 0.2
     torch.testing.assert_close(target(res["images"]).softmax(1).gather(1, res["labels"][:, None]).squeeze(1),
@@ -274,7 +281,7 @@ def test_resume_after_interruption_gives_identical_results(target, generator, tm
     summary = run_attack(cfg, target, generator, tmp_path / "resumed")
     assert summary["resumed_batches"] == 1
     whole, resumed = (load_checkpoint(tmp_path / d / "results.pt") for d in ("whole", "resumed"))
-    for key in ("images", "labels", "latents", "confidences", "initial_confidences"):
+    for key in ("images", "labels", "latents", "confidences", "initial_confidences", "initial_images"):
         assert torch.equal(whole[key], resumed[key]), key
     with pytest.raises(ValueError, match="belongs to a different attack"):
         run_attack(small_cfg(classes_per_batch=2, seed=4), target, generator, tmp_path / "resumed")

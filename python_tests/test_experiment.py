@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -12,10 +13,10 @@ from lsmia_ext.cli import main
 from lsmia_ext.config import ConfigError
 from lsmia_ext.experiment import load_experiment_config, run_experiment, summarise
 from lsmia_ext.experiment.config import flatten_overrides
-from lsmia_ext.experiment.report import verdict
 
-ROW_KEYS = {"name", "alpha", "seed", "test_acc", "ece", "attack_acc1", "attack_acc5", "delta_eval", "fid",
-            "precision", "recall", "density", "coverage", "kes_train", "kes_test"}
+ROW_KEYS = {"name", "alpha", "seed", "test_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial",
+            "attack_acc5_initial", "delta_eval", "fid", "precision", "recall", "density", "coverage", "kes_train",
+            "kes_test"}
 ARGS = ["experiment", "--config", "experiment-digits", "--preset", "quick"]
 
 
@@ -39,8 +40,8 @@ def test_quick_preset_end_to_end(study):
     assert [r["alpha"] for r in results["rows"]] == [0.1, 0.0, -0.05]
     for row in results["rows"]:
         assert set(row) == ROW_KEYS
-        assert row["attack_acc5"] is None  # 5 private classes: top-5 is trivially 1
-        for key in ROW_KEYS - {"name", "attack_acc5"}:
+        assert row["attack_acc5"] is None and row["attack_acc5_initial"] is None  # 5 classes: top-5 is trivial
+        for key in ROW_KEYS - {"name", "attack_acc5", "attack_acc5_initial"}:
             assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (key, row[key])
         assert 0.0 <= row["attack_acc1"] <= 1.0 and 0.0 <= row["test_acc"] <= 1.0
         assert row["test_acc"] > 0.5  # the targets really learned the 5 private digits
@@ -49,12 +50,20 @@ def test_quick_preset_end_to_end(study):
     assert {"prior", "eval_model", "reference", "target:hard_seed0", "attack:hard_seed0",
             "evaluation:hard_seed0"} <= set(stages)
     assert not any(t["reused"] for t in stages.values())
-    for name in ("report.md", "report.html", "plot_attack_acc1.png", "plot_test_acc.png",
+    for name in ("report.md", "report.html", "plot_attack_acc1.png", "plot_test_acc.png", "plot_claims.png",
                  "grid_ls_pos_seed0.png", "grid_hard_seed0.png", "grid_ls_neg_seed0.png", "manifest.json"):
         assert (study / name).stat().st_size > 0, name
     md = (study / "report.md").read_text()
     assert "| ls_neg | -0.05 |" in md and "grid_hard_seed0.png" in md
-    assert "paper's direction" in md or "no difference" in md
+    # one seed: both claims found, paired, and inconclusive by construction
+    claims = results["claims"]
+    assert [(c["claim"], c["name"], c["baseline"], c["direction"]) for c in claims] == [
+        ("C1", "ls_pos", "hard", 1), ("C2", "ls_neg", "hard", -1)]
+    assert all(c["verdict"] == "inconclusive (1 seed)" for c in claims)
+    assert claims[0]["metrics"]["attack_acc1"]["diffs"] == [pytest.approx(results["rows"][0]["attack_acc1"]
+                                                                          - results["rows"][1]["attack_acc1"])]
+    assert "## Claims: paired by seed" in md and "inconclusive (1 seed)" in md and "plot_claims.png" in md
+    assert "Ablation" not in md and results["ablation"] is None
     for d in ("prior", "eval_model", "targets/ls_neg_seed0", "attacks/ls_neg_seed0"):
         assert (study / d / "stage.json").exists()
     # the three targets share the recipe and differ in alpha only
@@ -77,7 +86,7 @@ def test_second_run_reuses_every_stage(study):
 
 
 def test_changed_evaluation_setting_reruns_only_evaluations(study):
-    cfg = load_experiment_config("experiment-digits", preset="quick", overrides=["evaluate.kes.epochs=1"])
+    cfg = load_experiment_config("experiment-digits", preset="quick", overrides=["evaluate.kes.steps=10"])
     stages = run_experiment(cfg, study, log=lambda *_: None)["timings"]["stages"]
     rerun = sorted(k for k, t in stages.items() if not t["reused"])
     assert rerun == ["evaluation:hard_seed0", "evaluation:ls_neg_seed0", "evaluation:ls_pos_seed0", "reference"]
@@ -135,20 +144,29 @@ def _row(name, alpha, seed, acc1, test_acc):
     return row
 
 
-def test_summary_mean_std_and_verdict():
+def test_summary_mean_and_std():
     rows = [_row("pos", 0.1, 0, 0.8, 0.90), _row("pos", 0.1, 1, 0.6, 0.90),
-            _row("hard", 0.0, 0, 0.5, 0.92), _row("hard", 0.0, 1, 0.5, 0.92),
-            _row("neg", -0.05, 0, 0.2, 0.89), _row("neg", -0.05, 1, 0.1, 0.91)]
+            _row("hard", 0.0, 0, 0.5, 0.92), _row("hard", 0.0, 1, 0.5, 0.92)]
     summary = summarise(rows)
-    assert [e["name"] for e in summary] == ["pos", "hard", "neg"]
+    assert [e["name"] for e in summary] == ["pos", "hard"]
     mean, std = summary[0]["attack_acc1"]
     assert mean == pytest.approx(0.7) and std == pytest.approx(math.sqrt(0.02))
     assert summary[0]["attack_acc5"] is None
-    text = verdict(summary, 2)
-    assert text.startswith("Our numbers follow the paper's direction")
-    assert "+20.0 points" in text and "-35.0 points" in text and "test accuracy change of -2.0 points" in text
-    flipped = summarise([_row("pos", 0.1, 0, 0.3, 0.9), _row("hard", 0.0, 0, 0.5, 0.9), _row("neg", -0.05, 0, 0.7, 0.9)])
-    assert verdict(flipped, 1).startswith("Our numbers contradict the paper's direction")
-    # entries with their own overrides (other defenses) stay out of the label smoothing verdict
-    with_mid = summarise([_row("mid", 0.0, 0, 0.1, 0.9)]) + summary
-    assert verdict(with_mid, 2, plain={"pos", "hard", "neg"}) == text
+
+
+def test_ablation_study_claims_appear_under_their_heading(study, tmp_path):
+    """--ablation DIR adds the other finished study's paired claim table; here the quick study serves
+    as its own ablation (its results.json is there), so nothing is retrained."""
+    out = tmp_path / "with_ablation"
+    shutil.copytree(study, out)
+    assert main([*ARGS, "--out", str(out), "--ablation", str(study)]) == 0
+    md = (out / "report.md").read_text()
+    section = md.split("## Ablation: prior without the private domain")[1]
+    assert f"Study {study}: digits" in section
+    assert "| C1 | ls_pos (alpha +0.1) - hard (alpha 0) | higher |" in section
+    assert "inconclusive (1 seed)" in section
+    assert "Ablation: prior without the private domain" in (out / "report.html").read_text()
+    ablation = json.loads((out / "results.json").read_text())["ablation"]
+    assert ablation["dir"] == str(study) and [c["claim"] for c in ablation["claims"]] == ["C1", "C2"]
+    with pytest.raises(ConfigError, match="holds no results.json"):
+        load_experiment_config("experiment-digits", ablation=tmp_path / "missing")

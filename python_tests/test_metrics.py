@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lsmia_ext.metrics import (attack_accuracy, extract_features, feature_distance, fit_to_model,
-                               frechet_distance, knowledge_extraction, prdc, target_utility)
+from lsmia_ext.metrics import (KesConfig, attack_accuracy, extract_features, feature_distance, fit_to_model,
+                               frechet_distance, knowledge_extraction, prdc, prdc_per_class, target_utility)
 from lsmia_ext.models import Classifier
 
 torch.set_num_threads(1)
@@ -195,6 +195,38 @@ def test_prdc_rejects_bad_k_and_tiny_sets():
         prdc(torch.randn(10, 2), torch.randn(3, 2), k=3)
 
 
+def test_prdc_per_class_differs_from_pooled_as_expected():
+    """Two well separated classes; every attack image of class 0 lies in class 1's cluster. Pooled,
+    every fake is near *some* private image (precision 1); per class, class 0's fakes are near none of
+    class 0's images (precision 0), class 1's are all fine (1): the paper's per-class mean is 0.5."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.cat([torch.randn(40, 2, generator=g), torch.randn(40, 2, generator=g) + 20.0])
+    real_y = torch.tensor([0] * 40 + [1] * 40)
+    fake = torch.randn(20, 2, generator=g) * 0.5 + 20.0
+    fake_y = torch.tensor([0] * 10 + [1] * 10)
+    assert prdc(real, fake, k=3)["precision"] == 1.0
+    out = prdc_per_class(real, real_y, fake, fake_y, k=3)
+    assert out["per_class"][0]["precision"] == 0.0 and out["per_class"][0]["coverage"] == 0.0
+    assert out["per_class"][1]["precision"] == 1.0
+    assert out["precision"] == pytest.approx(0.5)
+    for key in ("recall", "density", "coverage"):
+        assert out[key] == pytest.approx((out["per_class"][0][key] + out["per_class"][1][key]) / 2)
+    assert out["skipped_classes"] == []
+
+
+def test_prdc_per_class_skips_classes_too_small_for_knn():
+    g = torch.Generator().manual_seed(1)
+    real, real_y = torch.randn(30, 2, generator=g), torch.tensor([0] * 20 + [1] * 10)
+    fake, fake_y = torch.randn(9, 2, generator=g), torch.tensor([0] * 6 + [1] * 3)  # class 1: 3 fakes
+    out = prdc_per_class(real, real_y, fake, fake_y, k=3)
+    assert out["skipped_classes"] == [1] and list(out["per_class"]) == [0]
+    assert out["precision"] == out["per_class"][0]["precision"]
+    none = prdc_per_class(real, real_y, fake[6:], fake_y[6:], k=3)
+    assert none["skipped_classes"] == [1] and none["precision"] is None and none["per_class"] == {}
+    with pytest.raises(ValueError, match="one entry per feature row"):
+        prdc_per_class(real, real_y[:5], fake, fake_y)
+
+
 # ---------------------------------------------------------------- target utility
 def test_target_utility_known_accuracy_and_nll():
     model = column_model(3)
@@ -243,19 +275,86 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: 
     return model.eval()
 
 
-def test_knowledge_extraction_real_images_transfer_noise_does_not(digits):
+def _kes_split(raw, per_class: int, test_per_class: int, seed: int = 0):
+    """From a whole dataset: `per_class` training images and `test_per_class` held-out images per class
+    (seeded, disjoint), as [0, 1] floats."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in range(raw.num_classes):
+        idx = (raw.labels == c).nonzero().squeeze(1)
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+        train.append(idx[:per_class])
+        test.append(idx[per_class:per_class + test_per_class])
+    tr, te = torch.cat(train), torch.cat(test)
+    x = raw.images.float() / 255.0
+    return (x[tr], raw.labels[tr]), (x[te], raw.labels[te])
+
+
+def _kes_both_ways(raw, per_class: int, test_per_class: int, cfg: KesConfig, allows_hflip: bool):
+    """KES of a student trained on real images with their labels and with shuffled labels, scored on
+    held-out real images; returns (real, shuffled, chance, tolerance)."""
+    (x, y), test = _kes_split(raw, per_class, test_per_class)
+    k = raw.num_classes
+    real = knowledge_extraction(x, y, test, test, k, cfg, seed=0, allows_hflip=allows_hflip)["kes_test"]
+    shuffled_y = y[torch.randperm(y.numel(), generator=torch.Generator().manual_seed(1))]
+    shuffled = knowledge_extraction(x, shuffled_y, test, test, k, cfg, seed=0, allows_hflip=allows_hflip)["kes_test"]
+    chance = 1.0 / k
+    # With labels independent of the images, a balanced test set gives accuracy 1/K in expectation.
+    # Its spread comes from the random labels of the training images each prediction leans on, so
+    # there are at most n_train independent draws: 4 binomial standard errors at n = n_train.
+    tolerance = 4 * (chance * (1 - chance) / y.numel()) ** 0.5
+    return real, shuffled, chance, tolerance
+
+
+def test_kes_student_learns_real_digits_and_not_shuffled_labels():
+    """The student can learn from as few real images as an attack gives it (20 per class, 8x8 digits),
+    and cannot learn from labels that carry no information."""
+    from lsmia_ext.data.sources import load_digits
+
+    cfg = KesConfig(steps=150, batch_size=32)
+    real, shuffled, chance, tol = _kes_both_ways(load_digits(), 20, 60, cfg, allows_hflip=False)
+    assert real > 0.75, real                       # chance is 0.10
+    assert abs(shuffled - chance) < tol, (shuffled, chance, tol)
+
+
+def _fashion_mnist():
+    from lsmia_ext.data.sources import DatasetNotFoundError, load_fashion_mnist
+
+    try:
+        return load_fashion_mnist()
+    except DatasetNotFoundError as err:
+        pytest.skip(f"Fashion-MNIST is not installed (`make install` adds dataset-fashion-mnist): {err}")
+
+
+def test_kes_student_fashion_mnist_fast():
+    """28 px Fashion-MNIST, 20 real images per class, a reduced budget: far above chance (0.10)."""
+    real, shuffled, chance, tol = _kes_both_ways(_fashion_mnist(), 20, 40, KesConfig(steps=100, batch_size=32),
+                                                 allows_hflip=True)
+    assert real > 0.5, real
+    assert abs(shuffled - chance) < tol, (shuffled, chance, tol)
+
+
+@pytest.mark.slow
+def test_kes_student_fashion_mnist_default_budget():
+    """The shipped KesConfig on 28 px Fashion-MNIST, 25 real images per class (the study's size)."""
+    real, shuffled, chance, tol = _kes_both_ways(_fashion_mnist(), 25, 200, KesConfig(), allows_hflip=True)
+    assert real > 0.6, real
+    assert abs(shuffled - chance) < tol, (shuffled, chance, tol)
+
+
+def test_kes_is_seeded_and_refuses_bad_input(digits):
     _, sc = digits
     tr, te = sc.tensors("private_train"), sc.tensors("private_test")
-    picks = torch.cat([(tr[1] == c).nonzero()[:25, 0] for c in range(sc.num_classes)])
-    real = knowledge_extraction(tr[0][picks], tr[1][picks], tr, te, "small_cnn", sc.num_classes, epochs=6, seed=0)
-    noise_images = torch.rand(len(picks), *tr[0].shape[1:], generator=torch.Generator().manual_seed(0))
-    noise = knowledge_extraction(noise_images, tr[1][picks], tr, te, "small_cnn", sc.num_classes, epochs=6, seed=0)
-    assert real["kes_test"] > 0.8 and real["kes_train"] > 0.8
-    assert noise["kes_test"] < 0.4
-    few = picks[::5]
-    once = [knowledge_extraction(tr[0][few], tr[1][few], tr, te, "small_cnn", sc.num_classes, epochs=1, seed=3)
-            for _ in range(2)]
+    few = torch.cat([(tr[1] == c).nonzero()[:3, 0] for c in range(sc.num_classes)])
+    cfg = KesConfig(steps=5, batch_size=8)
+    once = [knowledge_extraction(tr[0][few], tr[1][few], tr, te, sc.num_classes, cfg, seed=3) for _ in range(2)]
     assert once[0] == once[1]  # seeded: same student, same score
+    with pytest.raises(ValueError, match="at least 2 attack images"):
+        knowledge_extraction(tr[0][:1], tr[1][:1], tr, te, sc.num_classes, cfg)
+    with pytest.raises(ValueError, match="attack labels must lie in"):
+        knowledge_extraction(tr[0][:4], torch.full((4,), 99), tr, te, sc.num_classes, cfg)
+    with pytest.raises(ValueError, match="crop_scale"):
+        KesConfig(crop_scale=(0.5, 1.5))
 
 
 def test_lsmia_evaluate_end_to_end(digits, tmp_path):
@@ -273,12 +372,13 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path):
     attack_dir = tmp_path / "attack"
     save_checkpoint(attack_dir / "results.pt", {"images": x[picks], "labels": y[picks],
                                                 "latents": torch.empty(0), "confidences": torch.ones(len(picks)),
-                                                "initial_confidences": torch.empty(0)})
+                                                "initial_confidences": torch.empty(0),
+                                                "initial_images": x[picks].flip(0)})
     write_json(attack_dir / "attack.json", {"attack": "ppa", "settings": {"data": cfg.model_dump(mode="json")},
                                             "seed": 0, "classes": list(range(sc.num_classes)),
                                             "target": str(tmp_path / "target"), "prior": None, "timings": {}})
     rc = run_evaluate(["--attack", str(attack_dir), "--eval-model", str(tmp_path / "eval"),
-               "--set", "kes.epochs=3", "--set", "max_reference=300"])
+               "--set", "kes.steps=30", "--set", "max_reference=300"])
     assert rc == 0
     res = json.loads((attack_dir / "evaluation.json").read_text())
     for key in ("acc1", "acc5", "delta_eval", "fid", "precision", "recall", "density", "coverage",
@@ -288,6 +388,10 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path):
     assert res["delta_eval"] == pytest.approx(0.0, abs=1e-6)  # every attack image is a private image
     assert res["acc1"] >= res["eval_model_test_acc"] - 0.1 and res["acc1"] > 0.7
     assert res["precision"] > 0.9
+    # per class, then averaged: every attacked class is scored, none skipped
+    assert sorted(res["prdc_per_class"]) == [str(c) for c in range(sc.num_classes)] and res["prdc_skipped_classes"] == []
+    # before optimisation: the same labels on images of other classes (reversed order), so far lower
+    assert res["acc1_initial"] is not None and res["acc1_initial"] < res["acc1"] - 0.3
     assert res["test_acc"] > 0.7 and np.isfinite(res["fid"]) and res["fid"] >= 0
     assert "manifest.json" in {p.name for p in attack_dir.iterdir()}
 

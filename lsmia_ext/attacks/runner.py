@@ -125,7 +125,7 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     if not dist.is_main():
         return summary
     parts = [_load_part(out_dir, i, fingerprints[i]) for i in range(len(batches))]
-    merged = {k: torch.cat([p[k] for p in parts]) for k in RESULT_KEYS}
+    merged = {k: torch.cat([p.get(k, torch.empty(0)) for p in parts]) for k in RESULT_KEYS}  # older parts lack some keys
     timings = _timings(parts, extra_timings, time.perf_counter() - t_start)
     record = {"attack": cfg.attack, "settings": settings, "seed": cfg.seed, "classes": ids,
               "target": None if target_path is None else str(target_path),

@@ -1,4 +1,4 @@
-"""`lsmia experiment [--config NAME_OR_PATH] [--preset quick] [--seeds N] --out RUN_DIR [--set key=value ...]`."""
+"""`lsmia experiment [--config NAME_OR_PATH] [--preset quick] [--seeds N] --out RUN_DIR [--ablation DIR] [--set key=value ...]`."""
 from __future__ import annotations
 
 import argparse
@@ -13,15 +13,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reduced budget applied on top of the config (quick: about 2 minutes, for tests)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 (overrides the config's seeds)")
     parser.add_argument("--out", required=True, help="run directory (stages already there are reused)")
+    parser.add_argument("--ablation", default=None, metavar="OTHER_RUN_DIR",
+                        help="a finished study whose paired claims the report shows as the ablation "
+                             "'prior without the private domain' (same as the config field ablation)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, e.g. target.set.epochs=4 or evaluate.kes.epochs=5 (repeatable)")
+                        help="dotted override, e.g. target.set.epochs=4 or evaluate.kes.steps=500 (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
     from .config import load_experiment_config
     from .pipeline import run_experiment
 
-    cfg = load_experiment_config(args.config, args.preset, args.seeds, args.overrides)
+    cfg = load_experiment_config(args.config, args.preset, args.seeds, args.overrides, args.ablation)
     results = run_experiment(cfg, args.out)
     print(f"wrote {args.out}/results.json, report.md, report.html in {results['timings']['total_wall_s']:.0f} s")
     return 0

@@ -41,7 +41,7 @@ PRESETS: dict[str, list[str]] = {
         "attack.set.final.keep=4",
         "attack.set.final.transforms=8",
         "evaluate.max_reference=300",
-        "evaluate.kes.epochs=3",
+        "evaluate.kes.steps=30",
     ],
 }
 
@@ -127,6 +127,9 @@ class ExperimentConfig(Strict):
     report: ReportConfig = Field(default_factory=ReportConfig)
     # Why the budgets are what they are (fixed before any per-alpha result was seen); printed in the report.
     rationale: str = ""
+    # Run directory of another finished study (its results.json) whose paired claims the report shows
+    # as the ablation "prior without the private domain"; it changes no stage of this study.
+    ablation: Optional[str] = None
 
     @field_validator("targets")
     @classmethod
@@ -148,6 +151,14 @@ class ExperimentConfig(Strict):
             raise ValueError(f"seeds must be distinct integers >= 0, got {v}")
         return v
 
+    @field_validator("ablation")
+    @classmethod
+    def _ablation(cls, v):
+        if v is not None and not (Path(v) / "results.json").is_file():
+            raise ValueError(f"ablation {v!r} holds no results.json: give the run directory of a finished "
+                             "`lsmia experiment`")
+        return v
+
     @model_validator(mode="after")
     def _stages_resolve(self):
         """Loads every stage config once so a bad override fails now, not after an hour of training."""
@@ -158,8 +169,10 @@ class ExperimentConfig(Strict):
 
 
 def load_experiment_config(name_or_path: str | Path | None = None, preset: str | None = None,
-                           seeds: int | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
-    """The config file (default experiment-fmnist), then the preset, then --seeds N, then --set items."""
+                           seeds: int | None = None, overrides: Iterable[str] = (),
+                           ablation: str | Path | None = None) -> ExperimentConfig:
+    """The config file (default experiment-fmnist), then the preset, then --seeds N, then --set items,
+    then --ablation DIR."""
     extra: list[str] = []
     if preset is not None:
         if preset not in PRESETS:
@@ -169,4 +182,5 @@ def load_experiment_config(name_or_path: str | Path | None = None, preset: str |
         if seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {seeds}")
         extra.append(f"seeds={json.dumps(list(range(seeds)))}")
-    return load_config(ExperimentConfig, name_or_path or DEFAULT_CONFIG, [*extra, *overrides])
+    tail = [] if ablation is None else [f"ablation={json.dumps(str(ablation))}"]
+    return load_config(ExperimentConfig, name_or_path or DEFAULT_CONFIG, [*extra, *overrides, *tail])

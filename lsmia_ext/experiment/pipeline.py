@@ -15,11 +15,14 @@ import torch
 from ..config import config_hash
 from ..runio import update_manifest, write_json
 from .config import ExperimentConfig
+from .claims_report import ablation_summary
+from .stats import claim_statistics
 from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, resolve_stages, run_stage
 
 RESULTS_FILE = "results.json"
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
     "test_acc": "test_acc", "ece": "ece", "attack_acc1": "acc1", "attack_acc5": "acc5",
+    "attack_acc1_initial": "acc1_initial", "attack_acc5_initial": "acc5_initial",
     "delta_eval": "delta_eval", "fid": "fid", "precision": "precision", "recall": "recall",
     "density": "density", "coverage": "coverage", "kes_train": "kes_train", "kes_test": "kes_test",
 }
@@ -120,6 +123,10 @@ class _Study:
             row[key] = finite_or_none(value)
             if value is not None and row[key] is None:
                 self.notes.append(f"{run_key(entry.name, seed)}: {key} was {value} (not finite), reported as null")
+        skipped = evaluation.get("prdc_skipped_classes")
+        if skipped:
+            self.notes.append(f"{run_key(entry.name, seed)}: PRDC averaged without classes {skipped} (no more "
+                              f"than k = {self.cfg.evaluate.prdc_k} attack or real images)")
         return row
 
 
@@ -179,6 +186,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
                                                          "category_share_prior", "category_share_public_test",
                                                          "category_share_min_ratio")},
         "runs": runs,
+        "claims": claim_statistics(rows, cfg.targets),
+        "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,
         "notes": study.notes,
         "timings": {"stages": study.timings},
     }

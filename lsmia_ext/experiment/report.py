@@ -1,5 +1,6 @@
 """report.md and report.html of an experiment: table (mean +- std over seeds), plots against alpha,
-image grids (attack results beside real private images), verdict against the paper, timings.
+image grids (attack results beside real private images), the paired claims and their computed verdict
+(claims_report.py), an optional ablation study's claims, timings.
 
 Both files are rendered from one list of blocks, so they always say the same thing.
 """
@@ -12,10 +13,12 @@ from pathlib import Path
 import torch
 
 from ..runio import save_figure, write_text
+from .claims_report import ablation_blocks, claims_blocks, verdict_sentence
 from .tradeoff import tradeoff_blocks
 
 METRICS = [  # (results.json row key, column title)
     ("test_acc", "test acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
+    ("attack_acc1_initial", "Acc@1 initial"), ("attack_acc5_initial", "Acc@5 initial"),
     ("delta_eval", "delta_eval"), ("fid", "FID"), ("precision", "precision"), ("recall", "recall"),
     ("density", "density"), ("coverage", "coverage"), ("kes_train", "KES train"), ("kes_test", "KES test"),
 ]
@@ -29,7 +32,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         mine = [r for r in rows if r["name"] == name]
         entry = {"name": name, "alpha": mine[0]["alpha"], "seeds": [r["seed"] for r in mine]}
         for key, _ in METRICS:
-            vals = [r[key] for r in mine if r[key] is not None]
+            vals = [r[key] for r in mine if r.get(key) is not None]
             entry[key] = (statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None) if vals else None
         out.append(entry)
     return out
@@ -45,7 +48,7 @@ def _fmt(stat, pct: bool) -> str:
     return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
 
 
-PERCENT = {"test_acc", "ece", "attack_acc1", "attack_acc5", "precision", "recall", "coverage", "kes_train", "kes_test"}
+PERCENT = {"test_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial", "attack_acc5_initial", "precision", "recall", "coverage", "kes_train", "kes_test"}
 
 
 def results_table(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -53,43 +56,6 @@ def results_table(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
     body = [[e["name"], f"{e['alpha']:+g}", str(len(e["seeds"]))] + [_fmt(e[k], k in PERCENT) for k, _ in METRICS]
             for e in summary]
     return header, body
-
-
-def verdict(summary: list[dict], n_seeds: int, plain: set[str] | None = None) -> str:
-    """Plain statement of whether positive LS raised and negative LS lowered attack Acc@1 against
-    the alpha = 0 entry, and what negative LS cost in test accuracy. `plain`: names of the entries that
-    differ from the shared recipe in alpha only (other defenses are left out of this comparison)."""
-    if plain is not None:
-        summary = [e for e in summary if e["name"] in plain]
-    base = next((e for e in summary if e["alpha"] == 0 and e["attack_acc1"]), None)
-    pos = [e for e in summary if e["alpha"] > 0 and e["attack_acc1"]]
-    neg = [e for e in summary if e["alpha"] < 0 and e["attack_acc1"]]
-    if base is None or not (pos or neg):
-        return "No alpha = 0 entry next to a positive or negative one: no comparison with the paper's direction."
-    b_acc, b_test = base["attack_acc1"][0], base["test_acc"][0]
-    parts, signs = [], []  # sign +1: as the paper says, -1: opposite, 0: no difference
-    for e in pos + neg:
-        d = e["attack_acc1"][0] - b_acc
-        expected = 1 if e["alpha"] > 0 else -1
-        signs.append(0 if d == 0 else (1 if d * expected > 0 else -1))
-        moved = "raises" if d > 0 else ("lowers" if d < 0 else "leaves unchanged")
-        text = (f"{'positive' if e['alpha'] > 0 else 'negative'} LS ({e['name']}, alpha {e['alpha']:+g}) {moved} "
-                f"attack Acc@1: {_fmt(e['attack_acc1'], True)} % vs {_fmt(base['attack_acc1'], True)} % "
-                f"({100 * d:+.1f} points)")
-        if e["alpha"] < 0:
-            text += f", at a test accuracy change of {100 * (e['test_acc'][0] - b_test):+.1f} points"
-        parts.append(text)
-    if all(s == 1 for s in signs):
-        head = "Our numbers follow the paper's direction"
-    elif all(s == -1 for s in signs):
-        head = "Our numbers contradict the paper's direction"
-    elif all(s == 0 for s in signs):
-        head = "Our numbers show no difference in attack accuracy"
-    else:
-        head = "Our numbers follow the paper's direction only in part"
-    spread = ("" if n_seeds > 1 else
-              " With one seed there is no spread estimate: differences of a few points may be noise; run --seeds 3.")
-    return f"{head} (means over {n_seeds} seed(s), baseline {base['name']}): " + "; ".join(parts) + "." + spread
 
 
 def plot_against_alpha(rows: list[dict], key: str, ylabel: str, path: Path) -> Path:
@@ -204,24 +170,30 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
                         "and re-seeds the attack. All targets use the same recipe and the same attack settings "
                         "and seeds; only the entry's alpha (and its own overrides) differ."))
     blocks.append(("h2", "Results"))
-    blocks.append(("p", verdict(summary, len(seeds), {t.name for t in cfg.targets if not t.set})))
+    blocks.append(("p", verdict_sentence(results["claims"])))
     header, body = results_table(summary)
     blocks.append(("table", header, body))
     blocks.append(("p", f"Mean ± std over seeds (std only with several seeds); percentages for accuracies, ECE, "
                         f"PRDC and KES. Evaluation model test accuracy: "
                         f"{100 * (results['eval_model']['test_acc'] or float('nan')):.1f} %. "
                         f"FID/PRDC feature space: {results['settings']['feature_extractor']}. "
-                        "Attack Acc@5 is n/a when the target has 5 classes or fewer."))
+                        "Attack Acc@5 is n/a when the target has 5 classes or fewer. Acc@1/Acc@5 initial: the same "
+                        "final samples as the initial selection drew them, before optimisation (PPA only). "
+                        "Precision/recall/density/coverage: per attacked class against that class's private "
+                        "images, averaged over classes (k = 3)."))
     for key, label, fname in (("attack_acc1", "attack Acc@1 (%)", "plot_attack_acc1.png"),
                               ("test_acc", "target test accuracy (%)", "plot_test_acc.png")):
         plot_against_alpha(rows, key, label, out / fname)
         blocks.append(("img", fname, f"{label} against alpha"))
+    blocks += claims_blocks(out, rows, results["claims"], PERCENT)
+    if results.get("ablation"):
+        blocks += ablation_blocks(results["ablation"], PERCENT)
     blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
     if len(seeds) > 1:
         blocks.append(("h2", "Per seed"))
         blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],
                        [[r["name"], f"{r['alpha']:+g}", str(r["seed"])] +
-                        [_fmt(None if r[k] is None else (r[k], None), k in PERCENT) for k, _ in METRICS] for r in rows]))
+                        [_fmt(None if r.get(k) is None else (r[k], None), k in PERCENT) for k, _ in METRICS] for r in rows]))
     blocks.append(("h2", f"Attack results beside real private images (seed {seeds[0]})"))
     real = scenario.tensors("private_train")
     for entry in cfg.targets:

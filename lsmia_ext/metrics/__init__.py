@@ -12,11 +12,11 @@ from .evaluate import (FEATURE_EXTRACTOR, EvaluateConfig, KesConfig, PrivateRefe
 from .features import extract_features, fit_to_model, predict_logits
 from .frechet import frechet_distance
 from .knowledge import knowledge_extraction
-from .precision_recall import prdc
+from .precision_recall import prdc, prdc_per_class
 
 __all__ = [
     "FEATURE_EXTRACTOR", "EvaluateConfig", "KesConfig", "PrivateReference", "attack_accuracy", "build_reference",
     "evaluate_attack", "expected_calibration_error", "extract_features", "feature_distance", "fit_to_model",
-    "frechet_distance", "knowledge_extraction", "load_attack_results", "nearest_class_distances", "predict_logits", "prdc",
+    "frechet_distance", "knowledge_extraction", "load_attack_results", "nearest_class_distances", "predict_logits", "prdc", "prdc_per_class",
     "score_attack", "target_utility", "topk_accuracy",
 ]

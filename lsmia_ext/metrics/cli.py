@@ -12,7 +12,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", default=None, metavar="NAME_OR_PATH",
                         help="YAML with evaluation settings (see EvaluateConfig); defaults when omitted")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set kes.epochs=5 (repeatable)")
+                        help="override a setting, e.g. --set kes.steps=500 (repeatable)")
     parser.add_argument("--out", default=None, metavar="FILE", help="where to write the JSON (default RUN_DIR/evaluation.json)")
 
 

@@ -21,27 +21,20 @@ from .accuracy import attack_accuracy, target_utility
 from .distance import nearest_class_distances
 from .features import check_images, check_labels, extract_features
 from .frechet import frechet_distance
-from .knowledge import knowledge_extraction
-from .precision_recall import prdc
+from .knowledge import KesConfig, knowledge_extraction
+from .precision_recall import PRDC_KEYS, prdc_per_class
 
 FEATURE_EXTRACTOR = ("evaluation model penultimate features (eval_model.features); no pretrained "
                      "Inception-v3 weights can be downloaded here, so FID/PRDC are comparable within "
                      "one study only")
 
 
-class KesConfig(Strict):
-    """The knowledge-extraction student: kept small and short, it runs once per target."""
-    arch: str = "small_cnn"
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=2)
-
-
 class EvaluateConfig(Strict):
     batch_size: int = Field(256, ge=1, description="images per forward pass")
     prdc_k: int = Field(3, ge=1, description="k of the k-NN balls of precision/recall/density/coverage")
     max_reference: int = Field(2000, ge=2, description="private train images of the attacked classes "
-                               "used as the real set of FID/PRDC and to score the KES student "
-                               "(seeded subsample); delta_eval always searches all of them")
+                               "used as the real set of FID and to score the KES student (seeded "
+                               "subsample); delta_eval and the per-class PRDC use all of them")
     ece_bins: int = Field(15, ge=1)
     seed: int = 0
     kes: KesConfig = Field(default_factory=KesConfig)
@@ -56,6 +49,7 @@ class PrivateReference:
     test_labels: torch.Tensor
     train_feats: torch.Tensor
     num_classes: int
+    allows_hflip: bool = False  # whether the data's classes are mirror-symmetric (KES augmentation)
 
 
 def build_reference(eval_model, scenario, batch_size: int = 256) -> PrivateReference:
@@ -63,7 +57,7 @@ def build_reference(eval_model, scenario, batch_size: int = 256) -> PrivateRefer
     tr_x, tr_y = scenario.tensors("private_train")
     te_x, te_y = scenario.tensors("private_test")
     return PrivateReference(tr_x, tr_y.long(), te_x, te_y.long(), extract_features(eval_model, tr_x, batch_size),
-                            int(scenario.num_classes))
+                            int(scenario.num_classes), bool(getattr(scenario, "allows_hflip", False)))
 
 
 def scenario_from_attack(attack_meta: dict, source: str = "attack.json"):
@@ -75,6 +69,18 @@ def scenario_from_attack(attack_meta: dict, source: str = "attack.json"):
         raise ValueError(f"{source}: settings.data must hold the target's data config (a mapping), "
                          f"got {type(data).__name__}")
     return load_scenario(validate(DataConfig, data, source=f"{source} settings.data"))
+
+
+def load_initial_images(attack_dir: Path, images: torch.Tensor) -> torch.Tensor | None:
+    """PPA's kept samples before optimisation (results.pt initial_images, row for row beside `images`);
+    None for attacks without an initial selection and for results written before it was stored."""
+    initial = load_checkpoint(Path(attack_dir) / "results.pt").get("initial_images")
+    if initial is None or initial.numel() == 0:
+        return None
+    if initial.shape != images.shape:
+        raise ValueError(f"{attack_dir / 'results.pt'}: initial_images has shape {tuple(initial.shape)} but "
+                         f"images has {tuple(images.shape)}; they must match row for row")
+    return check_images(initial, "results.pt initial_images").float()
 
 
 def load_attack_results(attack_dir: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
@@ -102,17 +108,21 @@ def _subsample(n: int, limit: int, seed: int) -> torch.Tensor:
 
 
 def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: PrivateReference,
-                 cfg: EvaluateConfig | None = None) -> dict:
+                 cfg: EvaluateConfig | None = None, initial_images: torch.Tensor | None = None) -> dict:
     """Every attack metric for attack images/labels (target label space) against the private reference.
 
-    Returns flat keys: acc1, acc5, delta_eval, fid, precision, recall, density, coverage, kes_train,
-    kes_test (plus n_images, classes and per-metric timings). PRDC entries are None when there are
-    no more than prdc_k attack images (the k-NN radii are undefined)."""
+    Returns flat keys: acc1, acc5, acc1_initial, acc5_initial (the same samples before optimisation,
+    None without `initial_images`), delta_eval, fid, precision, recall, density, coverage (per attacked
+    class, then averaged; prdc_per_class and prdc_skipped_classes beside them), kes_train, kes_test,
+    plus n_images, classes and per-metric timings."""
     cfg = cfg or EvaluateConfig()
     timings = {}
     t = time.perf_counter()
     out: dict = {"n_images": int(images.shape[0]), "classes": sorted(labels.unique().tolist())}
     out.update(attack_accuracy(eval_model, images, labels, topk=(1, 5), batch_size=cfg.batch_size))
+    initial = (attack_accuracy(eval_model, initial_images, labels, topk=(1, 5), batch_size=cfg.batch_size)
+               if initial_images is not None else {"acc1": None, "acc5": None})
+    out.update({f"{k}_initial": v for k, v in initial.items()})
     timings["accuracy"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -120,17 +130,17 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
     out["delta_eval"] = nearest_class_distances(fake, labels, ref.train_feats, ref.train_labels).mean().item()
     attacked = torch.isin(ref.train_labels, labels.unique()).nonzero().squeeze(1)
     keep = attacked[_subsample(attacked.numel(), cfg.max_reference, cfg.seed)]
-    real = ref.train_feats[keep]
-    out["fid"] = frechet_distance(real, fake)
-    enough = fake.shape[0] > cfg.prdc_k and real.shape[0] > cfg.prdc_k
-    out.update(prdc(real, fake, k=cfg.prdc_k) if enough else dict.fromkeys(("precision", "recall", "density", "coverage")))
+    out["fid"] = frechet_distance(ref.train_feats[keep], fake)
+    per_class = prdc_per_class(ref.train_feats[attacked], ref.train_labels[attacked], fake, labels, k=cfg.prdc_k)
+    out.update({key: per_class[key] for key in PRDC_KEYS})
+    out["prdc_per_class"] = per_class["per_class"]
+    out["prdc_skipped_classes"] = per_class["skipped_classes"]
     timings["features"] = time.perf_counter() - t
 
     t = time.perf_counter()
     out.update(knowledge_extraction(images, labels, (ref.train_images[keep], ref.train_labels[keep]),
-                                    (ref.test_images, ref.test_labels), cfg.kes.arch, ref.num_classes,
-                                    cfg.kes.epochs, cfg.seed, image_size=ref.train_images.shape[-1],
-                                    batch_size=cfg.kes.batch_size))
+                                    (ref.test_images, ref.test_labels), ref.num_classes, cfg.kes, cfg.seed,
+                                    image_size=ref.train_images.shape[-1], allows_hflip=ref.allows_hflip))
     timings["kes"] = time.perf_counter() - t
     out["timings"] = timings
     return out
@@ -158,7 +168,7 @@ def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | No
     check_labels(labels, labels.numel(), reference.num_classes, "results.pt labels")
     result = {"attack_dir": str(attack_dir), "attack": meta.get("attack"), "eval_model": eval_model_path,
               "feature_extractor": FEATURE_EXTRACTOR, "settings": cfg.model_dump(mode="json")}
-    result.update(score_attack(images, labels, eval_model, reference, cfg))
+    result.update(score_attack(images, labels, eval_model, reference, cfg, load_initial_images(attack_dir, images)))
 
     t = time.perf_counter()
     target = load_classifier(target_path)

@@ -6,6 +6,7 @@ fake sample j likewise a radius s_j among the fakes). With M fakes and N reals:
   recall    = (1/N) #{i : X_i lies in some fake ball}
   density   = 1/(k M) * sum_j #{i : Y_j lies in the ball of X_i}   (can exceed 1)
   coverage  = (1/N) #{i : the ball of X_i holds at least one fake}
+The study uses prdc_per_class (per attacked class, then averaged, as the paper).
 Balls are closed (distance <= radius). Features: the evaluation model's penultimate layer (see
 frechet.py for why not Inception).
 """
@@ -59,3 +60,30 @@ def prdc(real_feats: torch.Tensor, fake_feats: torch.Tensor, k: int = 3) -> dict
         "density": (fake_in_real_balls.sum() / (k * fake.shape[0])).item(),
         "coverage": real_covered.double().mean().item(),
     }
+
+
+PRDC_KEYS = ("precision", "recall", "density", "coverage")
+
+
+def prdc_per_class(real_feats: torch.Tensor, real_labels: torch.Tensor, fake_feats: torch.Tensor,
+                   fake_labels: torch.Tensor, k: int = 3) -> dict:
+    """PRDC as the paper computes it: per attacked class, between that class's attack images and that
+    class's real images, then averaged over the classes (a fake of class c counts only where it looks
+    like a real image of c, not like any private image).
+
+    Returns {"precision", "recall", "density", "coverage"} (class means; None when no class could be
+    scored), "per_class" {class id: its four values}, and "skipped_classes": the attacked classes with
+    k or fewer attack or real images, for which the k-NN radii are undefined."""
+    if real_labels.numel() != real_feats.shape[0] or fake_labels.numel() != fake_feats.shape[0]:
+        raise ValueError(f"labels must have one entry per feature row: real {real_labels.numel()} vs "
+                         f"{real_feats.shape[0]}, fake {fake_labels.numel()} vs {fake_feats.shape[0]}")
+    per_class, skipped = {}, []
+    for c in sorted(fake_labels.unique().tolist()):
+        real, fake = real_feats[real_labels == c], fake_feats[fake_labels == c]
+        if real.shape[0] <= k or fake.shape[0] <= k:
+            skipped.append(int(c))
+            continue
+        per_class[int(c)] = prdc(real, fake, k=k)
+    means = {key: (sum(v[key] for v in per_class.values()) / len(per_class) if per_class else None)
+             for key in PRDC_KEYS}
+    return {**means, "per_class": per_class, "skipped_classes": skipped}

@@ -1,0 +1,140 @@
+"""Report blocks of the paired claims (stats.py): the verdict table, the other metrics' paired
+differences, the paired per-seed plot, and the same table read from another finished study (ablation)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..runio import read_json, save_figure
+from .stats import CONFIDENCE, VERDICT_METRIC, claim_statistics
+
+ABLATION_HEADING = "Ablation: prior without the private domain"
+TITLES = {"attack_acc1": "attack Acc@1", "attack_acc1_initial": "Acc@1 after initial selection",
+          "attack_acc5": "attack Acc@5", "delta_eval": "delta_eval", "fid": "FID", "kes_test": "KES test",
+          "test_acc": "test acc"}
+
+
+def _num(value: float, pct: bool, sign: bool = True) -> str:
+    v = 100 * value if pct else value
+    return f"{v:+.{1 if pct else 3}f}" if sign else f"{v:.{1 if pct else 3}f}"
+
+
+def _stat_cells(stat: dict, pct: bool) -> list[str]:
+    """per-seed differences, mean, interval (points for percentages)."""
+    per_seed = ", ".join(f"s{s}: {_num(d, pct)}" for s, d in zip(stat["seeds"], stat["diffs"])) or "n/a"
+    mean = "n/a" if stat["mean"] is None else _num(stat["mean"], pct)
+    ci = "undefined (1 seed)" if stat["n"] == 1 else "n/a" if stat["ci"] is None else \
+        f"[{_num(stat['ci'][0], pct)}, {_num(stat['ci'][1], pct)}]"
+    return [per_seed, mean, ci]
+
+
+def _comparison(c: dict) -> str:
+    return f"{c['name']} (alpha {c['alpha']:+g}) - {c['baseline']} (alpha 0)"
+
+
+def claims_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list[list[str]]]:
+    pct = VERDICT_METRIC in percent
+    header = ["claim", "comparison", "paper: Acc@1", "per-seed difference" + (" (points)" if pct else ""),
+              "mean", f"{100 * CONFIDENCE:.0f} % t interval", "verdict"]
+    body = [[c["claim"], _comparison(c), "higher" if c["direction"] > 0 else "lower",
+             *_stat_cells(c["metrics"][VERDICT_METRIC], pct), c["verdict"]] for c in claims]
+    return header, body
+
+
+def other_metrics_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list[list[str]]]:
+    header = ["claim", "metric", "per-seed difference", "mean", f"{100 * CONFIDENCE:.0f} % t interval"]
+    body = [[c["claim"], TITLES.get(key, key) + (" (points)" if key in percent else ""), *_stat_cells(stat, key in percent)]
+            for c in claims for key, stat in c["metrics"].items() if key != VERDICT_METRIC]
+    return header, body
+
+
+def verdict_sentence(claims: list[dict]) -> str:
+    if not claims:
+        return ("No claim to test: the study has no alpha = 0 target next to a positive or negative alpha "
+                "with the same overrides.")
+    parts = [f"{c['claim']} ({_comparison(c)}, paper: attack Acc@1 {'higher' if c['direction'] > 0 else 'lower'}): "
+             f"{c['verdict']}" for c in claims]
+    return ("Verdicts computed from the paired differences of attack Acc@1 (same seed, entry minus baseline): "
+            "reproduced when the 95 % t interval (n - 1 degrees of freedom) excludes 0 in the paper's "
+            "direction, reversed when it excludes 0 the other way, inconclusive otherwise. " + "; ".join(parts) + ".")
+
+
+def plot_claims(rows: list[dict], claims: list[dict], path: Path) -> Path:
+    """Left: attack Acc@1 of each seed against alpha, one line per seed through the claims' entries.
+    Right: per claim, the per-seed differences (dots), their mean and the 95 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(n for c in claims for n in (c["name"], c["baseline"])))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    for seed in sorted({r["seed"] for r in rows}):
+        pts = sorted((r["alpha"], 100 * r[VERDICT_METRIC]) for r in rows
+                     if r["seed"] == seed and r["name"] in names and r.get(VERDICT_METRIC) is not None)
+        if pts:
+            left.plot(*zip(*pts), marker="o", alpha=0.7, label=f"seed {seed}")
+    left.set_xticks(sorted({r["alpha"] for r in rows if r["name"] in names}))
+    left.set_xlabel("label smoothing alpha")
+    left.set_ylabel("attack Acc@1 (%)")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7)
+    for i, c in enumerate(claims):
+        stat = c["metrics"][VERDICT_METRIC]
+        right.scatter([i] * stat["n"], [100 * d for d in stat["diffs"]], color="grey", s=14, zorder=2)
+        if stat["mean"] is not None:
+            err = None if stat["ci"] is None else [[100 * (stat["mean"] - stat["ci"][0])], [100 * (stat["ci"][1] - stat["mean"])]]
+            right.errorbar([i + 0.15], [100 * stat["mean"]], yerr=err, fmt="o", color="C3", capsize=5, zorder=3)
+    right.axhline(0, color="black", lw=0.8)
+    right.set_xticks(range(len(claims)))
+    right.set_xticklabels([f"{c['claim']}: alpha {c['alpha']:+g}\nminus alpha 0\n({c['verdict']})" for c in claims],
+                          fontsize=7)
+    right.set_xlim(-0.6, len(claims) - 0.4)
+    right.set_ylabel("Acc@1 difference, same seed (points)")
+    right.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return save_figure(path, fig)
+
+
+def claims_blocks(out: Path, rows: list[dict], claims: list[dict], percent: set[str]) -> list[tuple]:
+    """The study's own claims section (heading, tables, plot); [] when it has no claim (the results
+    paragraph says so with verdict_sentence)."""
+    if not claims:
+        return []
+    blocks: list[tuple] = [("h2", "Claims: paired by seed")]
+    blocks.append(("table", *claims_table(claims, percent)))
+    plot_claims(rows, claims, Path(out) / "plot_claims.png")
+    blocks.append(("img", "plot_claims.png", "attack Acc@1 per seed against alpha (left) and the paired "
+                                             "differences with their mean and 95 % interval (right)"))
+    blocks.append(("p", "Paired differences of the other metrics (no verdict; lower FID and delta_eval mean "
+                        "attack images closer to the private data):"))
+    blocks.append(("table", *other_metrics_table(claims, percent)))
+    return blocks
+
+
+def ablation_summary(run_dir: str | Path) -> dict:
+    """{"dir", "data", "seeds", "claims"} of another finished study (results.json["ablation"]); claims
+    are recomputed from its rows and targets when its results.json predates them."""
+    path = Path(run_dir) / "results.json"
+    if not path.exists():
+        raise FileNotFoundError(f"ablation: {path} does not exist; give the run directory of a finished "
+                                "`lsmia experiment`")
+    results = read_json(path)
+    try:
+        exp = results["settings"]["experiment"]
+        claims = results.get("claims")
+        if claims is None:
+            claims = claim_statistics(results["rows"], exp["targets"])
+    except KeyError as err:
+        raise ValueError(f"ablation: {path} lacks {err}; it was not written by `lsmia experiment`") from None
+    return {"dir": str(run_dir), "data": exp.get("data", {}), "seeds": exp.get("seeds"), "claims": claims}
+
+
+def ablation_blocks(ablation: dict, percent: set[str]) -> list[tuple]:
+    data, claims = ablation["data"], ablation["claims"]
+    blocks: list[tuple] = [("h2", ABLATION_HEADING),
+                           ("p", f"Study {ablation['dir']}: {data.get('name', '?')}, private classes "
+                                 f"{data.get('private_classes')}, public classes {data.get('public_classes')}, "
+                                 f"seeds {ablation['seeds']}. " + verdict_sentence(claims))]
+    if claims:
+        blocks.append(("table", *claims_table(claims, percent)))
+    return blocks

@@ -400,3 +400,22 @@ def test_lsmia_evaluate_reports_missing_run_dir(tmp_path):
     (tmp_path / "eval").mkdir()
     with pytest.raises(FileNotFoundError, match="attack run directory"):
         run_evaluate(["--attack", str(tmp_path / "nope"), "--eval-model", str(tmp_path / "eval")])
+
+
+def test_category_accuracy_counts_a_sibling_identity_as_the_right_category():
+    """acc_category: top-1 class in the attacked class's category (identity sub-classes of one category)."""
+    from lsmia_ext.metrics.accuracy import attack_accuracy
+    from lsmia_ext.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=4, in_channels=1, image_size=8).eval()
+    images = torch.rand(40, 1, 8, 8)
+    with torch.no_grad():
+        pred = model(images).argmax(1)
+    labels = pred ^ 1  # always the sibling identity (0 <-> 1, 2 <-> 3): wrong class, right category
+    out = attack_accuracy(model, images, labels, topk=(1,), class_category=[0, 0, 1, 1])
+    assert out["acc1"] == 0.0 and out["acc_category"] == 1.0
+    out = attack_accuracy(model, images, labels, topk=(1,), class_category=[0, 1, 2, 3])
+    assert out["acc_category"] == 0.0
+    with pytest.raises(ValueError, match="class_category"):
+        attack_accuracy(model, images, labels, topk=(1,), class_category=[0, 1])

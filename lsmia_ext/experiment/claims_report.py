@@ -9,7 +9,7 @@ from .stats import CONFIDENCE, VERDICT_METRIC, claim_statistics
 
 ABLATION_HEADING = "Ablation: prior without the private domain"
 TITLES = {"attack_acc1": "attack Acc@1", "attack_acc1_initial": "Acc@1 after initial selection",
-          "attack_acc5": "attack Acc@5", "delta_eval": "delta_eval", "fid": "FID", "kes_test": "KES test",
+          "attack_acc5": "attack Acc@5", "attack_acc_category": "attack in the right category", "delta_eval": "delta_eval", "fid": "FID", "kes_test": "KES test",
           "test_acc": "test acc"}
 
 

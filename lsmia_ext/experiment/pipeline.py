@@ -23,6 +23,7 @@ RESULTS_FILE = "results.json"
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
     "test_acc": "test_acc", "ece": "ece", "attack_acc1": "acc1", "attack_acc5": "acc5",
     "attack_acc1_initial": "acc1_initial", "attack_acc5_initial": "acc5_initial",
+    "attack_acc_category": "acc_category", "attack_acc_category_initial": "acc_category_initial",
     "delta_eval": "delta_eval", "fid": "fid", "precision": "precision", "recall": "recall",
     "density": "density", "coverage": "coverage", "kes_train": "kes_train", "kes_test": "kes_test",
 }

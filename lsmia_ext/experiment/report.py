@@ -19,6 +19,7 @@ from .tradeoff import tradeoff_blocks
 METRICS = [  # (results.json row key, column title)
     ("test_acc", "test acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
     ("attack_acc1_initial", "Acc@1 initial"), ("attack_acc5_initial", "Acc@5 initial"),
+    ("attack_acc_category", "right category"), ("train_acc", "train acc"),
     ("delta_eval", "delta_eval"), ("fid", "FID"), ("precision", "precision"), ("recall", "recall"),
     ("density", "density"), ("coverage", "coverage"), ("kes_train", "KES train"), ("kes_test", "KES test"),
 ]
@@ -48,7 +49,8 @@ def _fmt(stat, pct: bool) -> str:
     return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
 
 
-PERCENT = {"test_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial", "attack_acc5_initial", "precision", "recall", "coverage", "kes_train", "kes_test"}
+PERCENT = {"test_acc", "train_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial", "attack_acc5_initial",
+           "attack_acc_category", "precision", "recall", "coverage", "kes_train", "kes_test"}
 
 
 def results_table(summary: list[dict]) -> tuple[list[str], list[list[str]]]:

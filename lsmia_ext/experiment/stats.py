@@ -20,7 +20,8 @@ from .config import flatten_overrides
 
 VERDICT_METRIC = "attack_acc1"
 # results.json row keys whose paired differences the report shows next to the verdict metric
-PAIRED_METRICS = ("attack_acc1", "attack_acc1_initial", "attack_acc5", "delta_eval", "fid", "kes_test", "test_acc")
+PAIRED_METRICS = ("attack_acc1", "attack_acc1_initial", "attack_acc5", "attack_acc_category", "delta_eval", "fid",
+                  "kes_test", "test_acc")
 CONFIDENCE = 0.95
 
 # two-sided 95 % critical values t(0.975, df) for df = 1..30 (used when scipy is missing)

@@ -23,10 +23,13 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
 
 
 def attack_accuracy(eval_model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                    topk: tuple[int, ...] = (1, 5), batch_size: int = 256) -> dict[str, float | None]:
+                    topk: tuple[int, ...] = (1, 5), batch_size: int = 256,
+                    class_category: list[int] | None = None) -> dict[str, float | None]:
     """Acc@k of the evaluation model on the attack images: the fraction it puts the attacked class in its
     top k. Returns {"acc1": ..., "acc5": ...}; an entry is None when the model has <= k classes, since
-    top-k accuracy is then trivially 1 and would mislead.
+    top-k accuracy is then trivially 1 and would mislead. With `class_category` (the category of every
+    class, for identity sub-classes) it adds "acc_category": the fraction whose top-1 class belongs to the
+    attacked class's category (the attack found the right kind of image, if not the right identity).
 
     Images are [0, 1] at any resolution; they are resized to eval_model.image_size when they differ.
     """
@@ -37,7 +40,13 @@ def attack_accuracy(eval_model: nn.Module, images: torch.Tensor, labels: torch.T
     logits = predict_logits(eval_model, images, batch_size)
     num_classes = _num_classes(eval_model, logits)
     labels = check_labels(labels, images.shape[0], num_classes, "attack labels")
-    return {f"acc{k}": (topk_accuracy(logits, labels, k) if k == 1 or num_classes > k else None) for k in ks}
+    out = {f"acc{k}": (topk_accuracy(logits, labels, k) if k == 1 or num_classes > k else None) for k in ks}
+    if class_category is not None:
+        if len(class_category) != num_classes:
+            raise ValueError(f"class_category lists {len(class_category)} classes, the model has {num_classes}")
+        cat = torch.tensor(class_category)
+        out["acc_category"] = (cat[logits.argmax(dim=1)] == cat[labels]).float().mean().item()
+    return out
 
 
 def target_utility(model: nn.Module, test_images: torch.Tensor, test_labels: torch.Tensor,

@@ -50,6 +50,7 @@ class PrivateReference:
     train_feats: torch.Tensor
     num_classes: int
     allows_hflip: bool = False  # whether the data's classes are mirror-symmetric (KES augmentation)
+    class_category: list[int] | None = None  # category of every class when the classes are identity sub-classes
 
 
 def build_reference(eval_model, scenario, batch_size: int = 256) -> PrivateReference:
@@ -57,7 +58,8 @@ def build_reference(eval_model, scenario, batch_size: int = 256) -> PrivateRefer
     tr_x, tr_y = scenario.tensors("private_train")
     te_x, te_y = scenario.tensors("private_test")
     return PrivateReference(tr_x, tr_y.long(), te_x, te_y.long(), extract_features(eval_model, tr_x, batch_size),
-                            int(scenario.num_classes), bool(getattr(scenario, "allows_hflip", False)))
+                            int(scenario.num_classes), bool(getattr(scenario, "allows_hflip", False)),
+                            list(scenario.private_categories) if getattr(scenario, "identities", None) else None)
 
 
 def scenario_from_attack(attack_meta: dict, source: str = "attack.json"):
@@ -111,17 +113,21 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
                  cfg: EvaluateConfig | None = None, initial_images: torch.Tensor | None = None) -> dict:
     """Every attack metric for attack images/labels (target label space) against the private reference.
 
-    Returns flat keys: acc1, acc5, acc1_initial, acc5_initial (the same samples before optimisation,
-    None without `initial_images`), delta_eval, fid, precision, recall, density, coverage (per attacked
+    Returns flat keys: acc1, acc5, acc_category (identity scenarios: top-1 in the attacked identity's
+    category), the same with suffix _initial (the samples before optimisation, None without
+    `initial_images`), delta_eval, fid, precision, recall, density, coverage (per attacked
     class, then averaged; prdc_per_class and prdc_skipped_classes beside them), kes_train, kes_test,
     plus n_images, classes and per-metric timings."""
     cfg = cfg or EvaluateConfig()
     timings = {}
     t = time.perf_counter()
     out: dict = {"n_images": int(images.shape[0]), "classes": sorted(labels.unique().tolist())}
-    out.update(attack_accuracy(eval_model, images, labels, topk=(1, 5), batch_size=cfg.batch_size))
-    initial = (attack_accuracy(eval_model, initial_images, labels, topk=(1, 5), batch_size=cfg.batch_size)
-               if initial_images is not None else {"acc1": None, "acc5": None})
+    cats = ref.class_category
+    out.update(attack_accuracy(eval_model, images, labels, topk=(1, 5), batch_size=cfg.batch_size,
+                               class_category=cats))
+    initial = (attack_accuracy(eval_model, initial_images, labels, topk=(1, 5), batch_size=cfg.batch_size,
+                               class_category=cats)
+               if initial_images is not None else dict.fromkeys(("acc1", "acc5", "acc_category")))
     out.update({f"{k}_initial": v for k, v in initial.items()})
     timings["accuracy"] = time.perf_counter() - t
 

@@ -50,6 +50,23 @@ def test_style_generator_shapes_and_range(size, channels, convs):
     assert torch.equal(g.synthesis(ws[:, 0]), x)
 
 
+def test_attack_path_is_linear_where_the_displayed_image_saturates():
+    """The attack differentiates synthesis(clamp=False): the generator's output layer is linear (as
+    StyleGAN2's), so a pixel pushed past 0 or 1 still passes a gradient back to w; the clamped image (what
+    is displayed and evaluated) stays in [0, 1]."""
+    g = tiny_generator(8, 1, convs_per_level=1)
+    with torch.no_grad():
+        g.synthesis_net.to_image.bias.fill_(-3.0)  # a black image: the clamped output saturates at 0
+    w = g.mapping(torch.randn(2, g.z_dim))[:, 0].requires_grad_(True)
+    raw = g.synthesis(w, clamp=False)
+    assert raw.max() < 0  # outside [0, 1]: no sigmoid, no clamp on this path
+    assert torch.equal(g.synthesis(w.detach()), raw.detach().clamp(0, 1))
+    (grad,) = torch.autograd.grad(raw.sum(), w)
+    assert grad.abs().sum() > 0
+    (dead,) = torch.autograd.grad(g.synthesis(w).sum(), w)
+    assert dead.abs().sum() == 0  # the clamped path would give the attack nothing here
+
+
 def test_style_generator_rejects_bad_inputs():
     g = tiny_generator()
     with pytest.raises(ValueError, match=r"\(B, 8\)"):

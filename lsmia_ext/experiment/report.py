@@ -159,13 +159,39 @@ def _stage_rows(timings: dict) -> list[list[str]]:
     return rows
 
 
+def scenario_sentence(cfg, scenario) -> str:
+    """What is private and what the prior saw, in words."""
+    ids = cfg.data.identities
+    if ids is not None:
+        return (f"Scenario: {cfg.data.name} identity-like classes: each of {len(set(scenario.private_categories))} "
+                f"categories cut into {ids.per_category} k-means sub-classes (PCA {ids.pca_dim}, k-means seed "
+                f"{ids.kmeans_seed}), {ids.private_per_category} per category private (split seed {ids.split_seed}): "
+                f"{scenario.num_classes} private identities ({', '.join(scenario.class_names)}); the prior saw only "
+                f"the {scenario.num_public_classes} public sub-classes of the same categories (assignment sha256 "
+                f"{scenario.identities.sha256[:12]})")
+    return (f"Scenario: {cfg.data.name}, private classes {cfg.data.private_classes} ({', '.join(scenario.class_names)}), "
+            f"public classes {cfg.data.public_classes or 'from another dataset'}")
+
+
+def prior_sentence(prior: dict) -> str:
+    if prior.get("fid") is None:
+        return ""
+    text = (f"Prior: FID {prior['fid']:.2f} against held-out public images (real-vs-real floor "
+            f"{prior['fid_public_train_vs_test']:.2f}) after {prior['steps']} steps.")
+    shares, real = prior.get("category_share_prior"), prior.get("category_share_public_test")
+    if shares and real:
+        parts = ", ".join(f"{c} {100 * shares[c]:.0f} % ({100 * real[c]:.0f} %)" for c in real)
+        text += (f" Share of its samples per category (real public share in brackets): {parts}; worst ratio "
+                 f"{prior['category_share_min_ratio']:.2f}.")
+    return text
+
+
 def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     rows, timings = results["rows"], results["timings"]
     summary = summarise(rows)
     seeds = cfg.seeds
     blocks: list[tuple] = [("h1", "Label smoothing and model inversion: experiment report")]
-    blocks.append(("p", f"Scenario: {cfg.data.name}, private classes {cfg.data.private_classes} "
-                        f"({', '.join(scenario.class_names)}), public classes {cfg.data.public_classes or 'from another dataset'}, "
+    blocks.append(("p", f"{scenario_sentence(cfg, scenario)}, "
                         f"{scenario.image_size} px, {scenario.channels} channel(s). Seeds: {seeds}. "
                         "One generator prior (public data only) and one evaluation model (a different architecture, "
                         "hard labels) are shared by all seeds, as in the paper; each seed retrains every target "
@@ -178,9 +204,12 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     blocks.append(("p", f"Mean ± std over seeds (std only with several seeds); percentages for accuracies, ECE, "
                         f"PRDC and KES. Evaluation model test accuracy: "
                         f"{100 * (results['eval_model']['test_acc'] or float('nan')):.1f} %. "
+                        f"{prior_sentence(results['prior'])} "
                         f"FID/PRDC feature space: {results['settings']['feature_extractor']}. "
                         "Attack Acc@5 is n/a when the target has 5 classes or fewer. Acc@1/Acc@5 initial: the same "
                         "final samples as the initial selection drew them, before optimisation (PPA only). "
+                        "Right category (identity scenarios): the evaluation model's top-1 identity belongs to the "
+                        "attacked identity's category. Train acc: the target's accuracy on its own training images. "
                         "Precision/recall/density/coverage: per attacked class against that class's private "
                         "images, averaged over classes (k = 3)."))
     for key, label, fname in (("attack_acc1", "attack Acc@1 (%)", "plot_attack_acc1.png"),

@@ -1,5 +1,7 @@
-"""`lsmia` command line. Each subcommand lives beside the stage it runs and exposes
-`add_arguments(parser)` and `run(args) -> int`; this file only wires them up."""
+"""lsmia: label smoothing and model inversion, from training to the attack report.
+
+Each subcommand lives beside the stage it runs and exposes `add_arguments(parser)` and
+`run(args) -> int`; this file only wires them up."""
 from __future__ import annotations
 
 import argparse
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ValueError, FileNotFoundError) as e:  # user errors: message, no traceback
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:  # user errors: no traceback
         print(f"lsmia {args.command}: error: {e}", file=sys.stderr)
         return 2
 

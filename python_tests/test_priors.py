@@ -315,14 +315,10 @@ def test_training_lowers_fid_resumes_and_is_reused(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_fmnist_prior_covers_every_public_class(tmp_path):
-    """The shipped default (about 6 CPU-minutes): measured FID 1.39 (real-vs-real floor 0.06, untrained
-    263) and every public class among the samples; the bounds leave room for seed and machine noise."""
-    from lsmia_ext.priors.fid import load_feature_net
-
+def test_default_fmnist_prior_covers_every_category(tmp_path):
+    """The shipped default (about 7 CPU-minutes) draws every Fashion-MNIST category from the public identity
+    sub-classes; bounds leave room for seed and machine noise (measured values: README, prior section)."""
     metrics = train_prior(load_config(PriorConfig, "prior-fmnist"), tmp_path, progress=False)
-    assert metrics["fid"] < 5.0 and metrics["fid"] < 0.05 * metrics["fid_at_init"], metrics
-    g, net = load_generator(tmp_path), load_feature_net(tmp_path / "fid_features.pt")
-    with torch.no_grad():
-        classes = net(g.sample(1000, seed=7)).argmax(1)
-    assert torch.bincount(classes, minlength=5).min() > 100  # no mode collapse onto a subset of classes
+    assert metrics["fid"] < 0.05 * metrics["fid_at_init"], metrics
+    assert len(metrics["category_share_prior"]) == 10
+    assert metrics["category_share_min_ratio"] > 0.1, metrics["category_share_prior"]  # no category missing

@@ -228,7 +228,7 @@ def _entry(name, alpha, set_=None):
 def test_tradeoff_rows_table_and_plot(tmp_path):
     targets = [_entry("hard", 0.0), _entry("neg", -0.05), _entry("mid", 0.0, {"defense": {"kind": "mid", "beta": 0.01}}),
                _entry("bido", 0.0, {"defense.kind": "bido", "defense.lambda_x": 1.0, "defense.lambda_y": 10.0})]
-    summary = [{"name": "hard", "attack_acc1": (0.9, None), "test_acc": (0.91, None)},
+    summary = [{"name": "hard", "attack_acc1": (0.9, 0.02), "test_acc": (0.91, 0.005)},
                {"name": "neg", "attack_acc1": (0.3, None), "test_acc": (0.90, None)},
                {"name": "mid", "attack_acc1": (0.8, None), "test_acc": (0.88, None)},
                {"name": "bido", "attack_acc1": (0.7, None), "test_acc": None}]
@@ -236,6 +236,7 @@ def test_tradeoff_rows_table_and_plot(tmp_path):
     rows = tradeoff_rows(summary, targets)
     assert [(r["name"], r["pareto"]) for r in rows] == [("hard", True), ("neg", True), ("mid", False)]
     assert rows[2]["setting"] == "beta 0.01"
+    assert (rows[0]["attack_sd"], rows[0]["test_sd"], rows[1]["attack_sd"]) == (0.02, 0.005, None)  # seed spread
     blocks = tradeoff_blocks(tmp_path, summary, targets)
     assert (tmp_path / "plot_tradeoff.png").stat().st_size > 1000
     assert blocks[2][0] == "table" and len(blocks[2][2]) == 3

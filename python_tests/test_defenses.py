@@ -250,5 +250,12 @@ def test_shipped_defense_sweep_config_resolves_every_family():
     from lsmia_ext.experiment.config import load_experiment_config
 
     cfg = load_experiment_config("experiment-fmnist-defenses")
-    families = {defense_of(t) for t in cfg.targets}
-    assert families == {"none", "negative LS", "MID", "BiDO"}
+    families = [defense_of(t) for t in cfg.targets]
+    assert set(families) == {"none", "negative LS", "MID", "BiDO"}
+    assert all(families.count(f) >= 4 for f in ("negative LS", "MID", "BiDO"))  # a curve per defense, not a point
+    # the same scenario, recipes and attack as the default study: only the targets differ
+    default = load_experiment_config("experiment-fmnist")
+    assert cfg.data == default.data and cfg.data.identities is not None
+    for stage in ("prior", "eval_model", "target", "attack"):
+        assert getattr(cfg, stage) == getattr(default, stage)
+    assert len(cfg.seeds) >= 3

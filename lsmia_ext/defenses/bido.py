@@ -19,6 +19,9 @@ Differences from the authors' code, and why:
   against Kc + eps m I has condition numbers up to 1e5, the cost on (m, m) matrices is negligible.
 - Under DDP each rank penalises its own shard, so m is the per-rank batch size (the authors use
   DataParallel, where the loss sees the whole batch).
+- Training protocol: the study's recipe for every target (train-fmnist-target), so only the defense
+  differs, and the last epoch is kept; the authors' scripts use their own optimiser per dataset and keep
+  the epoch with the best *test* accuracy, which would select on the data utility is measured on.
 """
 from __future__ import annotations
 

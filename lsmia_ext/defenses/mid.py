@@ -13,6 +13,9 @@ Differences from the authors' code, and why:
   the noise-free prediction of the same network (as PAPER.md section 8 records for this study).
 - log(std) is computed as raw - 5 where softplus(raw - 5) would underflow (raw - 5 < -20), so the KL
   stays finite where the authors' std.log() would give -inf.
+- Training protocol: the study's recipe for every target (train-fmnist-target), so only the defense
+  differs, and the last epoch is kept; the authors' scripts use their own optimiser per dataset and keep
+  the epoch with the best *test* accuracy, which would select on the data utility is measured on.
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from .base import Defense
 from .bido import BiDO
 from .config import DefenseConfig
-from .hsic import gaussian_kernel, hsic, median_bandwidth
-from .mid import MID, VariationalBottleneck, gaussian_kl
+from .hsic import centre, gaussian_kernel, linear_kernel, nhsic, normaliser
+from .mid import MID, VariationalBottleneck, gaussian_kl, std_of
 
 
 def build_defense(cfg: DefenseConfig | dict | None) -> Defense:
@@ -19,13 +19,15 @@ def build_defense(cfg: DefenseConfig | dict | None) -> Defense:
     if cfg is None:
         return Defense()
     if isinstance(cfg, dict):
-        cfg = DefenseConfig.model_validate(cfg)
+        # checkpoints written before BiDO followed its authors stored sigma: null (median heuristic); the
+        # architecture a loaded model needs does not depend on it
+        cfg = DefenseConfig.model_validate({k: v for k, v in cfg.items() if not (k == "sigma" and v is None)})
     if cfg.kind == "mid":
         return MID(cfg.beta, cfg.bottleneck_dim)
     if cfg.kind == "bido":
-        return BiDO(cfg.lambda_x, cfg.lambda_y, cfg.sigma, cfg.hidden_layers)
+        return BiDO(cfg.lambda_x, cfg.lambda_y, cfg.sigma, cfg.hidden_layers, cfg.label_kernel)
     return Defense()
 
 
-__all__ = ["BiDO", "Defense", "DefenseConfig", "MID", "VariationalBottleneck", "build_defense", "gaussian_kernel",
-           "gaussian_kl", "hsic", "median_bandwidth"]
+__all__ = ["BiDO", "Defense", "DefenseConfig", "MID", "VariationalBottleneck", "build_defense", "centre",
+           "gaussian_kernel", "gaussian_kl", "linear_kernel", "nhsic", "normaliser", "std_of"]

@@ -9,19 +9,21 @@ from ..config import Strict
 
 
 class DefenseConfig(Strict):
-    """kind: none | mid (variational information bottleneck, weight `beta`, `bottleneck_dim` units) |
-    bido (HSIC penalties: + lambda_x * sum_l HSIC(X, H_l) - lambda_y * sum_l HSIC(H_l, Y)).
+    """kind: none | mid | bido, each as its authors' code trains it (see defenses/mid.py, bido.py).
 
-    sigma: Gaussian kernel bandwidth for BiDO; null = median heuristic per batch and per variable
-    (median pairwise distance), which adapts to layers of very different scales without tuning.
-    hidden_layers: BiDO also penalises the outputs of the trunk's pooling stages (cheap: read by forward
-    hooks during the normal forward pass) besides the penultimate features; false = features only.
+    mid: beta (weight of the KL term, authors' scale 0.001-0.25), bottleneck_dim (null = half the feature
+    width, as the authors'; std = softplus(raw - 5) at the bottleneck).
+    bido: + lambda_x * nHSIC(X, h) - lambda_y * nHSIC(Y, h) per hidden block h (authors' scale: (0.05, 0.5)
+    on CelebA, (0.1, 2) with VMI); sigma: Gaussian kernel width (variance 2 sigma^2 d; authors: 5);
+    label_kernel: linear (authors' default) or gaussian; hidden_layers: also the pooled conv stages besides
+    the penultimate features (false = features only).
     """
 
     kind: Literal["none", "mid", "bido"] = "none"
     beta: float = Field(default=0.01, ge=0.0)
-    bottleneck_dim: int = Field(default=64, ge=1)
+    bottleneck_dim: Optional[int] = Field(default=None, ge=1)
     lambda_x: float = Field(default=0.05, ge=0.0)
     lambda_y: float = Field(default=0.5, ge=0.0)
-    sigma: Optional[float] = Field(default=None, gt=0.0)
+    sigma: float = Field(default=5.0, gt=0.0)
+    label_kernel: Literal["linear", "gaussian"] = "linear"
     hidden_layers: bool = True

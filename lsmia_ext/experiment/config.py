@@ -112,6 +112,16 @@ class TargetEntry(Strict):
 
 class ReportConfig(Strict):
     images_per_class: int = Field(4, ge=1, description="attack and real images per class in each grid")
+    # costs in test accuracy (fractions below the undefended target, per seed) at which defenses are
+    # compared at matched utility (experiment/matched.py); used only when the study has defense families
+    matched_drops: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.04])
+
+    @field_validator("matched_drops")
+    @classmethod
+    def _drops(cls, v):
+        if not v or any(not 0 <= d < 1 for d in v):
+            raise ValueError(f"report.matched_drops must be a non-empty list of costs in [0, 1), got {v}")
+        return v
 
 
 class ExperimentConfig(Strict):

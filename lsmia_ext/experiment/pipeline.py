@@ -16,6 +16,7 @@ from ..config import config_hash
 from ..runio import update_manifest, write_json
 from .config import ExperimentConfig
 from .claims_report import ablation_summary
+from .matched import matched_comparison
 from .stats import claim_statistics
 from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, resolve_stages, run_stage
 
@@ -188,6 +189,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
                                                          "category_share_min_ratio")},
         "runs": runs,
         "claims": claim_statistics(rows, cfg.targets),
+        "matched": matched_comparison(rows, cfg.targets, cfg.report.matched_drops),  # [] without defenses
         "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,
         "notes": study.notes,
         "timings": {"stages": study.timings},

@@ -14,6 +14,7 @@ import torch
 
 from ..runio import save_figure, write_text
 from .claims_report import ablation_blocks, claims_blocks, verdict_sentence
+from .matched_report import matched_blocks
 from .tradeoff import tradeoff_blocks
 
 METRICS = [  # (results.json row key, column title)
@@ -220,6 +221,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     if results.get("ablation"):
         blocks += ablation_blocks(results["ablation"], PERCENT)
     blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
+    blocks += matched_blocks(rows, cfg.targets, cfg.report.matched_drops)  # only with two defense families or more
     if len(seeds) > 1:
         blocks.append(("h2", "Per seed"))
         blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],

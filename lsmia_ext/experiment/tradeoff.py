@@ -45,7 +45,8 @@ def tradeoff_rows(summary: list[dict], targets) -> list[dict]:
     """One row per target with both numbers (means over seeds): name, defense, setting, attack, test, pareto."""
     by_name = {t.name: t for t in targets}
     rows = [{"name": e["name"], "defense": defense_of(by_name[e["name"]]), "setting": setting_of(by_name[e["name"]]),
-             "attack_acc1": e["attack_acc1"][0], "test_acc": e["test_acc"][0], "n_seeds": len(e.get("seeds") or [None])}
+             "attack_acc1": e["attack_acc1"][0], "test_acc": e["test_acc"][0], "n_seeds": len(e.get("seeds") or [None]),
+             "attack_sd": e["attack_acc1"][1], "test_sd": e["test_acc"][1]}
             for e in summary if e["name"] in by_name and e.get("attack_acc1") and e.get("test_acc")]
     for row, on in zip(rows, pareto_front([(r["attack_acc1"], r["test_acc"]) for r in rows])):
         row["pareto"] = on
@@ -53,8 +54,9 @@ def tradeoff_rows(summary: list[dict], targets) -> list[dict]:
 
 
 def plot_tradeoff(rows: list[dict], path: Path) -> Path:
-    """One line per defense (points sorted by attack accuracy, the undefended point shown in every
-    family's colour-free black), the Pareto front as a dashed step line, front points ringed."""
+    """One line per defense through its settings and the undefended target (black star), sorted by test
+    accuracy, each point with its seed spread (std over seeds as error bars on both axes, when several
+    seeds); the Pareto front of the means as a dashed step line, front points ringed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,18 +64,28 @@ def plot_tradeoff(rows: list[dict], path: Path) -> Path:
 
     if not rows:
         raise ValueError("no target has both a test accuracy and an attack Acc@1: nothing to plot")
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    fig, ax = plt.subplots(figsize=(6.0, 4.3))
+    base = [r for r in rows if r["defense"] == "none"]
+
+    def spread(pts, key):
+        return None if all(r.get(key) is None for r in pts) else [100 * (r.get(key) or 0.0) for r in pts]
+
     for family in dict.fromkeys(r["defense"] for r in rows):
-        pts = sorted((r for r in rows if r["defense"] == family), key=lambda r: r["attack_acc1"])
-        style = dict(color="black", marker="*", markersize=11) if family == "none" else dict(marker="o")
-        ax.plot([100 * r["attack_acc1"] for r in pts], [100 * r["test_acc"] for r in pts], label=family, **style)
+        if family == "none":
+            pts, style = base, dict(color="black", marker="*", markersize=11, ls="none", zorder=4)
+        else:
+            pts = sorted([r for r in rows if r["defense"] == family] + base, key=lambda r: r["test_acc"])
+            style = dict(marker="o", markersize=4, capsize=2, elinewidth=0.8)
+        ax.errorbar([100 * r["attack_acc1"] for r in pts], [100 * r["test_acc"] for r in pts],
+                    xerr=spread(pts, "attack_sd"), yerr=spread(pts, "test_sd"), label=family, **style)
         for r in pts:
-            ax.annotate(r["setting"].replace("alpha ", "").replace("lambda_", "λ").replace("beta ", "β "),
-                        (100 * r["attack_acc1"], 100 * r["test_acc"]), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
+            if r["defense"] == family:
+                ax.annotate(r["setting"].replace("alpha ", "").replace("lambda_", "λ").replace("beta ", "β "),
+                            (100 * r["attack_acc1"], 100 * r["test_acc"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
     front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["attack_acc1"])
     ax.step([100 * r["attack_acc1"] for r in front], [100 * r["test_acc"] for r in front], where="post",
-            ls="--", color="grey", lw=1, label="Pareto front")
+            ls="--", color="grey", lw=1, label="Pareto front (means)")
     ax.scatter([100 * r["attack_acc1"] for r in front], [100 * r["test_acc"] for r in front], s=140,
                facecolors="none", edgecolors="red", lw=1.2, zorder=3)
     ax.set_xlabel("attack Acc@1 (%)  (lower = more private)")
@@ -108,6 +120,7 @@ def tradeoff_blocks(out: Path, summary: list[dict], targets) -> list[tuple]:
     table = [[r["name"], r["defense"], r["setting"], f"{100 * r['test_acc']:.1f}", f"{100 * r['attack_acc1']:.1f}",
               "yes" if r["pareto"] else ""] for r in sorted(rows, key=lambda r: (r["defense"], r["attack_acc1"]))]
     return [("h2", "Privacy-utility trade-off of the defenses"),
-            ("img", "plot_tradeoff.png", "test accuracy against attack Acc@1, one line per defense, Pareto front ringed"),
+            ("img", "plot_tradeoff.png", "test accuracy against attack Acc@1, one line per defense (through the "
+                    "undefended target), std over seeds as error bars, Pareto front of the means ringed"),
             ("table", ["target", "defense", "setting", "test acc %", "attack Acc@1 %", "Pareto"], table),
             ("p", tradeoff_summary(rows))]

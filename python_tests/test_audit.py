@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from lsmia_ext.audit import load_audit_config, load_model, model_spec, sniff
+from lsmia_ext.audit.example import ExampleNet
 from lsmia_ext.cli import main
 from lsmia_ext.data.sources import load_digits
 
@@ -22,23 +22,6 @@ TINY = ["prior.set.train.steps=20", "prior.set.fid.num_samples=50", "eval_model.
         "attacks.ppa.set.initial.candidates=40", "attacks.ppa.set.initial.keep=8", "attacks.ppa.set.optim.steps=4",
         "attacks.ppa.set.final.keep=4", "attacks.ppa.set.final.transforms=4", "attacks.ppa.set.hflip=false",
         "evaluate.kes.steps=20", "evaluate.max_reference=200"]
-
-
-class DigitNet(nn.Module):
-    """A user's network (plain PyTorch); expects inputs normalised to [-1, 1]."""
-
-    def __init__(self, num_classes: int = 5):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                                  nn.Flatten(), nn.Linear(16 * 16, 64), nn.ReLU())
-        self.head = nn.Linear(64, num_classes)
-
-    @torch.jit.export
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
 def _tiny_args(*extra):
@@ -61,12 +44,13 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def user_model(folders):
-    """DigitNet trained on the private digits, saved as TorchScript, .pt2, pickle and state dict."""
+    """A user's network (plain PyTorch, inputs normalised to [-1, 1] outside it) trained on the private
+    digits, saved as TorchScript, .pt2, pickle and state dict."""
     raw = load_digits()
     keep = raw.labels < 5
     x, y = raw.images[keep].float() / 255, raw.labels[keep]
     torch.manual_seed(0)
-    net = DigitNet()
+    net = ExampleNet(5, width=8)
     opt = torch.optim.Adam(net.parameters(), 3e-3)
     for _ in range(4):
         for idx in torch.randperm(len(x)).split(64):
@@ -83,7 +67,7 @@ def user_model(folders):
                       str(d / "model.pt2"))
     torch.save(net, d / "model.pickle.pt")
     torch.save(net.state_dict(), d / "model_state.pt")
-    wide = DigitNet(num_classes=7).eval()
+    wide = ExampleNet(7, width=8).eval()
     torch.jit.save(torch.jit.script(wide), str(d / "seven.ts.pt"))
     return net, d
 
@@ -113,7 +97,7 @@ def test_torchscript_and_export_wrap_into_the_classifier_contract(user_model):
         assert (model.num_classes, model.in_channels, model.image_size) == (5, 1, 8)
         torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-5)
         assert model.has_features is features
-        assert model.features(x).shape == ((6, 64) if features else (6, 5))
+        assert model.features(x).shape == ((6, 128) if features else (6, 5))
         xg = x.clone().requires_grad_(True)  # attacks differentiate through the model w.r.t. its input
         model(xg)[:, 0].sum().backward()
         assert xg.grad.abs().sum() > 0
@@ -137,8 +121,8 @@ def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path, c
         model = d / "model_state.pt"
     elif case == "outputs":
         model = d / "seven.ts.pt"
-    elif case == "image_size":
-        extra[1] = "16"
+    elif case == "image_size":  # torch.export specialised the program to 8 x 8 inputs
+        model, extra[1] = d / "model.pt2", "16"
     elif case == "empty_folder":
         private = tmp_path / "private"
         shutil.copytree(folders / "private", private)
@@ -197,7 +181,8 @@ def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model
 def test_compare_nls_retrains_a_module_spec(folders, user_model, tmp_path):
     _, d = user_model
     spec = tmp_path / "model.yaml"
-    spec.write_text(f"kind: module\nimport: test_audit:DigitNet\nstate_dict: {d / 'model_state.pt'}\n"
+    spec.write_text(f"kind: module\nimport: lsmia_ext.audit.example:ExampleNet\nkwargs: {{width: 8}}\n"
+                    f"state_dict: {d / 'model_state.pt'}\n"
                     "image_size: 8\nchannels: 1\nmean: [0.5]\nstd: [0.5]\n")
     out = tmp_path / "audit"
     assert _audit(folders, spec, out, "--compare", "nls", *_tiny_args()) == 0

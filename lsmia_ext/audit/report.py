@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..experiment.report import image_grid, render_html, render_markdown
+from ..experiment.report import _stage_rows, image_grid, render_html, render_markdown
 from ..metrics import FEATURE_EXTRACTOR
 from ..runio import write_text
 from .leak import class_leakage, real_delta
@@ -55,14 +55,6 @@ def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) ->
     return [("p", t) for t in text]
 
 
-def _stage_rows(timings: dict) -> list[list[str]]:
-    rows = []
-    for stage, t in timings.items():
-        how = f"reused (ran earlier in {t['original_wall_s']:.1f} s)" if t["reused"] else "ran"
-        rows.append([stage, f"{t['wall_s']:.1f}", how])
-    return rows
-
-
 def write_report(out: Path, results: dict, cfg, scenario, eval_model, reference) -> None:
     out = Path(out)
     rows = results["rows"]
@@ -108,7 +100,7 @@ def write_report(out: Path, results: dict, cfg, scenario, eval_model, reference)
         blocks.append(("img", fname, f"{r['model']}: attack images of the {k} most leaking classes (left) beside "
                                      "real private images (right)"))
     blocks.append(("h2", "Wall time"))
-    blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(results["timings"]["stages"])))
+    blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(results["timings"])))
     blocks.append(("p", f"{results['num_threads']} torch thread(s). Stages reused on a rerun report the time they "
                         "took when they ran."))
     blocks.append(("h2", "Notes"))

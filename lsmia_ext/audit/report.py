@@ -87,7 +87,9 @@ def write_report(out: Path, results: dict, cfg, scenario, eval_model, reference)
     blocks.append(("h2", f"Classes that leak most ({first.upper()} against your model)"))
     blocks.append(("table", ["class", "attack images", "attack Acc@1 %", "delta_eval", "target confidence %"],
                    [[r["name"], str(r["n"]), _num(r["acc1"], True), _num(r["delta_eval"], False),
-                     _num(r["target_confidence"], True)] for r in leaks]))
+                     _num(r["target_confidence"], True)] for r in leaks[:max(k, 10)]]))
+    if len(leaks) > max(k, 10):
+        blocks.append(("p", f"{len(leaks) - max(k, 10)} less leaking classes: see audit.json leakage."))
     top = [r["class"] for r in leaks[:k]]
     real_images = scenario.tensors("private_train")
     for r in rows:

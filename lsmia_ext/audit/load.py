@@ -61,7 +61,8 @@ def model_spec(source: str | Path, **contract) -> ModelSpec:
         raise ValueError(f"{path} holds only weights (a state dict), not a model: write a YAML spec "
                          "{kind: module, import: 'your_package.module:factory', state_dict: " f"{path}" "} "
                          "naming the code that builds the network")
-    return validate(ModelSpec, {"kind": kind, "path": str(path), **given}, "--model and contract options").resolved(None)
+    spec = validate(ModelSpec, {"kind": kind, "path": str(path), **given}, "--model and contract options")
+    return spec.resolved(None)
 
 
 def _import(path: str):

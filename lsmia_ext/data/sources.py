@@ -177,8 +177,8 @@ def scan_imagefolder(root: Optional[Path]) -> RawData:
     if not classes:
         flat = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if flat:
-            return RawData(key=f"imagefolder:{root.resolve()}", files=flat, labels=torch.zeros(len(flat), dtype=torch.long),
-                           class_names=[root.name], allows_hflip=True, sources=[])
+            return RawData(key=f"imagefolder:{root.resolve()}", files=flat, class_names=[root.name],
+                           labels=torch.zeros(len(flat), dtype=torch.long), allows_hflip=True, sources=[])
     files, labels = [], []
     for label, name in enumerate(classes):
         found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

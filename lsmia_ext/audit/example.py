@@ -56,7 +56,8 @@ def write_folders(out: Path, per_class: int, public_max: int) -> tuple[torch.Ten
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((img[0] * 255).round().byte().numpy()).save(path)
 
-    names = [n.replace("/", "-").replace(" ", "_").replace("#", "") for n in sc.class_names]
+    # numbered so that the sorted folder names are the model's label order (what the audit assumes)
+    names = [f"{i}_" + n.replace("/", "-").replace(" ", "_").replace("#", "") for i, n in enumerate(sc.class_names)]
     for i, (img, label) in enumerate(zip(x, y.tolist())):
         save(img, out / "private" / names[label] / f"{i:05d}.png")
     for i, img in enumerate(pub):

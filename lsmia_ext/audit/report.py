@@ -40,6 +40,11 @@ def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) ->
         f"{len(leaky)} of {n_cls} classes are recognised in at least half of their attack images; most leaking: "
         + ", ".join(f"{r['name']} ({100 * r['acc1']:.0f} %)" for r in leaks[:3]) + ".",
     ]
+    if main.get("test_acc") is not None and main["test_acc"] < min(0.5, 2 * chance):
+        text.insert(0, f"WARNING: your model classifies only {_num(main['test_acc'], True)} % of the held-out private "
+                       f"images correctly (chance {100 * chance:.1f} %). Check that the sorted class folder names are "
+                       "the model's label order and that the input contract (size, range, mean, std) is right; "
+                       "the numbers below are not meaningful otherwise.")
     hard = next((r for r in rows if r["key"] == "retrained_hard" and r["attack"] == main["attack"]), None)
     nls = next((r for r in rows if r["key"] == "retrained_nls" and r["attack"] == main["attack"]), None)
     if hard and nls:

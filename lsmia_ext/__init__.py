@@ -9,6 +9,7 @@ Public API (everything else is internal):
   AttackConfig, run_attack                                     -- PPA, GMI, MI-Face
   evaluate_attack                                              -- the metrics of one attack run
   load_experiment_config, run_experiment                       -- the whole study
+  load_audit_config, run_audit                                 -- audit a model trained anywhere
 The stage entry points are imported on first use, so `import lsmia_ext` stays light.
 """
 import importlib
@@ -26,6 +27,7 @@ _LAZY = {
     "AttackConfig": "attacks", "run_attack": "attacks",
     "evaluate_attack": "metrics",
     "load_experiment_config": "experiment", "run_experiment": "experiment",
+    "load_audit_config": "audit", "run_audit": "audit",
 }
 
 

@@ -14,6 +14,7 @@ COMMANDS = {
     "attack": ("lsmia_ext.attacks.cli", "run a model inversion attack against a target"),
     "evaluate": ("lsmia_ext.metrics.cli", "score an attack run directory"),
     "experiment": ("lsmia_ext.experiment.cli", "the label smoothing study end to end"),
+    "audit": ("lsmia_ext.audit.cli", "how much an attack recovers from your own model (and what NLS changes)"),
     "toy": ("lsmia_ext.toy", "the paper's 2D toy study"),
     "demo-loss": ("lsmia_ext.losses", "show fused_ls_ce against torch for a few alphas"),
 }

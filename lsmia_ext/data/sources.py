@@ -165,13 +165,20 @@ def load_digits() -> RawData:
 
 
 def scan_imagefolder(root: Optional[Path]) -> RawData:
-    """One sub-folder per class (sorted by name = class index), image files inside, any size or mode."""
+    """One sub-folder per class (sorted by name = class index), image files inside, any size or mode.
+    A flat folder (images directly inside, no sub-folders) is one class named after the folder: the
+    layout of unlabelled public images."""
     if root is None:
         raise DatasetNotFoundError("imagefolder needs data.root: a folder with one sub-folder per class")
     root = Path(root)
     if not root.is_dir():
         raise DatasetNotFoundError(f"imagefolder root {root} is not a directory (one sub-folder per class)")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        flat = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if flat:
+            return RawData(key=f"imagefolder:{root.resolve()}", files=flat, class_names=[root.name],
+                           labels=torch.zeros(len(flat), dtype=torch.long), allows_hflip=True, sources=[])
     files, labels = [], []
     for label, name in enumerate(classes):
         found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -99,8 +99,9 @@ def _per_class(images: torch.Tensor, labels: torch.Tensor, classes: list[int], k
 
 
 def image_grid(attack_dir: Path, real: tuple[torch.Tensor, torch.Tensor], class_names: list[str], k: int,
-               title: str, path: Path) -> Path:
-    """Left: k attack images per attacked class; right: k real private training images of that class."""
+               title: str, path: Path, classes: list[int] | None = None) -> Path:
+    """Left: k attack images per attacked class (or per class of `classes`, in that order); right: k real
+    private training images of that class."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,7 +112,7 @@ def image_grid(attack_dir: Path, real: tuple[torch.Tensor, torch.Tensor], class_
     from ..metrics import load_attack_results
 
     _, images, labels = load_attack_results(attack_dir)
-    classes = sorted(labels.unique().tolist())
+    classes = sorted(labels.unique().tolist()) if classes is None else list(classes)
     real_x, real_y = real
     if images.shape[-1] != real_x.shape[-1]:  # the generator's resolution may differ from the data's
         images = F.interpolate(images, size=real_x.shape[-2:], mode="bilinear", align_corners=False)
@@ -272,9 +273,9 @@ def render_markdown(blocks: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def render_html(blocks: list[tuple]) -> str:
+def render_html(blocks: list[tuple], title: str = "lsmia experiment report") -> str:
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>lsmia experiment report</title>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse;"
              "font-size:0.85em}td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}"
              "td:first-child,th:first-child{text-align:left}img{max-width:100%}</style></head><body>"]

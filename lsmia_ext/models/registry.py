@@ -73,8 +73,13 @@ def classifier_state(model: Classifier, name: str, **extra) -> dict:
 
 def load_classifier(path_or_run_dir: str | Path, map_location="cpu") -> Classifier:
     """A trained classifier from RUN_DIR/model.pt (or the file itself): eval mode, parameters frozen
-    (attacks and metrics differentiate through it w.r.t. the input, never w.r.t. its weights)."""
+    (attacks and metrics differentiate through it w.r.t. the input, never w.r.t. its weights).
+    A YAML model spec (lsmia_ext.audit: TorchScript, torch.export, your own module) loads too."""
     path = Path(path_or_run_dir)
+    if path.suffix in (".yaml", ".yml"):
+        from ..audit.load import load_spec_file
+
+        return load_spec_file(path).to(map_location)
     if path.is_dir():
         path = path / MODEL_FILE
     ckpt = load_checkpoint(path, map_location=map_location)

@@ -1,0 +1,199 @@
+"""`lsmia audit`: model files loaded without running their code (TorchScript, torch.export), their input
+contract checked, a whole audit on image folders written from the bundled 8x8 digits (numbers checked
+against `lsmia evaluate` on the same attack), resume, and one clear line for every user mistake."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from lsmia_ext.audit import load_audit_config, load_model, model_spec, sniff
+from lsmia_ext.audit.example import ExampleNet
+from lsmia_ext.cli import main
+from lsmia_ext.data.sources import load_digits
+
+# Tiny budgets: the whole audit on 8x8 digits in seconds.
+TINY = ["prior.set.train.steps=20", "prior.set.fid.num_samples=50", "eval_model.set.epochs=3",
+        "retrain.set.epochs=3", "nls.warmup=1", "nls.ramp=1",
+        "attacks.ppa.set.initial.candidates=40", "attacks.ppa.set.initial.keep=8", "attacks.ppa.set.optim.steps=4",
+        "attacks.ppa.set.final.keep=4", "attacks.ppa.set.final.transforms=4", "attacks.ppa.set.hflip=false",
+        "evaluate.kes.steps=20", "evaluate.max_reference=200"]
+
+
+def _tiny_args(*extra):
+    return [a for item in TINY for a in ("--set", item)] + list(extra)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Digits 0-4 as private/digit_<d>/NNNN.png, digits 5-9 as a flat public/ folder."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("audit_data")
+    raw = load_digits()
+    for i in range(len(raw)):
+        y = int(raw.labels[i])
+        d = root / "private" / f"digit_{y}" if y < 5 else root / "public"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(raw.images[i, 0].numpy()).save(d / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def user_model(folders):
+    """A user's network (plain PyTorch, inputs normalised to [-1, 1] outside it) trained on the private
+    digits, saved as TorchScript, .pt2, pickle and state dict."""
+    raw = load_digits()
+    keep = raw.labels < 5
+    x, y = raw.images[keep].float() / 255, raw.labels[keep]
+    torch.manual_seed(0)
+    net = ExampleNet(5, width=8)
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for _ in range(4):
+        for idx in torch.randperm(len(x)).split(64):
+            loss = F.cross_entropy(net((x[idx] - 0.5) / 0.5), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    d = folders / "models"
+    d.mkdir()
+    torch.jit.save(torch.jit.script(net), str(d / "model.ts.pt"))
+    batch = torch.export.Dim("batch", min=1)
+    torch.export.save(torch.export.export(net, (torch.rand(2, 1, 8, 8),), dynamic_shapes={"x": {0: batch}}),
+                      str(d / "model.pt2"))
+    torch.save(net, d / "model.pickle.pt")
+    torch.save(net.state_dict(), d / "model_state.pt")
+    wide = ExampleNet(7, width=8).eval()
+    torch.jit.save(torch.jit.script(wide), str(d / "seven.ts.pt"))
+    return net, d
+
+
+CONTRACT = ["--image-size", "8", "--channels", "1", "--mean", "0.5", "--std", "0.5"]
+
+
+def _audit(folders, model, out, *extra):
+    return main(["audit", "--model", str(model), "--private", str(folders / "private"), "--public",
+                 str(folders / "public"), "--out", str(out), *extra])
+
+
+def test_files_are_recognised_without_running_them(user_model):
+    _, d = user_model
+    assert sniff(d / "model.ts.pt") == "torchscript"
+    assert sniff(d / "model.pt2") == "export"
+    assert sniff(d / "model.pickle.pt") == "pickle"
+    assert sniff(d / "model_state.pt") == "state_dict"
+
+
+def test_torchscript_and_export_wrap_into_the_classifier_contract(user_model):
+    net, d = user_model
+    x = torch.rand(6, 1, 8, 8)
+    want = net((x - 0.5) / 0.5)
+    for name, features in (("model.ts.pt", True), ("model.pt2", False)):
+        model = load_model(model_spec(d / name, image_size=8, channels=1, mean=[0.5], std=[0.5]))
+        assert (model.num_classes, model.in_channels, model.image_size) == (5, 1, 8)
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-5)
+        assert model.has_features is features
+        assert model.features(x).shape == ((6, 128) if features else (6, 5))
+        xg = x.clone().requires_grad_(True)  # attacks differentiate through the model w.r.t. its input
+        model(xg)[:, 0].sum().backward()
+        assert xg.grad.abs().sum() > 0
+    trusted = load_model(model_spec(d / "model.pickle.pt", image_size=8, channels=1, mean=[0.5], std=[0.5],
+                                    trust_pickle=True))
+    torch.testing.assert_close(trusted(x), want)
+
+
+@pytest.mark.parametrize("case", ["pickle", "state_dict", "outputs", "image_size", "empty_folder", "compare",
+                                  "no_contract"])
+def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path, capsys):
+    _, d = user_model
+    model, extra, private = d / "model.ts.pt", list(CONTRACT), folders / "private"
+    expected = {
+        "pickle": "--trust-pickle", "state_dict": "holds only weights", "outputs": "outputs 7 classes but --private",
+        "image_size": "cannot take 1 x 16 x 16 images", "empty_folder": "holds no images",
+        "compare": "--compare nls retrains", "no_contract": "state the model's input contract"}[case]
+    if case == "pickle":
+        model = d / "model.pickle.pt"
+    elif case == "state_dict":
+        model = d / "model_state.pt"
+    elif case == "outputs":
+        model = d / "seven.ts.pt"
+    elif case == "image_size":  # torch.export specialised the program to 8 x 8 inputs
+        model, extra[1] = d / "model.pt2", "16"
+    elif case == "empty_folder":
+        private = tmp_path / "private"
+        shutil.copytree(folders / "private", private)
+        (private / "digit_9").mkdir()
+    elif case == "compare":
+        extra += ["--compare", "nls"]
+    elif case == "no_contract":
+        extra = []
+    rc = main(["audit", "--model", str(model), "--private", str(private), "--public", str(folders / "public"),
+               "--out", str(tmp_path / "run"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "run" / "prior").exists()  # refused before any stage ran
+
+
+def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model, tmp_path, capsys):
+    _, d = user_model
+    out = tmp_path / "audit"
+    assert _audit(folders, d / "model.ts.pt", out, *CONTRACT, *_tiny_args()) == 0
+    results = json.loads((out / "audit.json").read_text())
+    (row,) = results["rows"]
+    assert row["model"] == "your model" and row["attack"] == "ppa" and row["n_images"] == 20
+    for key in ("acc1", "delta_eval", "fid", "precision", "kes_test", "test_acc"):
+        assert isinstance(row[key], float), key
+    md = (out / "report.md").read_text()
+    assert f"{100 * row['acc1']:.1f} % of them" in md and "Classes that leak most" in md
+    for name in ("report.html", "grid_model_ppa.png", "model.yaml", "manifest.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert {"prior", "eval_model", "attack model ppa", "evaluate model ppa"} <= set(results["timings"]["stages"])
+
+    # the same attack scored by `lsmia evaluate` (its own data loading, target from attack.json)
+    capsys.readouterr()
+    assert main(["evaluate", "--attack", str(out / "attacks" / "model_ppa"), "--eval-model", str(out / "eval_model"),
+                 "--set", "kes.steps=20", "--set", "max_reference=200", "--out", str(tmp_path / "eval.json")]) == 0
+    ev = json.loads((tmp_path / "eval.json").read_text())
+    for key in ("acc1", "acc5", "delta_eval", "fid", "precision", "recall", "density", "coverage", "kes_test",
+                "test_acc", "ece"):
+        assert ev[key] == (None if row[key] is None else pytest.approx(row[key], rel=1e-6, abs=1e-9)), key
+
+    # rerun: every stage reused
+    assert _audit(folders, d / "model.ts.pt", out, *CONTRACT, *_tiny_args()) == 0
+    stages = json.loads((out / "audit.json").read_text())["timings"]["stages"]
+    assert all(stages[k]["reused"] for k in ("prior", "eval_model", "attack model ppa", "evaluate model ppa"))
+
+    # the .pt2 export of the same network, with the prior and evaluation model of the first audit
+    out2 = tmp_path / "audit_pt2"
+    assert _audit(folders, d / "model.pt2", out2, *CONTRACT, "--prior", str(out / "prior"), "--eval-model",
+                  str(out / "eval_model"), *_tiny_args()) == 0
+    (row2,) = json.loads((out2 / "audit.json").read_text())["rows"]
+    assert not (out2 / "prior").exists() and not (out2 / "eval_model").exists()
+    assert row2["test_acc"] == pytest.approx(row["test_acc"])
+
+
+@pytest.mark.slow
+def test_compare_nls_retrains_a_module_spec(folders, user_model, tmp_path):
+    _, d = user_model
+    spec = tmp_path / "model.yaml"
+    spec.write_text(f"kind: module\nimport: lsmia_ext.audit.example:ExampleNet\nkwargs: {{width: 8}}\n"
+                    f"state_dict: {d / 'model_state.pt'}\n"
+                    "image_size: 8\nchannels: 1\nmean: [0.5]\nstd: [0.5]\n")
+    out = tmp_path / "audit"
+    assert _audit(folders, spec, out, "--compare", "nls", *_tiny_args()) == 0
+    results = json.loads((out / "audit.json").read_text())
+    assert [(r["key"], r["alpha"]) for r in results["rows"]] == [("model", None), ("retrained_hard", 0.0),
+                                                                  ("retrained_nls", -0.05)]
+    assert results["rows"][2]["test_acc"] > 0.5  # the retrained network learned the digits
+    md = (out / "report.md").read_text()
+    assert "negative label smoothing (alpha -0.05)" in md and "grid_retrained_nls_ppa.png" in md
+
+
+def test_shipped_audit_config_loads():
+    cfg = load_audit_config()
+    assert set(cfg.attacks) == {"ppa", "gmi", "miface"} and cfg.nls.alpha == -0.05

@@ -42,12 +42,11 @@ inline void check_ls_ce_inputs(const at::Tensor& logits, const at::Tensor& targe
   }
 }
 
-// (N,) or (N, M) in the accumulation dtype: what the forward returns and the backward takes.
+// (N,) or (N, M) per-row tensors of the ops: the loss (accumulation dtype) and the lse (float64).
 inline void check_ls_ce_row_tensor(const at::Tensor& t, const at::Tensor& target, const at::Tensor& logits,
-                                   const char* name) {
-  const auto acc = ls_ce_acc_dtype(logits.scalar_type());
-  TORCH_CHECK_VALUE(t.sizes() == target.sizes() && t.scalar_type() == acc && t.device() == logits.device(),
-                    "ls_ce_backward: ", name, " must be ", acc, " of shape ", target.sizes(), " on ",
+                                   const char* name, at::ScalarType dtype) {
+  TORCH_CHECK_VALUE(t.sizes() == target.sizes() && t.scalar_type() == dtype && t.device() == logits.device(),
+                    "ls_ce_backward: ", name, " must be ", dtype, " of shape ", target.sizes(), " on ",
                     logits.device(), ", got ", t.scalar_type(), " ", t.sizes(), " on ", t.device());
 }
 

@@ -54,21 +54,27 @@ LSMIA_HD acc_t ls_ce_max(acc_t m, acc_t x) {
   return (x > m || x != x) ? x : m;
 }
 
-// loss and lse of one row from m = max, log_s = log sum exp(z - m), d = sum w_k (z_k - m).
+// Loss of one row from m = max, log_s = log sum exp(z - m), d = sum w_k (z_k - m); also its
+// logsumexp, kept in double: in float32 lse = 1e4 + 1.8 would be off by 5e-4, and so would every
+// exp(z - lse) of the backward.
 template <typename acc_t>
-LSMIA_HD void ls_ce_finish_row(acc_t m, acc_t log_s, acc_t d, acc_t z_y, acc_t w_y, acc_t W, acc_t alpha,
-                               int64_t K, acc_t& loss, acc_t& lse) {
+LSMIA_HD acc_t ls_ce_finish_row(acc_t m, acc_t log_s, acc_t d, acc_t z_y, acc_t w_y, acc_t W, acc_t alpha,
+                                int64_t K, double& lse) {
   if (!ls_ce_finite(m)) {
-    loss = lse = std::numeric_limits<acc_t>::quiet_NaN();
-    return;
+    lse = std::numeric_limits<double>::quiet_NaN();
+    return std::numeric_limits<acc_t>::quiet_NaN();
   }
-  lse = m + log_s;
+  lse = static_cast<double>(m) + static_cast<double>(log_s);
   const acc_t nll = log_s - (z_y - m);
-  if (alpha == acc_t(0)) {
-    loss = w_y * nll;
-  } else {
-    loss = (acc_t(1) - alpha) * w_y * nll + alpha / static_cast<acc_t>(K) * (W * log_s - d);
-  }
+  if (alpha == acc_t(0)) return w_y * nll;
+  return (acc_t(1) - alpha) * w_y * nll + alpha / static_cast<acc_t>(K) * (W * log_s - d);
+}
+
+// lse as hi + lo in acc_t: (z - hi) - lo is z - lse to acc_t rounding, however large |lse| is.
+template <typename acc_t>
+LSMIA_HD void ls_ce_split_lse(double lse, acc_t& hi, acc_t& lo) {
+  hi = static_cast<acc_t>(lse);
+  lo = static_cast<acc_t>(lse - static_cast<double>(hi));
 }
 
 template <typename acc_t>

@@ -14,8 +14,8 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(lsmia, m) {
   // Label-smoothed cross-entropy per row (csrc/ls_ce_math.h). logits (N, K) with target (N,), or
   // (N, K, M) with target (N, M); weight: optional (K,) class weights. Returns (loss, logsumexp) of
-  // the target's shape in the accumulation dtype (float32, float64 for float64 logits); ignored rows
-  // give 0.
+  // the target's shape: loss in the accumulation dtype (float32, float64 for float64 logits), lse in
+  // float64 (exact enough for the backward at any logit offset); ignored rows give 0.
   m.def("ls_ce_forward(Tensor logits, Tensor target, Tensor? weight, float alpha, int ignore_index) "
         "-> (Tensor, Tensor)");
   // Gradient w.r.t. the logits (contiguous, logits' shape), given the upstream gradient of each

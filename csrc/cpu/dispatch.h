@@ -20,7 +20,7 @@ struct LsCeCall {
   double alpha;
   int64_t ignore_index;
   void* loss;                      // (N * M) accumulation type
-  void* lse;                       // forward: written; backward: read. (N * M)
+  void* lse;                       // (N * M) float64; forward: written, backward: read
   const void* g;                   // backward: upstream gradient (N, M) with strides gs0, gs1
   int64_t gs0, gs1;
   void* out;                       // gradient: (N, K, M) contiguous in the logits dtype, or x itself

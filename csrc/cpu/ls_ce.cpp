@@ -53,7 +53,7 @@ std::tuple<at::Tensor, at::Tensor> ls_ce_forward_cpu(const at::Tensor& logits, c
   check_labels_cpu(target, logits.size(1), ignore_index);
   const auto acc = lsmia::ls_ce_acc_dtype(logits.scalar_type());
   at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
-  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(acc));
+  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
   const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
   LsCeCall c = make_call(logits, target, w, alpha, ignore_index);
   c.loss = loss.data_ptr();
@@ -66,8 +66,8 @@ at::Tensor ls_ce_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& log
                               const std::optional<at::Tensor>& weight, const at::Tensor& lse, double alpha,
                               int64_t ignore_index) {
   lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
-  lsmia::check_ls_ce_row_tensor(grad_loss, target, logits, "grad_loss");
-  lsmia::check_ls_ce_row_tensor(lse, target, logits, "lse");
+  lsmia::check_ls_ce_row_tensor(grad_loss, target, logits, "grad_loss", lsmia::ls_ce_acc_dtype(logits.scalar_type()));
+  lsmia::check_ls_ce_row_tensor(lse, target, logits, "lse", at::kDouble);
   check_labels_cpu(target, logits.size(1), ignore_index);
   at::Tensor grad = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
   const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
@@ -91,7 +91,7 @@ at::Tensor ls_ce_forward_grad_cpu(at::Tensor logits, const at::Tensor& target, c
   at::assert_no_internal_overlap(logits);
   check_labels_cpu(target, logits.size(1), ignore_index);
   at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
-  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(acc));
+  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
   const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
   LsCeCall c = make_call(logits, target, w, alpha, ignore_index);
   c.loss = loss.data_ptr();

@@ -123,8 +123,8 @@ struct Lanes {
       for (int64_t j = 0; j < W; ++j) cols[k * W + j] = static_cast<acc_t>(a.x[off[j] + k * cs]);
   }
 
-  // loss and lse of the real lanes' rows (lse also kept per lane for the gradient).
-  void forward(const Call<scalar_t>& a, acc_t* loss, acc_t* lse, acc_t* lane_lse) const {
+  // loss and lse of the real lanes' rows (lse also kept per lane, split, for the gradient).
+  void forward(const Call<scalar_t>& a, acc_t* loss, double* lse, acc_t* hi, acc_t* lo) const {
     const int64_t K = a.c.K;
     Vec vmax(-std::numeric_limits<acc_t>::infinity());
     for (int64_t k = 0; k < K; ++k) vmax = at::vec::maximum(vmax, Vec::loadu(cols + k * W));
@@ -142,32 +142,34 @@ struct Lanes {
     for (int64_t j = 0; j < m; ++j) {
       const int64_t r = r0 + j;
       if (y[j] == a.c.ignore_index) {
-        loss[r] = lse[r] = lane_lse[j] = acc_t(0);
+        loss[r] = hi[j] = lo[j] = acc_t(0);
+        lse[r] = 0.0;
         continue;
       }
-      lsmia::ls_ce_finish_row(mx[j], log_s[j], d[j], cols[y[j] * W + j], a.weight(y[j]), a.W, a.alpha, K,
-                              loss[r], lse[r]);
-      lane_lse[j] = lse[r];
+      loss[r] = lsmia::ls_ce_finish_row(mx[j], log_s[j], d[j], cols[y[j] * W + j], a.weight(y[j]), a.W, a.alpha,
+                                        K, lse[r]);
+      lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
     }
   }
 
   // Gradient of the real lanes' rows, lane j scaled by g[j], written to a.out.
-  void gradient(const Call<scalar_t>& a, const acc_t* lane_lse, const acc_t* g) const {
+  void gradient(const Call<scalar_t>& a, const acc_t* hi, const acc_t* lo, const acc_t* g) const {
     const int64_t K = a.c.K;
-    alignas(64) acc_t l[W], gc[W], gh[W], gs[W], yk[W], keep[W];
+    alignas(64) acc_t lh[W], ll[W], gc[W], gh[W], gs[W], yk[W], keep[W];
     for (int64_t j = 0; j < W; ++j) {
       const bool real = j < m && y[j] != a.c.ignore_index;
       const acc_t wy = real ? a.weight(y[j]) : acc_t(0);
       const auto f = lsmia::ls_ce_grad_row(wy, a.W, a.alpha, K);
       const acc_t gj = real ? g[j] : acc_t(0);
-      l[j] = real ? lane_lse[j] : acc_t(0);
+      lh[j] = real ? hi[j] : acc_t(0);
+      ll[j] = real ? lo[j] : acc_t(0);
       gc[j] = gj * f.c;
       gh[j] = gj * f.hit;
       gs[j] = gj * f.smooth;
       yk[j] = real ? static_cast<acc_t>(y[j]) : acc_t(-1);
       keep[j] = real ? acc_t(1) : acc_t(0);
     }
-    const Vec vl = Vec::loadu(l), vgc = Vec::loadu(gc), vgh = Vec::loadu(gh), vgs = Vec::loadu(gs),
+    const Vec vh = Vec::loadu(lh), vlo = Vec::loadu(ll), vgc = Vec::loadu(gc), vgh = Vec::loadu(gh), vgs = Vec::loadu(gs),
               vy = Vec::loadu(yk), drop = Vec::loadu(keep) == Vec(acc_t(0)), zero(acc_t(0));
     const int64_t ocs = a.out_cs();
     int64_t oo[W];
@@ -175,7 +177,7 @@ struct Lanes {
     const bool adjacent = std::is_same_v<scalar_t, acc_t> && a.adjacent(r0, m, W, true);
     alignas(64) acc_t tmp[W];
     for (int64_t k = 0; k < K; ++k) {
-      Vec e = vexp(Vec::loadu(cols + k * W) - vl) * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
+      Vec e = vexp(Vec::loadu(cols + k * W) - vh - vlo) * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
       e = e - Vec::blendv(zero, vgh, vy == Vec(static_cast<acc_t>(k)));
       e = Vec::blendv(e, zero, drop);  // ignored rows: 0 even where exp overflowed
       if (adjacent) {
@@ -195,21 +197,21 @@ void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   const int64_t R = a.c.N * a.c.M, groups = (R + L::W - 1) / L::W;
   const int64_t grain = std::max<int64_t>(1, 16384 / (a.c.K * L::W));
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
-  acc_t* lse = static_cast<acc_t*>(a.c.lse);
+  double* lse = static_cast<double*>(a.c.lse);
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
     L lanes;
-    alignas(64) acc_t lane_lse[L::W], g[L::W];
+    alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
     for (int64_t gi = begin; gi < end; ++gi) {
       const int64_t r0 = gi * L::W;
       lanes.load(a, r0, std::min(L::W, R - r0));
-      if (fwd) lanes.forward(a, loss, lse, lane_lse);
+      if (fwd) lanes.forward(a, loss, lse, hi, lo);
       if (!grad) continue;
       for (int64_t j = 0; j < L::W; ++j) {
         const int64_t r = r0 + std::min(j, lanes.m - 1);
-        if (!fwd) lane_lse[j] = lse[r];
+        if (!fwd) lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
         g[j] = fwd ? static_cast<acc_t>(a.c.grad_scale) : a.upstream(r);
       }
-      lanes.gradient(a, lane_lse, g);
+      lanes.gradient(a, hi, lo, g);
     }
   });
 }
@@ -248,15 +250,17 @@ inline void row_forward(const acc_t* x, int64_t K, const acc_t* w, acc_t& mx, ac
 
 // o[k] = g (c exp(x_k - lse) - smooth w_k) - g hit [k == y]; o may be x.
 template <typename acc_t>
-inline void row_gradient(const acc_t* x, int64_t K, const acc_t* w, acc_t lse, acc_t g,
+inline void row_gradient(const acc_t* x, int64_t K, const acc_t* w, double lse, acc_t g,
                          const lsmia::LsCeGradRow<acc_t>& f, int64_t y, acc_t* o) {
   using Vec = Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const Vec vl(lse), vgc(g * f.c), vgs(g * f.smooth);
+  acc_t hi, lo;
+  lsmia::ls_ce_split_lse(lse, hi, lo);
+  const Vec vh(hi), vlo(lo), vgc(g * f.c), vgs(g * f.smooth);
   for (int64_t k = 0; k < K; k += W) {
     const int64_t n = std::min(W, K - k);
     const Vec s = w == nullptr ? vgs : vgs * Vec::loadu(w + k, n);
-    (vexp(Vec::loadu(x + k, n) - vl) * vgc - s).store(o + k, n);
+    (vexp(Vec::loadu(x + k, n) - vh - vlo) * vgc - s).store(o + k, n);
   }
   o[y] -= g * f.hit;
 }
@@ -269,7 +273,7 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   const int64_t ocs = a.out_cs();
   const bool out_direct = std::is_same_v<scalar_t, acc_t> && (ocs == 1 || K == 1);
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
-  acc_t* lse = static_cast<acc_t*>(a.c.lse);
+  double* lse = static_cast<double*>(a.c.lse);
   at::parallel_for(0, R, std::max<int64_t>(1, 16384 / K), [&](int64_t begin, int64_t end) {
     Buffer<acc_t> in(direct ? 0 : K), tmp(out_direct ? 0 : K);
     for (int64_t r = begin; r < end; ++r) {
@@ -277,7 +281,8 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
       const int64_t y = a.label(r);
       const bool ignored = y == a.c.ignore_index;
       if (ignored && !grad) {
-        loss[r] = lse[r] = acc_t(0);
+        loss[r] = acc_t(0);
+        lse[r] = 0.0;
         continue;
       }
       const acc_t* x = reinterpret_cast<const acc_t*>(xr);
@@ -285,14 +290,15 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
         for (int64_t k = 0; k < K; ++k) in.get()[k] = static_cast<acc_t>(xr[k * cs]);
         x = in.get();
       }
-      acc_t l = acc_t(0);
+      double l = 0.0;
       if (fwd && !ignored) {
         acc_t mx, log_s = acc_t(0), d = acc_t(0);
         row_forward(x, K, a.w, mx, log_s, d, a.alpha != acc_t(0));
-        lsmia::ls_ce_finish_row(mx, log_s, d, x[y], a.weight(y), a.W, a.alpha, K, loss[r], l);
+        loss[r] = lsmia::ls_ce_finish_row(mx, log_s, d, x[y], a.weight(y), a.W, a.alpha, K, l);
         lse[r] = l;
       } else if (fwd) {
-        loss[r] = lse[r] = acc_t(0);
+        loss[r] = acc_t(0);
+        lse[r] = 0.0;
       } else {
         l = lse[r];
       }

@@ -42,7 +42,7 @@ struct Args {
   acc_t alpha;
   int64_t ignore_index;
   acc_t* loss;
-  acc_t* lse;          // forward: written; backward: read
+  double* lse;         // forward: written; backward: read
   const acc_t* g;      // backward: (N, M) with strides gs0, gs1; forward_grad: one value
   int64_t gs0, gs1;
   scalar_t* out;       // contiguous (N, K, M), or the logits themselves
@@ -103,14 +103,17 @@ __global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
   const acc_t w_y = skip ? acc_t(0) : (a.w != nullptr ? a.w[y] : acc_t(1));
   // read before any thread of the row may overwrite it (forward_grad)
   const acc_t z_y = skip ? acc_t(0) : static_cast<acc_t>(x[y * a.xs1]);
-  acc_t l, g;
+  double l = 0.0;
+  acc_t g = acc_t(0);
   if (kMode == kBackward) {
     l = a.lse[r];
     g = a.g[n * a.gs0 + j * a.gs1];
   } else {
     if (skip) {
-      if (lane == 0) a.loss[r] = a.lse[r] = acc_t(0);
-      l = g = acc_t(0);
+      if (lane == 0) {
+        a.loss[r] = acc_t(0);
+        a.lse[r] = 0.0;
+      }
     } else {
       acc_t m = -std::numeric_limits<acc_t>::infinity();
       for (int64_t k = lane; k < K; k += stride) m = lsmia::ls_ce_max(m, static_cast<acc_t>(x[k * a.xs1]));
@@ -125,8 +128,7 @@ __global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
       }
       s = row_reduce(s, SumOp(), smem, a.warp_rows);
       d = row_reduce(d, SumOp(), smem, a.warp_rows);
-      acc_t loss;
-      lsmia::ls_ce_finish_row(m, lsmia::ls_ce_log(s), d, z_y, w_y, W, a.alpha, K, loss, l);
+      const acc_t loss = lsmia::ls_ce_finish_row(m, lsmia::ls_ce_log(s), d, z_y, w_y, W, a.alpha, K, l);
       if (lane == 0) {
         a.loss[r] = loss;
         a.lse[r] = l;
@@ -139,10 +141,12 @@ __global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
   scalar_t* o = in_place ? a.out + n * a.xs0 + j * a.xs2 : a.out + n * K * a.M + j;
   const int64_t ocs = in_place ? a.xs1 : a.M;
   const auto f = lsmia::ls_ce_grad_row(w_y, W, a.alpha, K);
+  acc_t hi, lo;
+  lsmia::ls_ce_split_lse(l, hi, lo);
   for (int64_t k = lane; k < K; k += stride) {
     acc_t v = acc_t(0);
     if (!skip) {
-      const acc_t p = lsmia::ls_ce_exp(static_cast<acc_t>(x[k * a.xs1]) - l);
+      const acc_t p = lsmia::ls_ce_exp(static_cast<acc_t>(x[k * a.xs1]) - hi - lo);
       v = g * (f.c * p - f.smooth * (a.w != nullptr ? a.w[k] : acc_t(1)));
       if (k == y) v -= g * f.hit;
     }
@@ -181,7 +185,7 @@ void launch(const at::Tensor& logits, const at::Tensor& target, const at::Tensor
     a.alpha = static_cast<acc_t>(alpha);
     a.ignore_index = ignore_index;
     a.loss = loss.defined() ? loss.data_ptr<acc_t>() : nullptr;
-    a.lse = lse.data_ptr<acc_t>();
+    a.lse = lse.data_ptr<double>();
     a.g = g.defined() ? g.const_data_ptr<acc_t>() : nullptr;
     a.gs0 = g.defined() && g.dim() > 0 ? g.stride(0) : 0;
     a.gs1 = g.defined() && g.dim() > 1 ? g.stride(1) : 0;
@@ -199,7 +203,7 @@ std::tuple<at::Tensor, at::Tensor> ls_ce_forward_cuda(const at::Tensor& logits, 
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
   const auto acc = lsmia::ls_ce_acc_dtype(logits.scalar_type());
   at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
-  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(acc));
+  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
   const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
   launch<kForward>(logits, target, w, w.defined() ? w.sum() : at::Tensor(), alpha, ignore_index, loss, lse,
                    at::Tensor(), at::Tensor());
@@ -210,8 +214,8 @@ at::Tensor ls_ce_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& lo
                                const std::optional<at::Tensor>& weight, const at::Tensor& lse, double alpha,
                                int64_t ignore_index) {
   lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
-  lsmia::check_ls_ce_row_tensor(grad_loss, target, logits, "grad_loss");
-  lsmia::check_ls_ce_row_tensor(lse, target, logits, "lse");
+  lsmia::check_ls_ce_row_tensor(grad_loss, target, logits, "grad_loss", lsmia::ls_ce_acc_dtype(logits.scalar_type()));
+  lsmia::check_ls_ce_row_tensor(lse, target, logits, "lse", at::kDouble);
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
   at::Tensor grad = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
   const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
@@ -231,7 +235,7 @@ at::Tensor ls_ce_forward_grad_cuda(at::Tensor logits, const at::Tensor& target,
   at::assert_no_internal_overlap(logits);
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
   at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
-  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(acc));
+  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
   const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
   launch<kForwardGrad>(logits, target, w, w.defined() ? w.sum() : at::Tensor(), alpha, ignore_index, loss, lse,
                        grad_scale.reshape({}), logits);

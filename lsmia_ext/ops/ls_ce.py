@@ -25,7 +25,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 @torch.library.register_fake("lsmia::ls_ce_forward")
 def _ls_ce_forward_fake(logits, target, weight, alpha, ignore_index):
     acc = _acc_dtype(logits.dtype)
-    return target.new_empty(target.shape, dtype=acc), target.new_empty(target.shape, dtype=acc)
+    return target.new_empty(target.shape, dtype=acc), target.new_empty(target.shape, dtype=torch.float64)
 
 
 @torch.library.register_fake("lsmia::ls_ce_backward")
@@ -71,7 +71,7 @@ def _double_backward(ctx, v):
     """
     grad_loss, logits, target, weight, lse = ctx.saved_tensors
     alpha, ignore_index = ctx.alpha, ctx.ignore_index
-    acc = lse.dtype
+    acc = grad_loss.dtype
     vz = v.to(acc)
     d_grad_loss = d_logits = None
     if ctx.needs_input_grad[0]:
@@ -81,11 +81,11 @@ def _double_backward(ctx, v):
     if ctx.needs_input_grad[1]:
         valid = target != ignore_index
         if weight is None:
-            c = torch.ones_like(lse)
+            c = torch.ones_like(grad_loss)
         else:
             w = weight.to(acc)
             c = (1 - alpha) * w[torch.where(valid, target, 0)] + (alpha / logits.shape[1]) * w.sum()
-        p = torch.exp(logits.to(acc) - lse.unsqueeze(1))
+        p = torch.exp(logits.double() - lse.unsqueeze(1)).to(acc)
         d = (grad_loss * c).unsqueeze(1) * p * (vz - (vz * p).sum(1, keepdim=True))
         d_logits = torch.where(valid.unsqueeze(1), d, 0).to(logits.dtype)
     return d_grad_loss, d_logits, None, None, None, None, None

@@ -123,10 +123,23 @@ struct Lanes {
       for (int64_t j = 0; j < W; ++j) cols[k * W + j] = static_cast<acc_t>(a.x[off[j] + k * cs]);
   }
 
-  // loss and lse of the real lanes' rows (lse also kept per lane, split, for the gradient).
-  void forward(const Call<scalar_t>& a, acc_t* loss, double* lse, acc_t* hi, acc_t* lo) const {
+  // Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, keep mask.
+  void lane_labels(const Call<scalar_t>& a, Vec& vy, Vec& vwy, Vec& drop) const {
+    alignas(64) acc_t yk[W], wy[W];
+    for (int64_t j = 0; j < W; ++j) {
+      const bool real = j < m && y[j] != a.c.ignore_index;
+      yk[j] = real ? static_cast<acc_t>(y[j]) : acc_t(-1);
+      wy[j] = real ? a.weight(y[j]) : acc_t(0);
+    }
+    vy = Vec::loadu(yk);
+    vwy = Vec::loadu(wy);
+    drop = vy == Vec(acc_t(-1));
+  }
+
+  // Loss and lse of the real lanes' rows; vmax and vlog (log sum exp(z - max)) stay for the gradient.
+  void forward(const Call<scalar_t>& a, acc_t* loss, double* lse, Vec& vmax, Vec& vlog) const {
     const int64_t K = a.c.K;
-    Vec vmax(-std::numeric_limits<acc_t>::infinity());
+    vmax = Vec(-std::numeric_limits<acc_t>::infinity());
     for (int64_t k = 0; k < K; ++k) vmax = at::vec::maximum(vmax, Vec::loadu(cols + k * W));
     Vec vs(acc_t(0)), vd(acc_t(0));
     const bool smooth = a.alpha != acc_t(0);
@@ -135,49 +148,44 @@ struct Lanes {
       vs += vexp(t);
       if (smooth) vd = a.w == nullptr ? vd + t : vd + t * Vec(a.w[k]);
     }
-    alignas(64) acc_t mx[W], log_s[W], d[W];
+    vlog = vs.log();  // NaN wherever the max is not finite (z - max has a NaN there)
+    alignas(64) acc_t zy[W], mx[W], ls[W];
+    for (int64_t j = 0; j < W; ++j) zy[j] = cols[(y[j] == a.c.ignore_index ? 0 : y[j]) * W + j];
+    Vec vy, vwy, drop;
+    lane_labels(a, vy, vwy, drop);
+    // ls_ce_finish_row on W lanes
+    const Vec nll = vlog - (Vec::loadu(zy) - vmax);
+    Vec vloss = vwy * nll;
+    if (smooth) {
+      vloss = Vec(acc_t(1) - a.alpha) * vloss + Vec(a.alpha / static_cast<acc_t>(K)) * (Vec(a.W) * vlog - vd);
+    }
+    const Vec nan(std::numeric_limits<acc_t>::quiet_NaN()), zero(acc_t(0));
+    vloss = Vec::blendv(vloss, nan, (vmax - vmax) != zero);  // NaN / inf max: the row is NaN
+    Vec::blendv(vloss, zero, drop).store(loss + r0, m);
     vmax.store(mx);
-    vs.log().store(log_s);
-    vd.store(d);
+    vlog.store(ls);
     for (int64_t j = 0; j < m; ++j) {
-      const int64_t r = r0 + j;
-      if (y[j] == a.c.ignore_index) {
-        loss[r] = hi[j] = lo[j] = acc_t(0);
-        lse[r] = 0.0;
-        continue;
-      }
-      loss[r] = lsmia::ls_ce_finish_row(mx[j], log_s[j], d[j], cols[y[j] * W + j], a.weight(y[j]), a.W, a.alpha,
-                                        K, lse[r]);
-      lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+      lse[r0 + j] = y[j] == a.c.ignore_index ? 0.0 : static_cast<double>(mx[j]) + static_cast<double>(ls[j]);
     }
   }
 
-  // Gradient of the real lanes' rows, lane j scaled by g[j], written to a.out.
-  void gradient(const Call<scalar_t>& a, const acc_t* hi, const acc_t* lo, const acc_t* g) const {
+  // Gradient of the real lanes' rows, p = exp((z - s1) - s2) with s1 + s2 = lse per lane, lane j
+  // scaled by g[j], written to a.out.
+  void gradient(const Call<scalar_t>& a, const Vec& s1, const Vec& s2, const acc_t* g) const {
     const int64_t K = a.c.K;
-    alignas(64) acc_t lh[W], ll[W], gc[W], gh[W], gs[W], yk[W], keep[W];
-    for (int64_t j = 0; j < W; ++j) {
-      const bool real = j < m && y[j] != a.c.ignore_index;
-      const acc_t wy = real ? a.weight(y[j]) : acc_t(0);
-      const auto f = lsmia::ls_ce_grad_row(wy, a.W, a.alpha, K);
-      const acc_t gj = real ? g[j] : acc_t(0);
-      lh[j] = real ? hi[j] : acc_t(0);
-      ll[j] = real ? lo[j] : acc_t(0);
-      gc[j] = gj * f.c;
-      gh[j] = gj * f.hit;
-      gs[j] = gj * f.smooth;
-      yk[j] = real ? static_cast<acc_t>(y[j]) : acc_t(-1);
-      keep[j] = real ? acc_t(1) : acc_t(0);
-    }
-    const Vec vh = Vec::loadu(lh), vlo = Vec::loadu(ll), vgc = Vec::loadu(gc), vgh = Vec::loadu(gh), vgs = Vec::loadu(gs),
-              vy = Vec::loadu(yk), drop = Vec::loadu(keep) == Vec(acc_t(0)), zero(acc_t(0));
+    Vec vy, vwy, drop;
+    lane_labels(a, vy, vwy, drop);
+    const Vec zero(acc_t(0)), vg = Vec::blendv(Vec::loadu(g), zero, drop);
+    const acc_t smooth = a.alpha / static_cast<acc_t>(K);
+    const Vec hit = Vec(acc_t(1) - a.alpha) * vwy;
+    const Vec vgc = vg * (hit + Vec(smooth * a.W)), vgh = vg * hit, vgs = vg * Vec(smooth);
     const int64_t ocs = a.out_cs();
     int64_t oo[W];
     for (int64_t j = 0; j < W; ++j) oo[j] = a.out_off(r0 + std::min(j, m - 1));
     const bool adjacent = std::is_same_v<scalar_t, acc_t> && a.adjacent(r0, m, W, true);
     alignas(64) acc_t tmp[W];
     for (int64_t k = 0; k < K; ++k) {
-      Vec e = vexp(Vec::loadu(cols + k * W) - vh - vlo) * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
+      Vec e = vexp(Vec::loadu(cols + k * W) - s1 - s2) * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
       e = e - Vec::blendv(zero, vgh, vy == Vec(static_cast<acc_t>(k)));
       e = Vec::blendv(e, zero, drop);  // ignored rows: 0 even where exp overflowed
       if (adjacent) {
@@ -199,19 +207,25 @@ void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
   double* lse = static_cast<double*>(a.c.lse);
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
+    using Vec = typename L::Vec;
     L lanes;
     alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
+    Vec s1, s2;
     for (int64_t gi = begin; gi < end; ++gi) {
       const int64_t r0 = gi * L::W;
       lanes.load(a, r0, std::min(L::W, R - r0));
-      if (fwd) lanes.forward(a, loss, lse, hi, lo);
+      if (fwd) lanes.forward(a, loss, lse, s1, s2);
       if (!grad) continue;
       for (int64_t j = 0; j < L::W; ++j) {
         const int64_t r = r0 + std::min(j, lanes.m - 1);
-        if (!fwd) lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
         g[j] = fwd ? static_cast<acc_t>(a.c.grad_scale) : a.upstream(r);
+        if (!fwd) lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
       }
-      lanes.gradient(a, hi, lo, g);
+      if (!fwd) {
+        s1 = Vec::loadu(hi);
+        s2 = Vec::loadu(lo);
+      }
+      lanes.gradient(a, s1, s2, g);
     }
   });
 }

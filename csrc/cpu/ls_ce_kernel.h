@@ -70,6 +70,12 @@ struct Call {
     return in_place ? n * c.xs0 + j * c.xs2 : (n * c.K) * c.M + j;
   }
   int64_t out_cs() const { return in_place ? c.xs1 : c.M; }
+  // W whole (N, K) rows from r0 stored back to back: the logits (out = false), or the gradient
+  // (always, unless it is written over the logits)
+  bool packed_rows(int64_t count, int64_t W, bool out) const {
+    if (c.M != 1 || count != W) return false;
+    return (out && !in_place) || (c.xs1 == 1 && c.xs0 == c.K);
+  }
   // W rows from r0 are adjacent lanes of one (n, :, j) run when they share n and j has stride 1
   bool adjacent(int64_t r0, int64_t count, int64_t W, bool out) const {
     if (count != W || c.M < W || r0 / c.M != (r0 + W - 1) / c.M) return false;
@@ -103,6 +109,11 @@ struct Lanes {
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (a.adjacent(r0, m, W, false)) {
         for (int64_t k = 0; k < K; ++k) Vec::loadu(x + k * cs).store(cols + k * W);
+        return;
+      }
+      if (a.packed_rows(m, W, false)) {  // transpose the W x K block
+        for (int64_t j = 0; j < W; ++j)
+          for (int64_t k = 0; k < K; ++k) cols[k * W + j] = x[j * K + k];
         return;
       }
       int64_t lo = 0, hi = 0;
@@ -183,17 +194,25 @@ struct Lanes {
     int64_t oo[W];
     for (int64_t j = 0; j < W; ++j) oo[j] = a.out_off(r0 + std::min(j, m - 1));
     const bool adjacent = std::is_same_v<scalar_t, acc_t> && a.adjacent(r0, m, W, true);
-    alignas(64) acc_t tmp[W];
+    const bool packed = !adjacent && a.packed_rows(m, W, true);
+    alignas(64) acc_t tmp[kLaneMaxK * W];
     for (int64_t k = 0; k < K; ++k) {
       Vec e = vexp(Vec::loadu(cols + k * W) - s1 - s2) * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
       e = e - Vec::blendv(zero, vgh, vy == Vec(static_cast<acc_t>(k)));
       e = Vec::blendv(e, zero, drop);  // ignored rows: 0 even where exp overflowed
       if (adjacent) {
         e.store(reinterpret_cast<acc_t*>(a.out + oo[0] + k * ocs), m);
+      } else if (packed) {
+        e.store(tmp + k * W);
       } else {
         e.store(tmp);
         for (int64_t j = 0; j < m; ++j) a.out[oo[j] + k * ocs] = static_cast<scalar_t>(tmp[j]);
       }
+    }
+    if (packed) {  // transpose back into the W x K block of the output
+      scalar_t* o = a.out + oo[0];
+      for (int64_t j = 0; j < W; ++j)
+        for (int64_t k = 0; k < K; ++k) o[j * K + k] = static_cast<scalar_t>(tmp[k * W + j]);
     }
   }
 };

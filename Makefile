@@ -5,10 +5,11 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT ?= runs/study
 CUDA_HOME ?= $(shell test -d /usr/local/cuda && echo /usr/local/cuda)
-TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
-export CUDA_HOME TORCH_CUDA_ARCH_LIST
+export CUDA_HOME
+# CUDA architectures: TORCH_CUDA_ARCH_LIST if set, else the local GPU's, else "8.0;9.0+PTX" (setup.py).
+KERNEL_TESTS := test_ls_ce.py test_ls_ce_special.py test_ls_ce_dropin.py test_latent_adam.py
 
-.PHONY: install test test-all experiment bench sysdeps clean
+.PHONY: install test test-isa test-all experiment bench sysdeps clean
 
 sysdeps:
 	@test -d /usr/share/datasets/fashion-mnist || { \
@@ -26,6 +27,16 @@ install: sysdeps $(PY)
 # Tests run against the installed package (pytest, not `python -m pytest`, keeps the source tree off sys.path).
 test: install
 	cd python_tests && ../$(VENV)/bin/pytest -q -m "not slow" --durations=15 .
+
+# The CPU kernel tests once per kernel table torch can dispatch to on this CPU, against the package
+# that `make test` installed (CI runs both).
+test-isa:
+	cd python_tests && for isa in default avx2 avx512; do \
+	  have=$$(ATEN_CPU_CAPABILITY=$$isa ../$(PY) -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	  case "$$have" in "$$(echo $$isa | tr a-z A-Z)"*) ;; *) echo "skipping $$isa: this CPU runs $$have"; continue;; esac; \
+	  echo "== kernel tests with ATEN_CPU_CAPABILITY=$$isa"; \
+	  ATEN_CPU_CAPABILITY=$$isa ../$(VENV)/bin/pytest -q -m "not slow and not cuda" $(KERNEL_TESTS) || exit 1; \
+	done
 
 test-all: install
 	cd python_tests && ../$(VENV)/bin/pytest -q --durations=15 .

@@ -5,7 +5,10 @@ Environment:
   FORCE_CUDA=1       build the CUDA kernels and fail loudly if that is impossible
   CUDA_HOME          defaults to /usr/local/cuda when that folder exists (torch otherwise guesses
                      /usr/local from the nvcc wrapper on PATH and then cannot link cudart)
-  TORCH_CUDA_ARCH_LIST  needed without a GPU; defaults to "8.0;9.0" here
+  TORCH_CUDA_ARCH_LIST  wins when set; otherwise the visible GPUs' architectures, or without a GPU
+                     "8.0;9.0+PTX" (A100, H100 natively; the PTX is JIT-compiled on newer GPUs
+                     such as Blackwell). Older GPUs (e.g. a T4, 7.5) need a build on that machine or
+                     TORCH_CUDA_ARCH_LIST="7.5;8.0;9.0+PTX".
 
 CPU kernels are compiled once per instruction set torch dispatches to (DEFAULT, AVX2, AVX512, the
 files csrc/cpu/isa_*.cpp) and chosen at run time from torch's own CPU capability, so one build runs
@@ -18,7 +21,26 @@ import shutil
 
 if os.path.isdir("/usr/local/cuda") and "CUDA_HOME" not in os.environ:
     os.environ["CUDA_HOME"] = "/usr/local/cuda"
-os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def cuda_arch_list(env, gpu_capabilities):
+    """TORCH_CUDA_ARCH_LIST for this build: the user's, else the local GPUs' (PTX of the newest, so
+    a later GPU can still JIT it), else DEFAULT_CUDA_ARCHS. `gpu_capabilities`: [(major, minor)]."""
+    if env.get("TORCH_CUDA_ARCH_LIST"):
+        return env["TORCH_CUDA_ARCH_LIST"]
+    if gpu_capabilities:
+        archs = sorted(set(gpu_capabilities))
+        return ";".join(f"{a}.{b}" for a, b in archs) + "+PTX"
+    return DEFAULT_CUDA_ARCHS
+
+
+def visible_gpu_capabilities():
+    import torch
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())]
 
 import torch  # noqa: E402
 from setuptools import setup  # noqa: E402
@@ -50,7 +72,8 @@ def want_cuda():
 
 
 class IsaBuildExtension(BuildExtension):
-    """Adds per-file instruction-set flags (setuptools only knows per-extension flags).
+    """Adds per-file instruction-set flags (setuptools only knows per-extension flags) and links the
+    objects in link_order.
 
     Ninja compiles a whole extension with one flag set, so this build compiles file by file."""
 
@@ -70,11 +93,18 @@ class IsaBuildExtension(BuildExtension):
                     extra_postargs = list(extra_postargs) + extra
             torch_compile(obj, src, ext_name, cc_args, extra_postargs, pp_opts)
 
+        torch_link = self.compiler.link
+
+        def link_ordered(target_desc, objects, *args, **kwargs):
+            return torch_link(target_desc, link_order(objects), *args, **kwargs)
+
         self.compiler._compile = compile_one
+        self.compiler.link = link_ordered
         try:
             super().build_extension(ext)
         finally:
             self.compiler._compile = torch_compile
+            self.compiler.link = torch_link
 
 
 def nvidia_include_dirs():
@@ -84,6 +114,15 @@ def nvidia_include_dirs():
     except ImportError:
         return []
     return sorted(d for p in nvidia.__path__ for d in glob.glob(os.path.join(p, "cu*", "include")))
+
+
+def link_order(objects):
+    """The linker keeps the first copy of an inline function that several objects define, and
+    distutils sorts the sources by name; so objects compiled without -m flags go first, then DEFAULT,
+    then AVX2 / AVX512: a helper they share by accident resolves to baseline code, never to AVX code
+    called from the DEFAULT kernels (python_tests/test_isa_separation.py checks the result)."""
+    rank = {os.path.splitext(name)[0]: i + 1 for i, name in enumerate(ISA_FLAGS)}
+    return sorted(objects, key=lambda o: rank.get(os.path.splitext(os.path.basename(o))[0], 0))
 
 
 def extension():
@@ -103,7 +142,10 @@ def extension():
                         extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
 
 
-if shutil.which("c++") is None and shutil.which("g++") is None:
-    raise RuntimeError("lsmia needs a C++17 compiler (g++); install it with: apt-get install g++")
-
-setup(ext_modules=[extension()], cmdclass={"build_ext": IsaBuildExtension})
+if __name__ == "__main__":  # setuptools runs this file as __main__; tests import its helpers
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        raise RuntimeError("lsmia needs a C++20 compiler (g++); install it with: apt-get install g++")
+    if want_cuda():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_arch_list(os.environ, visible_gpu_capabilities())
+        print(f"lsmia: CUDA architectures {os.environ['TORCH_CUDA_ARCH_LIST']}")
+    setup(ext_modules=[extension()], cmdclass={"build_ext": IsaBuildExtension})

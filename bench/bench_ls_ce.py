@@ -2,7 +2,12 @@
 
 alpha = 0.1: torch's F.cross_entropy(label_smoothing=0.1) (the same loss).
 alpha = -0.05: torch has no op (it ignores negative smoothing), so the plain-PyTorch reference.
-Writes bench/results_ls_ce.md.   Run: python -m bench.bench_ls_ce [--quick]
+floor: one read of the logits (logits.sum()), measured in the same rounds: no fused op can beat it.
+In-place table: fused_ls_ce(inplace=True) (gradient written over the logits in the forward) next to
+the default path and torch; every variant gets its logits from logits = x.clone() (the producer; its
+time is shown) because the in-place path needs logits made by an op, and fresh ones every call.
+Writes bench/results_ls_ce.md and bench/results_ls_ce_inplace.md (or --out and <out stem>_inplace.md).
+Run: python -m bench.bench_ls_ce [--quick] [--threads 1] [--devices cpu,cuda]
 """
 from __future__ import annotations
 
@@ -16,8 +21,16 @@ from lsmia_ext.reference import ls_ce_reference
 
 from .harness import interleaved, parse_bench_args, write_table
 
-SHAPES = [(65536, 10), (4096, 1000), (1024, 32768)]
+SHAPES = [(65536, 10), (4096, 1000), (1024, 32768), (8, 21, 128, 128)]  # last: a segmentation map
 DTYPES = [torch.float32, torch.bfloat16]
+INPLACE_SHAPES = [(1024, 32768), (4096, 1000)]
+
+
+def make(shape, dtype, device):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    logits = (torch.randn(shape, generator=gen) * 2).to(device=device, dtype=dtype)
+    target = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=gen).to(device)
+    return logits, target
 
 
 def fwd_bwd(loss_fn, logits, target):
@@ -28,10 +41,12 @@ def fwd_bwd(loss_fn, logits, target):
     return run
 
 
-def bench_case(n, k, dtype, device, rounds):
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    logits = (torch.randn(n, k, generator=gen) * 2).to(device=device, dtype=dtype)
-    target = torch.randint(0, k, (n,), generator=gen).to(device)
+def mib(res):
+    return res["peak_bytes"] / 2**20
+
+
+def bench_case(shape, dtype, device, rounds):
+    logits, target = make(shape, dtype, device)
     rows = []
     for alpha, name, baseline in (
         (0.1, "torch F.cross_entropy(label_smoothing=0.1)",
@@ -40,30 +55,70 @@ def bench_case(n, k, dtype, device, rounds):
          lambda x, t: ls_ce_reference(x, t, -0.05)),
     ):
         res = interleaved({"fused": fwd_bwd(lambda x, t: lsmia_ext.fused_ls_ce(x, t, alpha), logits, target),
-                           "baseline": fwd_bwd(baseline, logits, target)}, rounds=rounds, device=device)
-        f, b = res["fused"], res["baseline"]
-        grad_bytes = logits.numel() * logits.element_size()
+                           "baseline": fwd_bwd(baseline, logits, target),
+                           "floor": lambda: logits.sum()}, rounds=rounds, device=device)
+        f, b, fl = res["fused"], res["baseline"], res["floor"]
         rows.append({
-            "device": device, "N x K": f"{n} x {k}", "dtype": str(dtype).replace("torch.", ""), "alpha": alpha,
-            "baseline": name, "fused ms": f["median_ms"], "baseline ms": b["median_ms"],
-            "speed-up": b["median_ms"] / f["median_ms"],
-            "fused extra MiB": f["peak_bytes"] / 2**20, "baseline extra MiB": b["peak_bytes"] / 2**20,
-            "fused extra B/row beyond grad": (f["peak_bytes"] - grad_bytes) / n,
+            "device": device, "shape": " x ".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+            "alpha": alpha, "baseline": name, "fused ms": f["median_ms"], "baseline ms": b["median_ms"],
+            "speed-up": b["median_ms"] / f["median_ms"], "floor ms": fl["median_ms"],
+            "fused / floor": f["median_ms"] / fl["median_ms"],
+            "fused extra MiB": mib(f), "baseline extra MiB": mib(b),
         })
         print(rows[-1], flush=True)
     return rows
 
 
+def bench_inplace(shape, device, rounds):
+    base, target = make(shape, torch.float32, device)
+    x0 = base.clone().requires_grad_()
+
+    def step(loss_fn):
+        def run():
+            x0.grad = None
+            loss_fn(x0.clone(), target).backward()
+            return x0.grad
+        return run
+
+    def produce():
+        with torch.no_grad():
+            return x0.clone()
+
+    res = interleaved({
+        "default": step(lambda x, t: lsmia_ext.fused_ls_ce(x, t, 0.1)),
+        "inplace": step(lambda x, t: lsmia_ext.fused_ls_ce(x, t, 0.1, inplace=True)),
+        "torch": step(lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1)),
+        "producer": produce,
+    }, rounds=rounds, device=device)
+    row = {"device": device, "shape": " x ".join(map(str, shape)), "dtype": "float32"}
+    for name in ("default", "inplace", "torch", "producer"):
+        row[f"{name} ms"] = res[name]["median_ms"]
+        row[f"{name} extra MiB"] = mib(res[name])
+    row["inplace vs default"] = res["default"]["median_ms"] / res["inplace"]["median_ms"]
+    row["inplace vs torch"] = res["torch"]["median_ms"] / res["inplace"]["median_ms"]
+    print(row, flush=True)
+    return row
+
+
 def main(argv=None):
     args = parse_bench_args(argv, Path(__file__).with_name("results_ls_ce.md"), __doc__.splitlines()[0])
-    rows = [r for d in args.devices for (n, k) in SHAPES for dt in DTYPES
-            for r in bench_case(n, k, dt, d, args.rounds)]
-    cols = ["device", "N x K", "dtype", "alpha", "baseline", "fused ms", "baseline ms", "speed-up",
-            "fused extra MiB", "baseline extra MiB", "fused extra B/row beyond grad"]
-    notes = ("Forward + backward, median of 5 rounds x 5 calls measured round-robin (fused and baseline "
-             "alternate). 'extra' = peak memory allocated during one call beyond its inputs; the gradient "
-             "itself is N x K x dtype bytes. Kernels: " + lsmia_ext.cpu_kernel_isa() + " CPU table.")
+    rows = [r for d in args.devices for shape in SHAPES for dt in DTYPES for r in bench_case(shape, dt, d, args.rounds)]
+    cols = ["device", "shape", "dtype", "alpha", "baseline", "fused ms", "baseline ms", "speed-up", "floor ms",
+            "fused / floor", "fused extra MiB", "baseline extra MiB"]
+    notes = ("Forward + backward, median of rounds x 5 calls measured round-robin (fused, baseline and the "
+             "floor alternate). 'extra' = peak memory allocated during one call beyond its inputs; the gradient "
+             "itself is numel x dtype bytes. floor = one read of the logits (logits.sum()). Kernels: "
+             + lsmia_ext.cpu_kernel_isa() + " CPU table.")
     write_table(args.out, "fused_ls_ce forward + backward", rows, cols, notes)
+    rows = [bench_inplace(shape, d, args.rounds) for d in args.devices for shape in INPLACE_SHAPES]
+    cols = ["device", "shape", "dtype", "default ms", "inplace ms", "torch ms", "producer ms", "inplace vs default",
+            "inplace vs torch", "default extra MiB", "inplace extra MiB", "torch extra MiB", "producer extra MiB"]
+    notes = ("alpha = 0.1, reduction mean, forward + backward of x.clone() -> loss (the clone is the producer "
+             "every variant pays; its own time and memory are the 'producer' columns). 'extra' = peak memory "
+             "allocated during one call beyond its inputs. torch = F.cross_entropy(label_smoothing=0.1).")
+    out = Path(args.out)
+    write_table(out.with_name(out.stem + "_inplace.md"), "fused_ls_ce(inplace=True): gradient written over the "
+                "logits", rows, cols, notes)
 
 
 if __name__ == "__main__":

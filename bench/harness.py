@@ -62,11 +62,15 @@ def measure(fn: Callable[[], object], *, repeats: int = 15, warmup: int = 3,
             "peak_bytes": peak_extra_bytes(fn, device)}
 
 
+CLOCK = time.perf_counter  # parse_bench_args(--clock cpu) swaps in the process CPU time
+
+
 def interleaved(cases: dict[str, Callable[[], object]], *, rounds: int = 5, repeats: int = 5,
                 warmup: int = 2, device: torch.device | str = "cpu") -> dict[str, dict]:
     """Measures several implementations of the same thing round-robin so that machine noise hits all
     of them alike; reports per case the median over all rounds and the peak extra memory."""
     device = torch.device(device)
+    clock = CLOCK if device.type == "cpu" else time.perf_counter
     for fn in cases.values():
         for _ in range(warmup):
             fn()
@@ -75,10 +79,10 @@ def interleaved(cases: dict[str, Callable[[], object]], *, rounds: int = 5, repe
         for name, fn in cases.items():
             for _ in range(repeats):
                 _sync(device)
-                t0 = time.perf_counter()
+                t0 = clock()
                 fn()
                 _sync(device)
-                samples[name].append((time.perf_counter() - t0) * 1e3)
+                samples[name].append((clock() - t0) * 1e3)
     return {name: {"median_ms": statistics.median(ts), "min_ms": min(ts),
                    "peak_bytes": peak_extra_bytes(cases[name], device)} for name, ts in samples.items()}
 
@@ -91,7 +95,12 @@ def parse_bench_args(argv, default_out: Path, description: str) -> argparse.Name
     p.add_argument("--out", default=str(default_out), help="Markdown table to write")
     p.add_argument("--devices", default="cpu,cuda", help="comma list; cuda is skipped without a GPU")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: time CPU cases by process CPU time (with --threads 1 on a machine shared with "
+                        "other jobs, it leaves out the time the process waits to be scheduled)")
     args = p.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     args.rounds = 1 if args.quick else 5
@@ -114,7 +123,9 @@ def write_table(path: str | Path, title: str, rows: Sequence[dict], columns: Seq
             return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
         return str(v)
 
-    lines = [f"# {title}", "", f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}.", ""]
+    clock = "process CPU time" if CLOCK is time.process_time else "wall time"
+    lines = [f"# {title}", "", f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}; CPU cases timed by "
+             f"{clock}.", ""]
     if notes:
         lines += [notes, ""]
     lines.append("| " + " | ".join(columns) + " |")

@@ -2,10 +2,12 @@
 // the kernel touches anything, so a bad call leaves params, state and steps as they were.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
 #include <cmath>
 #include <optional>
+#include <utility>
 
 namespace lsmia {
 
@@ -67,14 +69,27 @@ inline void check_latent_adam_inputs(const at::Tensor& params, const at::Tensor&
     TORCH_CHECK_VALUE(*max_grad_norm > 0.0, "fused_latent_adam_: max_grad_norm must be > 0 (or None), got ",
                       *max_grad_norm);
   }
-  if (B > 0) {
-    // One reduction (a device sync on CUDA); the first bad entry is located only on failure.
-    const bool ok = at::logical_and(at::isfinite(lr), lr >= 0).all().item<bool>();
-    if (!ok) {
-      const int64_t i = at::logical_not(at::logical_and(at::isfinite(lr), lr >= 0)).nonzero()[0][0].item<int64_t>();
-      TORCH_CHECK_VALUE(false, "fused_latent_adam_: lr must be finite and >= 0 for every row, got lr[", i,
-                        "] = ", lr[i].item<float>());
+  // The kernels read and write these through __restrict__ pointers, one thread per row: no two
+  // may share memory, and a written tensor may not overlap itself (e.g. an expanded `steps`).
+  const std::pair<const at::Tensor*, const char*> all[] = {{&params, "params"}, {&exp_avg, "exp_avg"},
+      {&exp_avg_sq, "exp_avg_sq"}, {&steps, "steps"}, {&grads, "grads"}, {&lr, "lr"}};
+  for (int i = 0; i < 4; ++i) {
+    TORCH_CHECK_VALUE(at::has_internal_overlap(*all[i].first) != at::MemOverlap::Yes, "fused_latent_adam_: ",
+                      all[i].second, " has elements that share memory (an expanded or stride-0 tensor); pass a "
+                      "tensor with its own storage per element, e.g. .clone()");
+  }
+  const auto share = [](const at::Tensor& a, const at::Tensor& b) {
+    const auto st = at::get_overlap_status(a, b);
+    return st == at::MemOverlapStatus::Full || st == at::MemOverlapStatus::Partial ||
+           (st == at::MemOverlapStatus::TooHard && a.storage().is_alias_of(b.storage()));
+  };
+  for (int i = 0; i < 4; ++i) {
+    for (int j = i + 1; j < 6; ++j) {
+      TORCH_CHECK_VALUE(!share(*all[i].first, *all[j].first), "fused_latent_adam_: ", all[i].second, " and ",
+                        all[j].second, " share memory; each must be a separate tensor");
     }
+    TORCH_CHECK_VALUE(!active.has_value() || !share(*all[i].first, *active), "fused_latent_adam_: ",
+                      all[i].second, " and active share memory");
   }
 }
 

@@ -41,6 +41,8 @@ struct LatentAdamRow {
   float inv_bias2_sqrt; // 1 / sqrt(1 - beta2^step)
 };
 
+namespace {  // internal linkage: one copy per object file (see ls_ce_math.h)
+
 inline LatentAdamHyper latent_adam_hyper(double beta1, double beta2, double eps, double weight_decay) {
   return {static_cast<float>(1.0 - beta1), static_cast<float>(beta2), static_cast<float>(1.0 - beta2),
           static_cast<float>(eps), static_cast<float>(weight_decay)};
@@ -73,4 +75,5 @@ LSMIA_HD void latent_adam_element(float& p, float g, float& m, float& v, const L
   p = p + (r.neg_step_size * m) / (::sqrtf(v) * r.inv_bias2_sqrt + h.eps);
 }
 
+}  // namespace
 }  // namespace lsmia

@@ -12,12 +12,19 @@ PyObject* PyInit__C(void) {
 }
 
 TORCH_LIBRARY(lsmia, m) {
-  // Label-smoothed cross-entropy, per row: returns (loss, logsumexp), both in the accumulation
-  // dtype (float32, or float64 for float64 logits); ignored rows give loss 0.
-  m.def("ls_ce_forward(Tensor logits, Tensor target, float alpha, int ignore_index) -> (Tensor, Tensor)");
-  // Gradient w.r.t. the logits, given the per-row upstream gradient and the saved logsumexp.
-  m.def("ls_ce_backward(Tensor grad_loss, Tensor logits, Tensor target, Tensor lse, float alpha, "
-        "int ignore_index) -> Tensor");
+  // Label-smoothed cross-entropy per row (csrc/ls_ce_math.h). logits (N, K) with target (N,), or
+  // (N, K, M) with target (N, M); weight: optional (K,) class weights. Returns (loss, logsumexp) of
+  // the target's shape: loss in the accumulation dtype (float32, float64 for float64 logits), lse in
+  // float64 (exact enough for the backward at any logit offset); ignored rows give 0.
+  m.def("ls_ce_forward(Tensor logits, Tensor target, Tensor? weight, float alpha, int ignore_index) "
+        "-> (Tensor, Tensor)");
+  // Gradient w.r.t. the logits (contiguous, logits' shape), given the upstream gradient of each
+  // row's loss and the saved logsumexp.
+  m.def("ls_ce_backward(Tensor grad_loss, Tensor logits, Tensor target, Tensor? weight, Tensor lse, "
+        "float alpha, int ignore_index) -> Tensor");
+  // Forward that overwrites the logits with grad_scale * d(loss row)/d(logits); returns the loss rows.
+  m.def("ls_ce_forward_grad_(Tensor(a!) logits, Tensor target, Tensor? weight, Tensor grad_scale, "
+        "float alpha, int ignore_index) -> Tensor");
   // One Adam step per row of a batch of latents, each row with its own step count and lr.
   m.def("latent_adam_(Tensor(a!) params, Tensor grads, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, "
         "Tensor(d!) steps, Tensor lr, float beta1, float beta2, float eps, float weight_decay, "

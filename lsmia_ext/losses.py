@@ -11,15 +11,18 @@ class LabelSmoothingCrossEntropy(nn.Module):
     """Cross-entropy against y_LS = (1 - alpha) * onehot(y) + alpha / K, for any alpha <= 1.
 
     `alpha` may be changed between steps (e.g. by an AlphaSchedule); a < 0 is negative label smoothing.
+    `weight` (K,) class weights as in nn.CrossEntropyLoss (a buffer, moves with .to()).
     """
 
-    def __init__(self, alpha: float = 0.0, reduction: str = "mean", ignore_index: int = -100):
+    def __init__(self, alpha: float = 0.0, reduction: str = "mean", ignore_index: int = -100,
+                 weight: torch.Tensor | None = None):
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.alpha = check_alpha(alpha)
         self.reduction = reduction
         self.ignore_index = int(ignore_index)
+        self.register_buffer("weight", weight)
 
     def __setattr__(self, name, value):
         if name == "alpha":
@@ -27,7 +30,8 @@ class LabelSmoothingCrossEntropy(nn.Module):
         super().__setattr__(name, value)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return fused_ls_ce(logits, target, self.alpha, reduction=self.reduction, ignore_index=self.ignore_index)
+        return fused_ls_ce(logits, target, self.alpha, weight=self.weight, reduction=self.reduction,
+                           ignore_index=self.ignore_index)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, reduction={self.reduction!r}, ignore_index={self.ignore_index}"

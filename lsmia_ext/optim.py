@@ -65,7 +65,7 @@ class LatentAdam(torch.optim.Optimizer):
         """A float for every row or a (B,) tensor of per-row learning rates (all finite, >= 0)."""
         for group in self.param_groups:
             p = group["params"][0]
-            rows = as_row_lr(lr, p.shape[0], p.device)  # validates before anything is stored
+            rows = as_row_lr(lr, p.shape[0], p.device, check_values=True)  # before anything is stored
             group["lr"] = rows if isinstance(lr, torch.Tensor) and lr.dim() > 0 else float(lr)
 
     @torch.no_grad()

@@ -5,27 +5,33 @@ import torch
 
 
 def ls_ce_reference(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, *,
-                    reduction: str = "mean", ignore_index: int = -100,
+                    weight: torch.Tensor | None = None, reduction: str = "mean", ignore_index: int = -100,
                     compute_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """loss = lse - (1 - alpha) * z[y] - (alpha / K) * sum(z), written with plain ops (N x K temporaries)."""
+    """(1 - alpha) w_y (lse - z_y) + (alpha / K) sum_k w_k (lse - z_k) per row, written with plain ops
+    (N x K temporaries) in torch's own form (log_softmax, then the two terms), so that NaN and inf
+    come out as in F.cross_entropy(label_smoothing=alpha); alpha == 0 keeps only the first term.
+    Logits (K,), (N, K) or (N, K, d1, ...) with class dim 1, targets to match."""
     z = logits.to(compute_dtype or (torch.float64 if logits.dtype == torch.float64 else torch.float32))
+    t = target
+    if z.dim() == 1:
+        z, t = z.unsqueeze(0), target.reshape(1)
     k = z.shape[1]
-    valid = target != ignore_index
-    safe_target = torch.where(valid, target, torch.zeros_like(target))
-    lse = torch.logsumexp(z, dim=1)
-    z_y = z.gather(1, safe_target[:, None]).squeeze(1)
-    loss = lse
-    if alpha != 1:
-        loss = loss - (1 - alpha) * z_y
+    w = torch.ones(k, dtype=z.dtype, device=z.device) if weight is None else weight.to(z.dtype)
+    valid = t != ignore_index
+    safe = torch.where(valid, t, torch.zeros_like(t))
+    logp = torch.log_softmax(z, dim=1)
+    w_y = w[safe]
+    loss = -logp.gather(1, safe.unsqueeze(1)).squeeze(1) * w_y
     if alpha != 0:
-        loss = loss - (alpha / k) * z.sum(1)
+        w_b = w.view(1, k, *([1] * (z.dim() - 2)))
+        loss = (1 - alpha) * loss + (alpha / k) * -(logp * w_b).sum(1)
     loss = torch.where(valid, loss, torch.zeros_like(loss))
     if reduction == "none":
-        out = loss
+        out = loss.reshape(target.shape)
     elif reduction == "sum":
         out = loss.sum()
     else:
-        out = loss.sum() / valid.sum()
+        out = loss.sum() / torch.where(valid, w_y, torch.zeros_like(w_y)).sum()
     return out.to(logits.dtype)
 
 

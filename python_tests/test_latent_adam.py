@@ -6,9 +6,8 @@ import lsmia_ext
 from lsmia_ext import LatentAdam, fused_latent_adam_
 from lsmia_ext.reference import latent_adam_reference
 
-CUDA = pytest.mark.skipif(not (torch.cuda.is_available() and lsmia_ext.cuda_kernels_built()),
-                          reason="needs an NVIDIA GPU and the CUDA kernels")
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])]
+from kernel_utils import CUDA, DEVICES
+
 
 
 def make_state(b, row_shape, dtype=torch.float32, device="cpu", seed=0):
@@ -288,3 +287,37 @@ def test_cuda_rejects_mixed_devices():
         fused_latent_adam_(p, torch.ones_like(p), m, v, steps.cpu(), lr=0.1)
     with pytest.raises(ValueError, match="active is on cpu"):
         fused_latent_adam_(p, torch.ones_like(p), m, v, steps, lr=0.1, active=torch.ones(4, dtype=torch.bool))
+
+
+def test_aliased_state_is_refused_before_writing():
+    """The kernels write through __restrict__ pointers, one thread per row: shared memory would race."""
+    p, m, v, steps = make_state(4, (8,))
+    g = torch.randn_like(p)
+    cases = [
+        (dict(exp_avg_sq=m), "exp_avg and exp_avg_sq share memory"),
+        (dict(grads=p), "params and grads share memory"),
+        (dict(steps=torch.zeros(1, dtype=torch.int64).expand(4)), "steps has elements that share memory"),
+        (dict(exp_avg="overlaps params"), "params and exp_avg share memory"),
+    ]
+    for overrides, message in cases:
+        kwargs = dict(params=p, grads=g, exp_avg=m, exp_avg_sq=v, steps=steps)
+        kwargs.update(overrides)
+        if isinstance(kwargs["exp_avg"], str):  # rows 1.. of params are rows 0.. of exp_avg
+            storage = torch.zeros(5 * 8)
+            kwargs["params"], kwargs["exp_avg"] = storage[:32].view(4, 8), storage[8:].view(4, 8)
+        before = kwargs["params"].clone()
+        with pytest.raises(ValueError, match=message):
+            fused_latent_adam_(*kwargs.values(), lr=0.1)
+        assert torch.equal(kwargs["params"], before)
+
+
+def test_cuda_lr_tensor_is_not_read_on_the_host(monkeypatch):
+    """The step path must not synchronise with the GPU: a tensor lr on a non-CPU device is passed on
+    unchecked (the kernel asserts it), while LatentAdam.set_lr still checks it up front."""
+    from lsmia_ext.ops import latent_adam as la
+
+    lr = torch.tensor([0.1, -1.0, 0.1], device="meta")
+    rows = la.as_row_lr(lr, 3, torch.device("meta"))
+    assert rows.shape == (3,) and rows.device.type == "meta"
+    with pytest.raises(ValueError, match=r"lr\[1\] = -1.0"):
+        la.as_row_lr(torch.tensor([0.1, -1.0, 0.1]), 3, torch.device("cpu"))

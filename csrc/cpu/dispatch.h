@@ -3,24 +3,55 @@
 // the instruction set torch itself dispatches to on this machine (ATEN_CPU_CAPABILITY respected).
 #pragma once
 #include <ATen/core/Tensor.h>
-#include <optional>
 
 namespace lsmia::cpu {
 
+// One ls_ce call as raw pointers, so the per-ISA kernels touch no at::Tensor code. Logits are
+// read as (N, K, M) with element strides xs0, xs1 (class), xs2; a row is one (n, j) pair, rows are
+// numbered r = n * M + j. Labels were range-checked by the caller.
+struct LsCeCall {
+  at::ScalarType dtype;            // logits dtype; the accumulation type is float (double for double)
+  const void* x;
+  int64_t N, K, M, xs0, xs1, xs2;
+  const int64_t* y;
+  int64_t ys0, ys1;
+  const void* w;                   // (K,) contiguous class weights in the accumulation type, or null
+  double W;                        // sum of the weights (K without weights)
+  double alpha;
+  int64_t ignore_index;
+  void* loss;                      // (N * M) accumulation type
+  void* lse;                       // (N * M) float64; forward: written, backward: read
+  const void* g;                   // backward: upstream gradient (N, M) with strides gs0, gs1
+  int64_t gs0, gs1;
+  void* out;                       // gradient: (N, K, M) contiguous in the logits dtype, or x itself
+  double grad_scale;               // forward_grad: the upstream gradient of every row
+};
+
+// One latent_adam_ call, all inputs validated: params / grads / state (B, D) contiguous rows.
+struct LatentAdamCall {
+  at::ScalarType dtype;  // params and grads; the state is float32
+  void* params;
+  const void* grads;
+  float* exp_avg;
+  float* exp_avg_sq;
+  int64_t* steps;
+  int64_t step_stride;
+  const float* lr;
+  int64_t lr_stride;
+  const bool* active;  // or null
+  int64_t act_stride;
+  int64_t B, D;
+  double beta1, beta2, eps, weight_decay;
+  bool clip;
+  float max_norm;
+};
+
 struct Kernels {
-  // loss, lse: (N,) accumulation dtype, preallocated. target already range-checked.
-  void (*ls_ce_forward)(const at::Tensor& logits, const at::Tensor& target, double alpha,
-                        int64_t ignore_index, at::Tensor& loss, at::Tensor& lse);
-  // grad_logits: (N, K) logits dtype, contiguous, preallocated.
-  void (*ls_ce_backward)(const at::Tensor& grad_loss, const at::Tensor& logits,
-                         const at::Tensor& target, const at::Tensor& lse, double alpha,
-                         int64_t ignore_index, at::Tensor& grad_logits);
-  // All inputs validated; params/grads/state (B, D) views, steps (B,) int64, lr (B,) float32.
-  void (*latent_adam)(at::Tensor& params, const at::Tensor& grads, at::Tensor& exp_avg,
-                      at::Tensor& exp_avg_sq, at::Tensor& steps, const at::Tensor& lr,
-                      double beta1, double beta2, double eps, double weight_decay,
-                      const std::optional<at::Tensor>& active,
-                      std::optional<double> max_grad_norm);
+  void (*ls_ce_forward)(const LsCeCall& call);
+  void (*ls_ce_backward)(const LsCeCall& call);
+  // forward that also overwrites the logits with their gradient (call.out == call.x)
+  void (*ls_ce_forward_grad)(const LsCeCall& call);
+  void (*latent_adam)(const LatentAdamCall& call);
 };
 
 namespace DEFAULT { extern const Kernels kernels; }

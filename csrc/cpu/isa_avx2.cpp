@@ -5,5 +5,6 @@
 #include "cpu/ls_ce_kernel.h"
 
 namespace lsmia::cpu::CPU_CAPABILITY {
-const Kernels kernels{&ls_ce_forward_kernel, &ls_ce_backward_kernel, &latent_adam_kernel};
+const Kernels kernels{&ls_ce_forward_kernel, &ls_ce_backward_kernel, &ls_ce_forward_grad_kernel,
+                      &latent_adam_kernel};
 }

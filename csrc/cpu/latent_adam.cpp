@@ -2,6 +2,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <cmath>
+
 #include "cpu/dispatch.h"
 #include "latent_adam_checks.h"
 
@@ -14,11 +16,24 @@ void latent_adam_cpu(at::Tensor params, const at::Tensor& grads, at::Tensor exp_
                      std::optional<double> max_grad_norm) {
   lsmia::check_latent_adam_inputs(params, grads, exp_avg, exp_avg_sq, steps, lr, beta1, beta2, eps,
                                   weight_decay, active, max_grad_norm);
-  if (params.size(0) == 0) return;
+  const int64_t B = params.size(0);
+  if (B == 0) return;
+  // lr rows are checked here on the CPU (free); the CUDA kernel asserts them on the device.
+  const float* lr_p = lr.const_data_ptr<float>();
+  for (int64_t i = 0; i < B; ++i) {
+    const float v = lr_p[i * lr.stride(0)];
+    TORCH_CHECK_VALUE(std::isfinite(v) && v >= 0.0f,
+                      "fused_latent_adam_: lr must be finite and >= 0 for every row, got lr[", i, "] = ", v);
+  }
   // Only the read-only gradient may be copied; the updated tensors were checked contiguous.
   const at::Tensor g = grads.contiguous();
-  kernels().latent_adam(params, g, exp_avg, exp_avg_sq, steps, lr, beta1, beta2, eps, weight_decay, active,
-                        max_grad_norm);
+  LatentAdamCall c{params.scalar_type(), params.data_ptr(), g.const_data_ptr(), exp_avg.data_ptr<float>(),
+                   exp_avg_sq.data_ptr<float>(), steps.data_ptr<int64_t>(), steps.stride(0), lr_p, lr.stride(0),
+                   active.has_value() ? active->const_data_ptr<bool>() : nullptr,
+                   active.has_value() ? active->stride(0) : 0, B, params.numel() / B, beta1, beta2, eps,
+                   weight_decay, max_grad_norm.has_value(),
+                   max_grad_norm.has_value() ? static_cast<float>(*max_grad_norm) : 0.0f};
+  kernels().latent_adam(c);
 }
 
 }  // namespace

@@ -1,22 +1,19 @@
 // CPU batched latent Adam step, compiled once per instruction set (namespace CPU_CAPABILITY).
 // Rows are spread over threads with at::parallel_for; each row is one pass over memory with
 // at::vec::Vectorized<float>. float16 / bfloat16 params and grads go through per-thread float row
-// buffers (one row, stays in cache); the optimizer state is float32 throughout.
+// buffers (one row, stays in cache; malloc'd, see vec_util.h); the optimizer state is float32.
 #pragma once
 #include <ATen/Parallel.h>
-#include <ATen/core/Tensor.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
-#include <optional>
-#include <vector>
 
+#include "cpu/dispatch.h"
+#include "cpu/vec_util.h"
 #include "latent_adam_math.h"
 
 namespace lsmia::cpu::CPU_CAPABILITY {
-
-using at::vec::Vectorized;
 
 // L2 norm of a contiguous float row, accumulated in float lanes (as torch's float32 norm is).
 inline float row_l2_norm(const float* g, int64_t D) {
@@ -77,33 +74,19 @@ inline void adam_row(float* p, const float* g, float* m, float* v, int64_t D, fl
 }
 
 template <typename scalar_t>
-void latent_adam_typed(at::Tensor& params, const at::Tensor& grads, at::Tensor& exp_avg, at::Tensor& exp_avg_sq,
-                       at::Tensor& steps, const at::Tensor& lr, double beta1, double beta2, double eps,
-                       double weight_decay, const std::optional<at::Tensor>& active,
-                       std::optional<double> max_grad_norm) {
+void latent_adam_typed(const LatentAdamCall& c) {
   constexpr bool is_float = std::is_same_v<scalar_t, float>;
-  const int64_t B = params.size(0);
-  const int64_t D = B == 0 ? 0 : params.numel() / B;
-  const lsmia::LatentAdamHyper h = lsmia::latent_adam_hyper(beta1, beta2, eps, weight_decay);
-  scalar_t* p_base = params.data_ptr<scalar_t>();
-  const scalar_t* g_base = grads.const_data_ptr<scalar_t>();
-  float* m_base = exp_avg.data_ptr<float>();
-  float* v_base = exp_avg_sq.data_ptr<float>();
-  int64_t* step_p = steps.data_ptr<int64_t>();
-  const int64_t step_stride = steps.stride(0);
-  const float* lr_p = lr.const_data_ptr<float>();
-  const int64_t lr_stride = lr.stride(0);
-  const bool* act_p = active.has_value() ? active->const_data_ptr<bool>() : nullptr;
-  const int64_t act_stride = active.has_value() ? active->stride(0) : 0;
-  const bool clip = max_grad_norm.has_value();
-  const float max_norm = clip ? static_cast<float>(*max_grad_norm) : 0.0f;
+  const int64_t D = c.D;
+  const lsmia::LatentAdamHyper h = lsmia::latent_adam_hyper(c.beta1, c.beta2, c.eps, c.weight_decay);
+  scalar_t* p_base = static_cast<scalar_t*>(c.params);
+  const scalar_t* g_base = static_cast<const scalar_t*>(c.grads);
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1));
-  at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> pbuf(is_float ? 0 : D), gbuf(is_float ? 0 : D);
+  at::parallel_for(0, c.B, grain, [&](int64_t begin, int64_t end) {
+    Buffer<float> pbuf(is_float ? 0 : D), gbuf(is_float ? 0 : D);
     for (int64_t i = begin; i < end; ++i) {
-      if (act_p != nullptr && !act_p[i * act_stride]) continue;
-      const int64_t step = step_p[i * step_stride] + 1;
-      const lsmia::LatentAdamRow r = lsmia::latent_adam_row(lr_p[i * lr_stride], beta1, beta2, step);
+      if (c.active != nullptr && !c.active[i * c.act_stride]) continue;
+      const int64_t step = c.steps[i * c.step_stride] + 1;
+      const lsmia::LatentAdamRow r = lsmia::latent_adam_row(c.lr[i * c.lr_stride], c.beta1, c.beta2, step);
       scalar_t* p_row = p_base + i * D;
       const scalar_t* g_row = g_base + i * D;
       float* p;
@@ -113,38 +96,33 @@ void latent_adam_typed(at::Tensor& params, const at::Tensor& grads, at::Tensor& 
         g = g_row;
       } else {
         for (int64_t k = 0; k < D; ++k) {
-          pbuf[k] = static_cast<float>(p_row[k]);
-          gbuf[k] = static_cast<float>(g_row[k]);
+          pbuf.get()[k] = static_cast<float>(p_row[k]);
+          gbuf.get()[k] = static_cast<float>(g_row[k]);
         }
-        p = pbuf.data();
-        g = gbuf.data();
+        p = pbuf.get();
+        g = gbuf.get();
       }
-      const float coef = clip ? lsmia::latent_adam_clip_coef(row_l2_norm(g, D), max_norm) : 1.0f;
-      adam_row(p, g, m_base + i * D, v_base + i * D, D, coef, h, r);
+      const float coef = c.clip ? lsmia::latent_adam_clip_coef(row_l2_norm(g, D), c.max_norm) : 1.0f;
+      adam_row(p, g, c.exp_avg + i * D, c.exp_avg_sq + i * D, D, coef, h, r);
       if constexpr (!is_float) {
-        for (int64_t k = 0; k < D; ++k) p_row[k] = static_cast<scalar_t>(pbuf[k]);
+        for (int64_t k = 0; k < D; ++k) p_row[k] = static_cast<scalar_t>(pbuf.get()[k]);
       }
-      step_p[i * step_stride] = step;
+      c.steps[i * c.step_stride] = step;
     }
   });
 }
 
-inline void latent_adam_kernel(at::Tensor& params, const at::Tensor& grads, at::Tensor& exp_avg,
-                               at::Tensor& exp_avg_sq, at::Tensor& steps, const at::Tensor& lr, double beta1,
-                               double beta2, double eps, double weight_decay,
-                               const std::optional<at::Tensor>& active, std::optional<double> max_grad_norm) {
-  switch (params.scalar_type()) {
+inline void latent_adam_kernel(const LatentAdamCall& c) {
+  if (c.B == 0) return;
+  switch (c.dtype) {
     case at::kFloat:
-      return latent_adam_typed<float>(params, grads, exp_avg, exp_avg_sq, steps, lr, beta1, beta2, eps,
-                                      weight_decay, active, max_grad_norm);
+      return latent_adam_typed<float>(c);
     case at::kHalf:
-      return latent_adam_typed<at::Half>(params, grads, exp_avg, exp_avg_sq, steps, lr, beta1, beta2, eps,
-                                         weight_decay, active, max_grad_norm);
+      return latent_adam_typed<at::Half>(c);
     case at::kBFloat16:
-      return latent_adam_typed<at::BFloat16>(params, grads, exp_avg, exp_avg_sq, steps, lr, beta1, beta2, eps,
-                                             weight_decay, active, max_grad_norm);
+      return latent_adam_typed<at::BFloat16>(c);
     default:
-      TORCH_CHECK_TYPE(false, "fused_latent_adam_: unsupported params dtype ", params.scalar_type());
+      return;  // the caller checked the dtype
   }
 }
 

@@ -2,13 +2,16 @@
 // (grid-stride over rows when B exceeds the grid). Latent rows are short (512 to 18 x 512 values),
 // so a block covers a row in a few coalesced passes and the per-row clip norm is one block
 // reduction. Thread 0 owns the row's step counter and its bias corrections (shared memory).
+// No host synchronisation: a bad lr row is a device-side assert, so the step can be graph-captured.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <c10/macros/Macros.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "latent_adam_checks.h"
 #include "latent_adam_math.h"
@@ -52,8 +55,15 @@ __global__ void latent_adam_kernel(scalar_t* __restrict__ params, const scalar_t
   for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
     if (active != nullptr && !active[i * a.act_stride]) continue;  // uniform over the block
     if (threadIdx.x == 0) {
+      const float lr_i = lr[i * a.lr_stride];
+      const bool lr_ok = isfinite(lr_i) && lr_i >= 0.0f;
+      if (!lr_ok) {
+        printf("fused_latent_adam_: lr must be finite and >= 0 for every row, got lr[%lld] = %f\n",
+               static_cast<long long>(i), lr_i);
+      }
+      CUDA_KERNEL_ASSERT(lr_ok);
       row_step = steps[i * a.step_stride] + 1;
-      row_consts = lsmia::latent_adam_row(lr[i * a.lr_stride], a.beta1, a.beta2, row_step);
+      row_consts = lsmia::latent_adam_row(lr_i, a.beta1, a.beta2, row_step);
     }
     scalar_t* p = params + i * a.D;
     const scalar_t* g = grads + i * a.D;

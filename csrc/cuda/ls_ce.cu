@@ -1,17 +1,22 @@
-// CUDA label-smoothed cross-entropy. Accumulates in float32 (float64 for float64 logits).
-// K <= 1024: one warp per row (several rows per block); larger K: one block per row.
-// Forward streams each row once (online softmax) and saves only the per-row logsumexp.
-// Bad labels: the kernel records the first offending row in a device flag; the host reads it
-// after the launch and raises (no device-side assert, which would poison the CUDA context).
+// CUDA label-smoothed cross-entropy (math: csrc/ls_ce_math.h). Accumulates in float32 (float64 for
+// float64 logits). A row (n, j) of logits viewed as (N, K, M) is handled by one warp (K <= 1024,
+// 8 rows per block) or one block (larger K). Forward: a max pass, then one pass for sum exp(z - m)
+// and sum w (z - m) (the second read mostly hits L1/L2); only the per-row logsumexp is saved.
+// No host synchronisation anywhere: an out-of-range label is a device-side assert (as in torch's
+// nll_loss; the row's message is printed), the weight sum and the in-place gradient scale are read
+// on the device. So both ops can be captured in a CUDA graph.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/MemoryOverlap.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/macros/Macros.h>
 #include <torch/library.h>
 
 #include <climits>
+#include <cstdio>
 
 #include "ls_ce_checks.h"
 #include "ls_ce_math.h"
@@ -20,231 +25,221 @@ namespace lsmia::cuda {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kRowsPerWarpBlock = 8;   // warp-per-row kernels: blockDim = (32, 8)
-constexpr int kBlockThreads = 512;     // block-per-row kernels
+constexpr int kRowsPerWarpBlock = 8;  // warp-per-row launches: blockDim = (32, 8)
+constexpr int kBlockThreads = 512;    // block-per-row launches
 constexpr int64_t kWarpRowMaxK = 1024;
 
-template <typename acc_t>
-struct Stats {
-  acc_t m, s, sum;
-};
-
-template <typename acc_t>
-__device__ __forceinline__ void merge(Stats<acc_t>& a, const Stats<acc_t>& b) {
-  lsmia::online_softmax_merge(a.m, a.s, b.m, b.s);
-  a.sum += b.sum;
-}
-
-template <typename acc_t>
-__device__ __forceinline__ Stats<acc_t> warp_reduce(Stats<acc_t> st) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    Stats<acc_t> other{__shfl_xor_sync(0xffffffff, st.m, offset), __shfl_xor_sync(0xffffffff, st.s, offset),
-                       __shfl_xor_sync(0xffffffff, st.sum, offset)};
-    merge(st, other);
-  }
-  return st;
-}
-
-// Partial stats of one row over the columns lane, lane + stride, ...
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ Stats<acc_t> partial_stats(const scalar_t* row, int64_t cs, int64_t K, int lane,
-                                                      int stride) {
-  Stats<acc_t> st{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0)};
-  for (int64_t k = lane; k < K; k += stride) {
-    const acc_t x = static_cast<acc_t>(row[k * cs]);
-    st.sum += x;
-    lsmia::online_softmax_add(st.m, st.s, x);
-  }
-  return st;
-}
-
-template <typename acc_t>
-__device__ __forceinline__ void finish_row(const Stats<acc_t>& st, acc_t z_y, acc_t alpha, int64_t K,
-                                           acc_t* loss, acc_t* lse) {
-  const acc_t l = (st.m == -std::numeric_limits<acc_t>::infinity())
-                      ? std::numeric_limits<acc_t>::quiet_NaN()
-                      : lsmia::logsumexp_from(st.m, st.s);
-  *lse = l;
-  *loss = lsmia::ls_ce_row_loss(l, z_y, st.sum, alpha, K);
-}
-
-// Returns true when the row must be computed; handles ignored and bad rows.
-template <typename acc_t>
-__device__ __forceinline__ bool row_label(int64_t y, int64_t K, int64_t ignore_index, int64_t row, int* bad) {
-  if (y == ignore_index) return false;
-  if (!lsmia::ls_ce_label_ok(y, K, ignore_index)) {
-    atomicMin(bad, static_cast<int>(row < INT_MAX ? row : INT_MAX - 1));
-    return false;
-  }
-  return true;
-}
+enum Mode { kForward, kBackward, kForwardGrad };
 
 template <typename scalar_t, typename acc_t>
-__global__ void forward_warp_per_row(const scalar_t* __restrict__ logits, int64_t rs, int64_t cs,
-                                     const int64_t* __restrict__ target, int64_t ts, int64_t N, int64_t K,
-                                     acc_t alpha, int64_t ignore_index, acc_t* __restrict__ loss,
-                                     acc_t* __restrict__ lse, int* bad) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
-  if (row >= N) return;
-  const int lane = threadIdx.x;
-  const int64_t y = target[row * ts];
-  if (!row_label<acc_t>(y, K, ignore_index, row, bad)) {
-    if (lane == 0) loss[row] = lse[row] = acc_t(0);
-    return;
-  }
-  const scalar_t* r = logits + row * rs;
-  Stats<acc_t> st = warp_reduce(partial_stats<scalar_t, acc_t>(r, cs, K, lane, kWarp));
-  if (lane == 0) finish_row(st, static_cast<acc_t>(r[y * cs]), alpha, K, loss + row, lse + row);
-}
-
-template <typename scalar_t, typename acc_t>
-__global__ void forward_block_per_row(const scalar_t* __restrict__ logits, int64_t rs, int64_t cs,
-                                      const int64_t* __restrict__ target, int64_t ts, int64_t N, int64_t K,
-                                      acc_t alpha, int64_t ignore_index, acc_t* __restrict__ loss,
-                                      acc_t* __restrict__ lse, int* bad) {
-  __shared__ Stats<acc_t> partials[kBlockThreads / kWarp];
-  const int64_t row = blockIdx.x;
-  const int64_t y = target[row * ts];
-  if (!row_label<acc_t>(y, K, ignore_index, row, bad)) {
-    if (threadIdx.x == 0) loss[row] = lse[row] = acc_t(0);
-    return;
-  }
-  const scalar_t* r = logits + row * rs;
-  Stats<acc_t> st = warp_reduce(partial_stats<scalar_t, acc_t>(r, cs, K, threadIdx.x, blockDim.x));
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  if (lane == 0) partials[warp] = st;
-  __syncthreads();
-  if (warp == 0) {
-    const int n_warps = blockDim.x / kWarp;
-    st = lane < n_warps ? partials[lane]
-                        : Stats<acc_t>{-std::numeric_limits<acc_t>::infinity(), acc_t(0), acc_t(0)};
-    st = warp_reduce(st);
-    if (lane == 0) finish_row(st, static_cast<acc_t>(r[y * cs]), alpha, K, loss + row, lse + row);
-  }
-}
-
-// Backward: one thread per element, rows laid out as in the forward (warp or block per row).
-template <typename scalar_t, typename acc_t>
-__device__ __forceinline__ void backward_row(const scalar_t* __restrict__ r, int64_t cs, scalar_t* __restrict__ out,
-                                             int64_t K, int64_t y, acc_t g, acc_t l, acc_t alpha, int lane,
-                                             int stride, bool ignored) {
-  const acc_t smooth = alpha / static_cast<acc_t>(K);
-  const acc_t hit = acc_t(1) - alpha;
-  for (int64_t k = lane; k < K; k += stride) {
-    if (ignored) {
-      out[k] = scalar_t(0);
-      continue;
-    }
-    const acc_t x = static_cast<acc_t>(r[k * cs]);
-    acc_t d = lsmia::ls_ce_exp(x - l) - smooth;
-    if (k == y) d -= hit;
-    out[k] = static_cast<scalar_t>(g * d);
-  }
-}
-
-template <typename scalar_t, typename acc_t>
-__global__ void backward_kernel(const acc_t* __restrict__ grad_loss, int64_t gs, const scalar_t* __restrict__ logits,
-                                int64_t rs, int64_t cs, const int64_t* __restrict__ target, int64_t ts,
-                                const acc_t* __restrict__ lse, int64_t N, int64_t K, acc_t alpha,
-                                int64_t ignore_index, scalar_t* __restrict__ grad, int* bad, bool warp_rows) {
-  int64_t row;
-  int lane, stride;
-  if (warp_rows) {
-    row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
-    lane = threadIdx.x;
-    stride = kWarp;
-  } else {
-    row = blockIdx.x;
-    lane = threadIdx.x;
-    stride = blockDim.x;
-  }
-  if (row >= N) return;
-  const int64_t y = target[row * ts];
-  const bool ignored = !row_label<acc_t>(y, K, ignore_index, row, bad);
-  backward_row<scalar_t, acc_t>(logits + row * rs, cs, grad + row * K, K, y, grad_loss[row * gs], lse[row],
-                                alpha, lane, stride, ignored);
-}
-
-void raise_if_bad_label(const at::Tensor& bad, const at::Tensor& target, int64_t K, int64_t ignore_index) {
-  const int row = bad.item<int>();  // synchronises with the stream
-  if (row == INT_MAX) return;
-  const int64_t y = target[row].item<int64_t>();
-  TORCH_CHECK_INDEX(false, "fused_ls_ce: target[", row, "] = ", y, " is out of range: labels must lie in [0, ",
-                    K, ") or equal ignore_index (", ignore_index, ")");
-}
-
-struct Launch {
-  dim3 grid, block;
+struct Args {
+  const scalar_t* x;  // may alias out (forward_grad)
+  int64_t N, K, M, xs0, xs1, xs2;
+  const int64_t* y;
+  int64_t ys0, ys1;
+  const acc_t* w;      // (K,) or null
+  const acc_t* w_sum;  // device scalar, null without weights
+  acc_t alpha;
+  int64_t ignore_index;
+  acc_t* loss;
+  double* lse;         // forward: written; backward: read
+  const acc_t* g;      // backward: (N, M) with strides gs0, gs1; forward_grad: one value
+  int64_t gs0, gs1;
+  scalar_t* out;       // contiguous (N, K, M), or the logits themselves
   bool warp_rows;
 };
 
-Launch launch_shape(int64_t N, int64_t K) {
-  if (K <= kWarpRowMaxK) {
-    return {dim3(static_cast<unsigned>((N + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock)),
-            dim3(kWarp, kRowsPerWarpBlock), true};
-  }
-  return {dim3(static_cast<unsigned>(N)), dim3(kBlockThreads), false};
+struct MaxOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return lsmia::ls_ce_max(a, b); }
+};
+struct SumOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+
+// Reduction over the threads of a row: its warp, or its block (every thread gets the result).
+template <typename T, typename Op>
+__device__ T row_reduce(T v, Op op, T* smem, bool warp_rows) {
+#pragma unroll
+  for (int off = kWarp / 2; off > 0; off /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
+  if (warp_rows) return v;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  __syncthreads();  // smem may still be read by the previous reduction
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  v = smem[0];
+  for (int w = 1; w < static_cast<int>(blockDim.x) / kWarp; ++w) v = op(v, smem[w]);
+  return v;
 }
 
-void check_grid(int64_t N) {
-  TORCH_CHECK(N <= static_cast<int64_t>(INT_MAX), "fused_ls_ce: at most ", INT_MAX, " rows on CUDA, got ", N);
+template <typename scalar_t, typename acc_t, int kMode>
+__global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
+  __shared__ acc_t smem[kBlockThreads / kWarp];
+  int64_t r;
+  int lane, stride;
+  if (a.warp_rows) {
+    r = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+    lane = threadIdx.x;
+    stride = kWarp;
+    if (r >= a.N * a.M) return;  // the whole warp: no shuffle is left half-done
+  } else {
+    r = blockIdx.x;
+    lane = threadIdx.x;
+    stride = blockDim.x;
+  }
+  const int64_t n = r / a.M, j = r - n * a.M, K = a.K;
+  const scalar_t* x = a.x + n * a.xs0 + j * a.xs2;
+  const int64_t y = a.y[n * a.ys0 + j * a.ys1];
+  const bool bad = !lsmia::ls_ce_label_ok(y, K, a.ignore_index);
+  if (bad && lane == 0) {
+    printf("fused_ls_ce: target[%lld] = %lld is out of range: labels must lie in [0, %lld) or equal "
+           "ignore_index (%lld)\n", static_cast<long long>(r), static_cast<long long>(y),
+           static_cast<long long>(K), static_cast<long long>(a.ignore_index));
+  }
+  CUDA_KERNEL_ASSERT(!bad);
+  const bool skip = bad || y == a.ignore_index;  // a bad row is never read, even without asserts
+  const acc_t W = a.w_sum != nullptr ? *a.w_sum : static_cast<acc_t>(K);
+  const acc_t w_y = skip ? acc_t(0) : (a.w != nullptr ? a.w[y] : acc_t(1));
+  // read before any thread of the row may overwrite it (forward_grad)
+  const acc_t z_y = skip ? acc_t(0) : static_cast<acc_t>(x[y * a.xs1]);
+  double l = 0.0;
+  acc_t g = acc_t(0);
+  if (kMode == kBackward) {
+    l = a.lse[r];
+    g = a.g[n * a.gs0 + j * a.gs1];
+  } else {
+    if (skip) {
+      if (lane == 0) {
+        a.loss[r] = acc_t(0);
+        a.lse[r] = 0.0;
+      }
+    } else {
+      acc_t m = -std::numeric_limits<acc_t>::infinity();
+      for (int64_t k = lane; k < K; k += stride) m = lsmia::ls_ce_max(m, static_cast<acc_t>(x[k * a.xs1]));
+      m = row_reduce(m, MaxOp(), smem, a.warp_rows);
+      acc_t s = acc_t(0), d = acc_t(0);
+      if (lsmia::ls_ce_finite(m)) {
+        for (int64_t k = lane; k < K; k += stride) {
+          const acc_t t = static_cast<acc_t>(x[k * a.xs1]) - m;
+          s += lsmia::ls_ce_exp(t);
+          d += a.w != nullptr ? a.w[k] * t : t;
+        }
+      }
+      s = row_reduce(s, SumOp(), smem, a.warp_rows);
+      d = row_reduce(d, SumOp(), smem, a.warp_rows);
+      const acc_t loss = lsmia::ls_ce_finish_row(m, lsmia::ls_ce_log(s), d, z_y, w_y, W, a.alpha, K, l);
+      if (lane == 0) {
+        a.loss[r] = loss;
+        a.lse[r] = l;
+      }
+    }
+    if (kMode == kForward) return;
+    g = *a.g;
+  }
+  const bool in_place = kMode == kForwardGrad;
+  scalar_t* o = in_place ? a.out + n * a.xs0 + j * a.xs2 : a.out + n * K * a.M + j;
+  const int64_t ocs = in_place ? a.xs1 : a.M;
+  const auto f = lsmia::ls_ce_grad_row(w_y, W, a.alpha, K);
+  acc_t hi, lo;
+  lsmia::ls_ce_split_lse(l, hi, lo);
+  for (int64_t k = lane; k < K; k += stride) {
+    acc_t v = acc_t(0);
+    if (!skip) {
+      const acc_t p = lsmia::ls_ce_exp(static_cast<acc_t>(x[k * a.xs1]) - hi - lo);
+      v = g * (f.c * p - f.smooth * (a.w != nullptr ? a.w[k] : acc_t(1)));
+      if (k == y) v -= g * f.hit;
+    }
+    o[k * ocs] = static_cast<scalar_t>(v);
+  }
+}
+
+template <int kMode>
+void launch(const at::Tensor& logits, const at::Tensor& target, const at::Tensor& w, const at::Tensor& w_sum,
+            double alpha, int64_t ignore_index, const at::Tensor& loss, const at::Tensor& lse, const at::Tensor& g,
+            const at::Tensor& out) {
+  const bool maps = logits.dim() == 3;
+  const int64_t N = logits.size(0), K = logits.size(1), M = maps ? logits.size(2) : 1, R = N * M;
+  if (R == 0 || K == 0) return;
+  const bool warp_rows = K <= kWarpRowMaxK;
+  TORCH_CHECK_VALUE(warp_rows || R <= static_cast<int64_t>(INT_MAX), "fused_ls_ce: at most ", INT_MAX,
+                    " rows on CUDA for K > ", kWarpRowMaxK, ", got ", R);
+  const dim3 grid(static_cast<unsigned>(warp_rows ? (R + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock : R));
+  const dim3 block = warp_rows ? dim3(kWarp, kRowsPerWarpBlock) : dim3(kBlockThreads);
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Args<scalar_t, acc_t> a{};
+    a.x = logits.const_data_ptr<scalar_t>();
+    a.N = N;
+    a.K = K;
+    a.M = M;
+    a.xs0 = logits.stride(0);
+    a.xs1 = logits.stride(1);
+    a.xs2 = maps ? logits.stride(2) : 0;
+    a.y = target.const_data_ptr<int64_t>();
+    a.ys0 = target.stride(0);
+    a.ys1 = maps ? target.stride(1) : 0;
+    a.w = w.defined() ? w.const_data_ptr<acc_t>() : nullptr;
+    a.w_sum = w.defined() ? w_sum.const_data_ptr<acc_t>() : nullptr;
+    a.alpha = static_cast<acc_t>(alpha);
+    a.ignore_index = ignore_index;
+    a.loss = loss.defined() ? loss.data_ptr<acc_t>() : nullptr;
+    a.lse = lse.data_ptr<double>();
+    a.g = g.defined() ? g.const_data_ptr<acc_t>() : nullptr;
+    a.gs0 = g.defined() && g.dim() > 0 ? g.stride(0) : 0;
+    a.gs1 = g.defined() && g.dim() > 1 ? g.stride(1) : 0;
+    a.out = out.defined() ? out.data_ptr<scalar_t>() : nullptr;
+    a.warp_rows = warp_rows;
+    ls_ce_kernel<scalar_t, acc_t, kMode><<<grid, block, 0, stream>>>(a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> ls_ce_forward_cuda(const at::Tensor& logits, const at::Tensor& target,
-                                                      double alpha, int64_t ignore_index) {
-  lsmia::check_ls_ce_inputs(logits, target, alpha);
-  check_grid(logits.size(0));
+                                                      const std::optional<at::Tensor>& weight, double alpha,
+                                                      int64_t ignore_index) {
+  lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
-  const int64_t N = logits.size(0), K = logits.size(1);
   const auto acc = lsmia::ls_ce_acc_dtype(logits.scalar_type());
-  at::Tensor loss = at::empty({N}, logits.options().dtype(acc));
-  at::Tensor lse = at::empty({N}, logits.options().dtype(acc));
-  if (N == 0) return {loss, lse};
-  at::Tensor bad = at::full({1}, INT_MAX, logits.options().dtype(at::kInt));
-  const Launch ls = launch_shape(N, K);
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_forward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    if (ls.warp_rows) {
-      forward_warp_per_row<scalar_t, acc_t><<<ls.grid, ls.block, 0, stream>>>(
-          logits.const_data_ptr<scalar_t>(), logits.stride(0), logits.stride(1), target.const_data_ptr<int64_t>(),
-          target.stride(0), N, K, static_cast<acc_t>(alpha), ignore_index, loss.data_ptr<acc_t>(),
-          lse.data_ptr<acc_t>(), bad.data_ptr<int>());
-    } else {
-      forward_block_per_row<scalar_t, acc_t><<<ls.grid, ls.block, 0, stream>>>(
-          logits.const_data_ptr<scalar_t>(), logits.stride(0), logits.stride(1), target.const_data_ptr<int64_t>(),
-          target.stride(0), N, K, static_cast<acc_t>(alpha), ignore_index, loss.data_ptr<acc_t>(),
-          lse.data_ptr<acc_t>(), bad.data_ptr<int>());
-    }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  raise_if_bad_label(bad, target, K, ignore_index);
+  at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
+  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
+  const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
+  launch<kForward>(logits, target, w, w.defined() ? w.sum() : at::Tensor(), alpha, ignore_index, loss, lse,
+                   at::Tensor(), at::Tensor());
   return {loss, lse};
 }
 
 at::Tensor ls_ce_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& target,
-                               const at::Tensor& lse, double alpha, int64_t ignore_index) {
-  lsmia::check_ls_ce_inputs(logits, target, alpha);
-  lsmia::check_ls_ce_backward_inputs(grad_loss, logits, lse);
-  check_grid(logits.size(0));
+                               const std::optional<at::Tensor>& weight, const at::Tensor& lse, double alpha,
+                               int64_t ignore_index) {
+  lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
+  lsmia::check_ls_ce_row_tensor(grad_loss, target, logits, "grad_loss", lsmia::ls_ce_acc_dtype(logits.scalar_type()));
+  lsmia::check_ls_ce_row_tensor(lse, target, logits, "lse", at::kDouble);
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
-  const int64_t N = logits.size(0), K = logits.size(1);
   at::Tensor grad = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
-  if (N == 0 || K == 0) return grad;
-  at::Tensor bad = at::full({1}, INT_MAX, logits.options().dtype(at::kInt));
-  const Launch ls = launch_shape(N, K);
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    backward_kernel<scalar_t, acc_t><<<ls.grid, ls.block, 0, stream>>>(
-        grad_loss.const_data_ptr<acc_t>(), grad_loss.stride(0), logits.const_data_ptr<scalar_t>(), logits.stride(0),
-        logits.stride(1), target.const_data_ptr<int64_t>(), target.stride(0), lse.const_data_ptr<acc_t>(), N, K,
-        static_cast<acc_t>(alpha), ignore_index, grad.data_ptr<scalar_t>(), bad.data_ptr<int>(), ls.warp_rows);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  raise_if_bad_label(bad, target, K, ignore_index);
+  const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
+  launch<kBackward>(logits, target, w, w.defined() ? w.sum() : at::Tensor(), alpha, ignore_index, at::Tensor(),
+                    lse.contiguous(), grad_loss, grad);
   return grad;
+}
+
+at::Tensor ls_ce_forward_grad_cuda(at::Tensor logits, const at::Tensor& target,
+                                   const std::optional<at::Tensor>& weight, const at::Tensor& grad_scale,
+                                   double alpha, int64_t ignore_index) {
+  lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
+  const auto acc = lsmia::ls_ce_acc_dtype(logits.scalar_type());
+  TORCH_CHECK_VALUE(grad_scale.numel() == 1 && grad_scale.device() == logits.device() &&
+                        grad_scale.scalar_type() == acc,
+                    "ls_ce_forward_grad_: grad_scale must be one ", acc, " value on ", logits.device());
+  at::assert_no_internal_overlap(logits);
+  const c10::cuda::OptionalCUDAGuard guard(logits.device());
+  at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
+  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
+  const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
+  launch<kForwardGrad>(logits, target, w, w.defined() ? w.sum() : at::Tensor(), alpha, ignore_index, loss, lse,
+                       grad_scale.reshape({}), logits);
+  return loss;
 }
 
 }  // namespace
@@ -252,6 +247,7 @@ at::Tensor ls_ce_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& lo
 TORCH_LIBRARY_IMPL(lsmia, CUDA, m) {
   m.impl("ls_ce_forward", &ls_ce_forward_cuda);
   m.impl("ls_ce_backward", &ls_ce_backward_cuda);
+  m.impl("ls_ce_forward_grad_", &ls_ce_forward_grad_cuda);
 }
 
 }  // namespace lsmia::cuda

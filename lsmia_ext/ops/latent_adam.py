@@ -74,26 +74,28 @@ def _check_row_tensor(name, t, dtype, dtype_words, b, device) -> None:
         raise ValueError(f"fused_latent_adam_: {name} is on {t.device} but params is on {device}")
 
 
-def as_row_lr(lr, batch: int, device: torch.device) -> torch.Tensor:
-    """lr as a validated (batch,) float32 tensor on `device`: a float for every row or one per row."""
-    if isinstance(lr, torch.Tensor):
-        if lr.dim() == 0:
-            lr = lr.item()
-        else:
-            if not (lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)):
-                raise TypeError(f"fused_latent_adam_: lr must be a real tensor, got {lr.dtype}")
-            if lr.shape != (batch,):
-                raise ValueError(f"fused_latent_adam_: lr must be a float or a ({batch},) tensor, got shape "
-                                 f"{tuple(lr.shape)}")
-            rows = lr.to(device=device, dtype=torch.float32)
-            bad = ~(torch.isfinite(rows) & (rows >= 0))
-            if bool(bad.any()):
-                i = int(bad.nonzero()[0, 0])
-                raise ValueError(f"fused_latent_adam_: lr must be finite and >= 0 for every row, got lr[{i}] = "
-                                 f"{float(lr[i])}")
-            return rows
-    value = _check_real("lr", lr, 0.0)
-    return torch.full((batch,), value, dtype=torch.float32, device=device)
+def as_row_lr(lr, batch: int, device: torch.device, *, check_values: bool = False) -> torch.Tensor:
+    """lr as a (batch,) float32 tensor on `device`: a float for every row, a 0-d tensor, or one per row.
+
+    Values of a tensor lr are checked here when it is on the CPU or check_values is set; a CUDA
+    tensor is otherwise checked by the kernel (a device-side assert), so that a step never waits
+    for the GPU (CUDA graphs, torch.compile(mode="reduce-overhead"))."""
+    if not isinstance(lr, torch.Tensor):
+        value = _check_real("lr", lr, 0.0)
+        return torch.full((batch,), value, dtype=torch.float32, device=device)
+    if not (lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"fused_latent_adam_: lr must be a real tensor, got {lr.dtype}")
+    if lr.dim() > 0 and lr.shape != (batch,):
+        raise ValueError(f"fused_latent_adam_: lr must be a float or a ({batch},) tensor, got shape "
+                         f"{tuple(lr.shape)}")
+    rows = lr.to(device=device, dtype=torch.float32).expand(batch)
+    if check_values or rows.device.type == "cpu":
+        bad = ~(torch.isfinite(rows) & (rows >= 0))
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"fused_latent_adam_: lr must be finite and >= 0 for every row, got lr[{i}] = "
+                             f"{float(rows[i])}")
+    return rows
 
 
 def fused_latent_adam_(params: torch.Tensor, grads: torch.Tensor, exp_avg: torch.Tensor,

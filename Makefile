@@ -44,9 +44,13 @@ test-all: install
 experiment: install
 	$(VENV)/bin/lsmia experiment --out $(OUT)
 
+# -P keeps the source tree off the front of sys.path, so the installed lsmia_ext (with its compiled _C)
+# is imported; bench/ is then found through the appended '.'.
+BENCH := $(PY) -P -c "import runpy, sys; sys.path.append('.'); runpy.run_module(sys.argv.pop(1), run_name='__main__')"
+
 bench: install
-	$(PY) -m bench.bench_ls_ce
-	$(PY) -m bench.bench_latent_adam
+	$(BENCH) bench.bench_ls_ce
+	$(BENCH) bench.bench_latent_adam
 
 clean:
 	rm -rf build dist *.egg-info lsmia_ext/_C*.so

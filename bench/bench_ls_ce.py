@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import lsmia_ext
-from lsmia_ext.reference import ls_ce_reference
+from lsmia_ext.ops.reference import ls_ce_reference
 
 from .harness import interleaved, parse_bench_args, write_table
 

@@ -14,12 +14,11 @@ The stage entry points are imported on first use, so `import lsmia_ext` stays li
 """
 import importlib
 
-from ._C_loader import cpu_kernel_isa, cuda_kernels_built
-from .losses import AlphaSchedule, LabelSmoothingCrossEntropy
-from .ops import fused_latent_adam_, fused_ls_ce
-from .optim import LatentAdam
+from .ops import (LabelSmoothingCrossEntropy, LatentAdam, cpu_kernel_isa, cuda_kernels_built, fused_latent_adam_,
+                  fused_ls_ce)
 
 _LAZY = {
+    "AlphaSchedule": "train",
     "DataConfig": "data", "load_scenario": "data",
     "build_model": "models", "load_classifier": "models",
     "TrainConfig": "train", "train_classifier": "train",
@@ -38,7 +37,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "AlphaSchedule",
     "LabelSmoothingCrossEntropy",
     "LatentAdam",
     "cpu_kernel_isa",

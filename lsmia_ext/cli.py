@@ -16,7 +16,7 @@ COMMANDS = {
     "experiment": ("lsmia_ext.experiment.cli", "the label smoothing study end to end"),
     "audit": ("lsmia_ext.audit.cli", "how much an attack recovers from your own model (and what NLS changes)"),
     "toy": ("lsmia_ext.toy", "the paper's 2D toy study"),
-    "demo-loss": ("lsmia_ext.losses", "show fused_ls_ce against torch for a few alphas"),
+    "demo-loss": ("lsmia_ext.ops.demo", "show fused_ls_ce against torch for a few alphas"),
 }
 
 

@@ -13,6 +13,7 @@ alphas together instead of a Python-level autograd pass per alpha.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +45,9 @@ class ToySettings:
     grid: int = 241
 
     def check(self) -> None:
-        from .ops.ls_ce import check_alpha
-
-        for a in self.alphas:
-            check_alpha(a)
+        for a in self.alphas:  # checked up front (fused_ls_ce would only refuse it after the first training)
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a > 1:
+                raise ValueError(f"alphas: each must be a finite number <= 1, got {a!r}")
         if not self.alphas:
             raise ValueError("alphas must name at least one smoothing factor")
         for name in ("n_points", "hidden", "train_steps", "max_attack_steps", "grid"):

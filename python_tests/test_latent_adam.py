@@ -4,7 +4,7 @@ import torch
 
 import lsmia_ext
 from lsmia_ext import LatentAdam, fused_latent_adam_
-from lsmia_ext.reference import latent_adam_reference
+from lsmia_ext.ops.reference import latent_adam_reference
 
 from kernel_utils import CUDA, DEVICES
 
@@ -321,3 +321,21 @@ def test_cuda_lr_tensor_is_not_read_on_the_host(monkeypatch):
     assert rows.shape == (3,) and rows.device.type == "meta"
     with pytest.raises(ValueError, match=r"lr\[1\] = -1.0"):
         la.as_row_lr(torch.tensor([0.1, -1.0, 0.1]), 3, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(betas=(1.0, 0.9)), "beta1 must lie in [0, 1)"),
+    (dict(betas=(0.9, float("nan"))), "beta2 must lie in [0, 1)"),
+    (dict(eps=-1.0), "eps must be finite and >= 0"),
+    (dict(weight_decay=float("inf")), "weight_decay must be finite and >= 0"),
+    (dict(lr=-0.1), "lr must be finite and >= 0"),
+    (dict(max_grad_norm=0.0), "max_grad_norm must be > 0"),
+])
+def test_latent_adam_values_are_checked_once_by_the_op(kwargs, message):
+    """LatentAdam stores its hyper-parameters; the op checks them at the step, before writing anything."""
+    w = torch.zeros(3, 2, requires_grad=True)
+    opt = LatentAdam([w], **kwargs)
+    w.grad = torch.ones_like(w)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)").replace("(", r"\(")):
+        opt.step()
+    assert not w.any() and not opt.state[w]["step"].any()

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import lsmia_ext
 from lsmia_ext import AlphaSchedule, LabelSmoothingCrossEntropy, fused_ls_ce
-from lsmia_ext.reference import ls_ce_reference
+from lsmia_ext.ops.reference import ls_ce_reference
 
 from kernel_utils import CUDA, DEVICES
 
@@ -228,10 +228,30 @@ def test_module_alpha_can_change_between_steps():
     b = crit(x, t)
     torch.testing.assert_close(b, fused_ls_ce(x, t, -0.05))
     assert not torch.allclose(a, b)
-    with pytest.raises(ValueError, match="alpha"):
-        crit.alpha = 2.0
-    with pytest.raises(ValueError, match="reduction"):
-        LabelSmoothingCrossEntropy(reduction="bad")
+    crit.alpha = 2.0  # checked where it is used, by the op, as nn.CrossEntropyLoss checks label_smoothing
+    with pytest.raises(ValueError, match="alpha must be finite and <= 1, got 2"):
+        crit(x, t)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        LabelSmoothingCrossEntropy(reduction="bad")(x, t)
+
+
+@pytest.mark.parametrize("alpha", [1.5, float("nan"), float("inf"), float("-inf")])
+def test_bad_alpha_is_refused_once_at_each_boundary(alpha):
+    """A config refuses it on load (naming the key); in Python the op refuses it, whichever way it gets
+    there (function, module, schedule); nothing checks it in between."""
+    from lsmia_ext.config import ConfigError, load_config
+    from lsmia_ext.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="loss.alpha"):
+        load_config(TrainConfig, "train-digits-target", [f"loss.alpha={alpha}"])
+    x, t = make(4, 3, torch.float32)
+    message = "fused_ls_ce: alpha must be finite and <= 1"
+    for loss in (lambda: fused_ls_ce(x, t, alpha), lambda: LabelSmoothingCrossEntropy(alpha)(x, t),
+                 lambda: fused_ls_ce(x, t, AlphaSchedule(alpha, warmup=0, ramp=1)(5))):
+        with pytest.raises(ValueError, match=message):
+            loss()
+    with pytest.raises(TypeError, match="AlphaSchedule: alpha must be a real number"):
+        AlphaSchedule("0.1")
 
 
 def test_alpha_schedule_values_per_epoch():

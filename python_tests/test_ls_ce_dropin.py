@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lsmia_ext import LabelSmoothingCrossEntropy, fused_ls_ce
-from lsmia_ext.reference import ls_ce_reference
+from lsmia_ext.ops.reference import ls_ce_reference
 
 from kernel_utils import DEVICES
 

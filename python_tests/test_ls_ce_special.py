@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import lsmia_ext
 from lsmia_ext import fused_ls_ce
-from lsmia_ext.reference import ls_ce_reference
+from lsmia_ext.ops.reference import ls_ce_reference
 
 from kernel_utils import DEVICES
 

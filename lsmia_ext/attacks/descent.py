@@ -1,5 +1,6 @@
 """The gradient stage shared by PPA, GMI and MI-Face: Adam on a (B, ...) tensor of latents (or
-pixels), each row pulled toward its own label through a random crop of the rendered image."""
+pixels), each row pulled toward its own label through a random crop of the rendered image. The
+optimiser is lsmia_ext.LatentAdam: torch.optim.Adam's math per row, one fused kernel call per step."""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,9 +8,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..ops import LatentAdam
 from .config import AttackConfig
 from .identity import identity_loss
-from .optimizer import latent_optimizer
 from .views import draw_views, random_view, target_geometry
 
 Render = Callable[[torch.Tensor], torch.Tensor]
@@ -26,7 +27,7 @@ def descend(cfg: AttackConfig, target: nn.Module, latents: torch.Tensor, labels:
     channels, size = target_geometry(target)
     loss_fn = identity_loss(cfg.optim.loss)
     x = latents.detach().clone().requires_grad_(True)
-    opt = latent_optimizer(x, cfg.optim.lr, cfg.optim.betas)
+    opt = LatentAdam([x], lr=cfg.optim.lr, betas=cfg.optim.betas)
     chunk = cfg.optim.micro_batch or x.shape[0]
     for _ in range(cfg.optim.steps):
         opt.zero_grad(set_to_none=True)

@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from .. import dist
 from ..config import config_hash
+from ..ops import LatentAdam
 from ..runio import load_checkpoint, save_checkpoint
 from . import gmi, miface, ppa
 from .config import AttackConfig
-from .optimizer import latent_optimizer
 from .outputs import write_run
 from .results import RESULT_KEYS
 from .views import check_compatible, target_geometry
@@ -105,7 +105,7 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     extra_timings = {}
     # torch.optim imports torch._dynamo when the first optimiser is built (seconds on a busy CPU);
     # pay that before the timed stages so images x steps per second measures the steps themselves.
-    latent_optimizer(torch.zeros(1, 1, requires_grad=True), 1e-3, (0.9, 0.999))
+    LatentAdam([torch.zeros(1, 1, requires_grad=True)], lr=1e-3, betas=(0.9, 0.999))
     with frozen(target, generator, discriminator):
         context = {"device": device, "discriminator": discriminator}
         if cfg.attack == "ppa" and todo:

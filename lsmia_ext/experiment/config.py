@@ -91,7 +91,7 @@ class TargetEntry(Strict):
     """One target recipe of the study: a name (row label, directory name), its alpha, extra overrides."""
 
     name: str
-    alpha: float = Field(le=1.0)
+    alpha: float  # checked once, as the target's loss.alpha (the stages resolve when this config loads)
     set: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")

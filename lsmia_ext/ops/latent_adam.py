@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .. import _C_loader  # noqa: F401  (registers torch.ops.lsmia)
+from . import _C_loader  # noqa: F401  (registers torch.ops.lsmia)
 
 PARAM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -110,18 +110,9 @@ def fused_latent_adam_(params: torch.Tensor, grads: torch.Tensor, exp_avg: torch
     gradient to this L2 norm first (clip_grad_norm_'s formula, per row). Every argument is
     checked before anything is written, so a bad call changes nothing.
     """
+    # The tensors are checked here because the lr rows are built from params before the op runs; the
+    # scalars (betas, eps, weight_decay, max_grad_norm) only by the op, whose messages name them.
     _check_tensors(params, grads, exp_avg, exp_avg_sq, steps, active)
-    beta1 = _check_real("beta1", beta1, 0.0, 1.0)
-    beta2 = _check_real("beta2", beta2, 0.0, 1.0)
-    eps = _check_real("eps", eps, 0.0)
-    weight_decay = _check_real("weight_decay", weight_decay, 0.0)
-    if max_grad_norm is not None:
-        if isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, (int, float)):
-            raise TypeError(f"fused_latent_adam_: max_grad_norm must be a number or None, got "
-                            f"{type(max_grad_norm).__name__}")
-        max_grad_norm = float(max_grad_norm)
-        if not max_grad_norm > 0:
-            raise ValueError(f"fused_latent_adam_: max_grad_norm must be > 0 (or None), got {max_grad_norm}")
     rows_lr = as_row_lr(lr, params.shape[0], params.device)
     torch.ops.lsmia.latent_adam_(params, grads, exp_avg, exp_avg_sq, steps, rows_lr, beta1, beta2, eps,
                                  weight_decay, active, max_grad_norm)

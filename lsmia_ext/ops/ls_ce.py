@@ -8,11 +8,9 @@ autograd formula (the softmax Jacobian), so second derivatives work (create_grap
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .. import _C_loader  # noqa: F401  (registers torch.ops.lsmia)
+from . import _C_loader  # noqa: F401  (registers torch.ops.lsmia)
 
 REDUCTIONS = ("mean", "sum", "none")
 LOGIT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -92,15 +90,6 @@ def _double_backward(ctx, v):
 
 
 torch.library.register_autograd("lsmia::ls_ce_backward", _double_backward, setup_context=_backward_setup_context)
-
-
-def check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a real number <= 1, got {type(alpha).__name__}")
-    alpha = float(alpha)
-    if not math.isfinite(alpha) or alpha > 1.0:
-        raise ValueError(f"alpha must be finite and <= 1 (negative values allowed), got {alpha}")
-    return alpha
 
 
 def _check(logits, target, weight, reduction):
@@ -205,8 +194,7 @@ def fused_ls_ce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, 
     op that produced them saved them for its own backward, and reading them afterwards gives the
     gradient, not the logits. One backward per forward (no retain_graph reuse).
     """
-    _check(logits, target, weight, reduction)
-    alpha = check_alpha(alpha)
+    _check(logits, target, weight, reduction)  # alpha: checked by the op (finite, <= 1)
     ignore_index = int(ignore_index)
     if inplace and logits.requires_grad and torch.is_grad_enabled():
         if logits.dim() != 2:

@@ -37,7 +37,7 @@ class LossConfig(Strict):
     epochs at 0 and a linear `ramp`; alpha >= 0 applies from the first epoch (lsmia_ext.AlphaSchedule, as
     in the authors' code), so one recipe with warmup/ramp set serves every alpha."""
 
-    alpha: float = Field(default=0.0, le=1.0)
+    alpha: float = Field(default=0.0, le=1.0, allow_inf_nan=False)  # the one check of a configured alpha
     warmup: int = Field(default=0, ge=0)
     ramp: int = Field(default=0, ge=0)
 

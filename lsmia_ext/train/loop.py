@@ -19,9 +19,10 @@ from .. import dist
 from ..config import ConfigError
 from ..data import BatchAugment, load_scenario
 from ..defenses import build_defense
-from ..losses import AlphaSchedule, LabelSmoothingCrossEntropy
 from ..models import MODEL_FILE, build_model, classifier_state
+from ..ops import LabelSmoothingCrossEntropy
 from ..runio import load_checkpoint, read_json, save_checkpoint, update_manifest, write_json, write_text
+from .alpha_schedule import AlphaSchedule
 from .batches import epoch_seed, iterate_batches, rank_indices
 from .config import TrainConfig
 from .evaluate import evaluate_classifier

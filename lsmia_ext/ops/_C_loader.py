@@ -2,7 +2,7 @@
 import torch  # first: _C links against torch's libc10 / libtorch, which torch's import loads
 
 try:
-    from . import _C  # noqa: F401
+    from .. import _C  # noqa: F401  (built by setup.py as lsmia_ext._C)
 except ImportError as e:  # pragma: no cover - only when the package was not built
     raise ImportError(
         "lsmia_ext._C is missing or broken: build the package with `pip install --no-build-isolation .` "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .ops.latent_adam import _check_real, as_row_lr, fused_latent_adam_
+from .latent_adam import as_row_lr, fused_latent_adam_
 
 
 class LatentAdam(torch.optim.Optimizer):
@@ -23,14 +23,10 @@ class LatentAdam(torch.optim.Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
                  max_grad_norm: float | None = None):
-        if not isinstance(lr, torch.Tensor):
-            _check_real("lr", lr, 0.0)
+        # Values (lr, betas, eps, weight_decay) are checked by fused_latent_adam_ at each step; only the
+        # shape of betas is checked here, since step() unpacks it.
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
             raise ValueError(f"LatentAdam: betas must be a pair (beta1, beta2), got {betas!r}")
-        _check_real("beta1", betas[0], 0.0, 1.0)
-        _check_real("beta2", betas[1], 0.0, 1.0)
-        _check_real("eps", eps, 0.0)
-        _check_real("weight_decay", weight_decay, 0.0)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         max_grad_norm=max_grad_norm, active=None)
         super().__init__(params, defaults)

@@ -4,9 +4,9 @@ Python API: run_attack(cfg, target, generator, out_dir, classes=None, discrimina
 data_config=None) -> summary dict; AttackConfig / load_attack_config; the identity losses.
 CLI: `lsmia attack --config NAME_OR_PATH --target ... --prior ... --out RUN_DIR`.
 """
-from .config import AttackConfig, load_attack_config
-from .identity import ce_loss, identity_loss, max_margin_loss, poincare_loss
+from .config import ATTACKS, AttackConfig, load_attack_config
+from .identity import IDENTITY_LOSSES, ce_loss, identity_loss, max_margin_loss, poincare_loss
 from .runner import run_attack
 
-__all__ = ["AttackConfig", "ce_loss", "identity_loss", "load_attack_config", "max_margin_loss",
-           "poincare_loss", "run_attack"]
+__all__ = ["ATTACKS", "AttackConfig", "IDENTITY_LOSSES", "ce_loss", "identity_loss", "load_attack_config",
+           "max_margin_loss", "poincare_loss", "run_attack"]

@@ -2,18 +2,32 @@
 
 Sections: `initial` / `optim` / `final` are PPA's three stages; `optim` is shared by all three attacks
 (steps, learning rate, betas, identity loss, crop of each step); `gmi` and `miface` hold what only
-those attacks use. The shipped YAML files (lsmia_ext/configs/attack-*.yaml) document the values.
+those attacks use and are accepted only for their attack. The shipped YAML files
+(lsmia_ext/configs/attack-*.yaml) document the values. Allowed attack and identity loss names are
+the keys of the ATTACKS and IDENTITY_LOSSES registries.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from dataclasses import dataclass
+from typing import Annotated, Callable, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_serializer, model_validator
 
-from ..config import Strict, load_config
+from ..config import Strict, check_betas, load_config
+from ..registry import Registry
+from .identity import IDENTITY_LOSSES
 
-ATTACKS = ("ppa", "gmi", "miface")
-IDENTITY_LOSSES = ("poincare", "ce", "max_margin")
+
+@dataclass(frozen=True)
+class Attack:
+    """A registered attack: attack_batch(cfg, target, generator=, classes=, rng=, device=, discriminator=,
+    [pool=, pool_conf=]) -> batch result dict; needs_prior: whether it searches a generator's latents."""
+
+    attack_batch: Callable[..., dict]
+    needs_prior: bool
+
+
+ATTACKS: Registry[Attack] = Registry("attack")  # filled by ppa.py, gmi.py, miface.py
 
 
 def _check_range(name: str, pair: tuple[float, float], low: float, high: float) -> None:
@@ -42,18 +56,20 @@ class Optimisation(Strict):
     steps: int = Field(50, ge=0)
     lr: float = Field(0.005, gt=0.0)
     betas: tuple[float, float] = (0.1, 0.1)
-    loss: Literal["poincare", "ce", "max_margin"] = "poincare"
+    loss: Annotated[str, AfterValidator(IDENTITY_LOSSES.check)] = "poincare"
     crop_scale: tuple[float, float] = (0.9, 1.0)
     crop_ratio: tuple[float, float] = (1.0, 1.0)
     # Rows per forward/backward pass (None: all rows of a batch of classes at once). Only memory
     # changes: every row still gets exactly the gradient of its own loss, and one step updates all.
     micro_batch: Optional[int] = Field(None, ge=1)
 
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v):
+        return check_betas(v, "optim.betas")
+
     @model_validator(mode="after")
     def _ranges(self):
-        for b in self.betas:
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"optim.betas must both lie in [0, 1); got {self.betas}")
         _check_range("optim.crop_scale", self.crop_scale, 0.0, 1.0)
         _check_range("optim.crop_ratio", self.crop_ratio, 0.0, float("inf"))
         return self
@@ -93,8 +109,13 @@ class MIFaceSettings(Strict):
     l2_weight: float = Field(0.001, ge=0.0)
 
 
+# Sections that belong to one attack (named after it): given for another attack they are an error,
+# absent for their own attack they take their defaults.
+OWN_SECTIONS = {"gmi": GMISettings, "miface": MIFaceSettings}
+
+
 class AttackConfig(Strict):
-    attack: Literal["ppa", "gmi", "miface"] = "ppa"
+    attack: Annotated[str, AfterValidator(ATTACKS.check)] = "ppa"
     seed: int = 0
     # Horizontal flips in scoring and final selection; off for data whose classes are not
     # mirror-symmetric (digits, clothes with text).
@@ -107,8 +128,21 @@ class AttackConfig(Strict):
     initial: InitialSelection = InitialSelection()
     optim: Optimisation = Optimisation()
     final: FinalSelection = FinalSelection()
-    gmi: GMISettings = GMISettings()
-    miface: MIFaceSettings = MIFaceSettings()
+    gmi: Optional[GMISettings] = Field(None, validate_default=True)     # attack gmi only
+    miface: Optional[MIFaceSettings] = Field(None, validate_default=True)  # attack miface only
+
+    @field_validator(*OWN_SECTIONS)
+    @classmethod
+    def _own_section(cls, v, info):
+        attack = info.data.get("attack")
+        if attack is None:  # the attack name itself was refused; that error says enough
+            return v
+        if info.field_name != attack:
+            if v is not None:
+                raise ValueError(f"only attack {info.field_name!r} takes a {info.field_name} section; this config's "
+                                 f"attack is {attack!r}")
+            return None
+        return OWN_SECTIONS[attack]() if v is None else v
 
     @model_validator(mode="after")
     def _final_fits(self):
@@ -116,9 +150,19 @@ class AttackConfig(Strict):
             raise ValueError(f"final.keep ({self.final.keep}) cannot exceed initial.keep ({self.initial.keep})")
         return self
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler, info):
+        """Every attack's section, the absent ones with their defaults: the dump feeds the stage hashes
+        and the resume fingerprints, which were computed when every config carried every section."""
+        data = handler(self)
+        for name, section in OWN_SECTIONS.items():
+            if name in data and data[name] is None:
+                data[name] = section().model_dump(mode=info.mode)
+        return data
+
     @property
     def needs_prior(self) -> bool:
-        return self.attack in ("ppa", "gmi")
+        return ATTACKS.get(self.attack).needs_prior
 
 
 def load_attack_config(name_or_path: str, overrides=()) -> AttackConfig:

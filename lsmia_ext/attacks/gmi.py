@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import AttackConfig
+from .config import ATTACKS, Attack, AttackConfig
 from .descent import descend
 from .results import batch_result, render_all
 
@@ -43,3 +43,6 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
     images = render_all(render, latents, cfg.score_batch_size)
     timings = {"optimisation_s": t1 - t0, "image_steps": labels.numel() * cfg.optim.steps}
     return batch_result(cfg, target, images, labels, latents, None, timings)
+
+
+ATTACKS.register("gmi", Attack(attack_batch, needs_prior=True))

@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import IDENTITY_LOSSES
+from ..registry import Registry
 
+IDENTITY_LOSSES: Registry = Registry("identity loss")  # name -> loss(logits, labels) -> (B,)
 POINCARE_EPS = 1e-4  # PPA's offset of the one-hot target: keeps it strictly inside the unit ball
 
 
@@ -23,6 +24,7 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> None:
                          f"[{int(labels.min())}, {int(labels.max())}]")
 
 
+@IDENTITY_LOSSES.register("poincare")
 def poincare_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Hyperbolic distance between the L1-normalised logits and the (shrunk) one-hot target (PPA).
 
@@ -41,11 +43,13 @@ def poincare_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.acosh(1 + num / den).to(out_dtype)
 
 
+@IDENTITY_LOSSES.register("ce")
 def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     _check(logits, labels)
     return F.cross_entropy(logits.float(), labels, reduction="none")
 
 
+@IDENTITY_LOSSES.register("max_margin")
 def max_margin_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """-(z_y - max_{k != y} z_k), LOMMA's logit margin: no softmax, so no saturation."""
     _check(logits, labels)
@@ -57,13 +61,6 @@ def max_margin_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return others.max(dim=1).values - own
 
 
-_LOSSES = {"poincare": poincare_loss, "ce": ce_loss, "max_margin": max_margin_loss}
-assert tuple(_LOSSES) == IDENTITY_LOSSES
-
-
 def identity_loss(name: str):
     """The per-row loss function called `name` (one of IDENTITY_LOSSES)."""
-    try:
-        return _LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown identity loss {name!r}; allowed: {', '.join(IDENTITY_LOSSES)}") from None
+    return IDENTITY_LOSSES.get(name)

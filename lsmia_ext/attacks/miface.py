@@ -10,7 +10,7 @@ import time
 import torch
 from torch import nn
 
-from .config import AttackConfig
+from .config import ATTACKS, Attack, AttackConfig
 from .descent import descend
 from .results import batch_result
 from .views import target_geometry
@@ -42,3 +42,6 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, classes: torch.Tensor, rn
                      project=lambda x: x.clamp_(0.0, 1.0))
     timings = {"optimisation_s": time.perf_counter() - t0, "image_steps": labels.numel() * cfg.optim.steps}
     return batch_result(cfg, target, images, labels, None, None, timings)
+
+
+ATTACKS.register("miface", Attack(attack_batch, needs_prior=False))

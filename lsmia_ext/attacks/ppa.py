@@ -12,7 +12,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from .config import AttackConfig
+from .config import ATTACKS, Attack, AttackConfig
 from .descent import descend
 from .results import batch_result, render_all
 from .views import confidences, draw_views, random_view, target_geometry
@@ -93,3 +93,6 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
     # so the evaluation can score the attack before and after optimisation on the same samples.
     initial_images = render_all(generator.synthesis, w_initial[keep], cfg.score_batch_size)
     return batch_result(cfg, target, images[keep], labels[keep], w[keep], init_conf, timings, initial_images)
+
+
+ATTACKS.register("ppa", Attack(attack_batch, needs_prior=True))

@@ -21,13 +21,11 @@ from .. import dist
 from ..config import config_hash
 from ..ops import LatentAdam
 from ..runio import load_checkpoint, save_checkpoint
-from . import gmi, miface, ppa
-from .config import AttackConfig
+from . import gmi, miface, ppa  # noqa: F401  (each registers its attack in ATTACKS)
+from .config import ATTACKS, AttackConfig
 from .outputs import write_run
 from .results import RESULT_KEYS
 from .views import check_compatible, target_geometry
-
-ATTACK_BATCH = {"ppa": ppa.attack_batch, "gmi": gmi.attack_batch, "miface": miface.attack_batch}
 
 
 def check_classes(classes: Sequence[int] | torch.Tensor | None, num_classes: int) -> list[int]:
@@ -116,7 +114,8 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
         for i in tqdm(todo, desc=f"{cfg.attack} batches (rank {dist.rank()})", disable=not todo, leave=False):
             rng = torch.Generator().manual_seed(batch_seed(cfg.seed, i))
             cls = torch.tensor(batches[i], device=device)
-            result = ATTACK_BATCH[cfg.attack](cfg, target, generator=generator, classes=cls, rng=rng, **context)
+            attack_batch = ATTACKS.get(cfg.attack).attack_batch
+            result = attack_batch(cfg, target, generator=generator, classes=cls, rng=rng, **context)
             result.update(fingerprint=fingerprints[i], classes=batches[i])
             save_checkpoint(_partial(out_dir, i), result)
 

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from .base import Defense
+from .base import DEFENSES, Defense
 from .bido import BiDO
 from .config import DefenseConfig
 from .hsic import centre, gaussian_kernel, linear_kernel, nhsic, normaliser
@@ -22,12 +22,8 @@ def build_defense(cfg: DefenseConfig | dict | None) -> Defense:
         # checkpoints written before BiDO followed its authors stored sigma: null (median heuristic); the
         # architecture a loaded model needs does not depend on it
         cfg = DefenseConfig.model_validate({k: v for k, v in cfg.items() if not (k == "sigma" and v is None)})
-    if cfg.kind == "mid":
-        return MID(cfg.beta, cfg.bottleneck_dim)
-    if cfg.kind == "bido":
-        return BiDO(cfg.lambda_x, cfg.lambda_y, cfg.sigma, cfg.hidden_layers, cfg.label_kernel)
-    return Defense()
+    return DEFENSES.get(cfg.kind).from_config(cfg)
 
 
-__all__ = ["BiDO", "Defense", "DefenseConfig", "MID", "VariationalBottleneck", "build_defense", "centre",
+__all__ = ["BiDO", "DEFENSES", "Defense", "DefenseConfig", "MID", "VariationalBottleneck", "build_defense", "centre",
            "gaussian_kernel", "gaussian_kl", "linear_kernel", "nhsic", "normaliser", "std_of"]

@@ -4,7 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..registry import Registry
 
+# DefenseConfig.kind -> the Defense class, built by its from_config(cfg)
+DEFENSES: Registry[type["Defense"]] = Registry("defense")
+
+
+@DEFENSES.register("none")
 class Defense:
     """No defense; subclasses override what they need.
 
@@ -16,6 +22,11 @@ class Defense:
     """
 
     kind = "none"
+
+    @classmethod
+    def from_config(cls, cfg) -> "Defense":
+        """The defense a DefenseConfig describes."""
+        return cls()
 
     def wrap(self, model: nn.Module) -> nn.Module:
         return model

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Defense
+from .base import DEFENSES, Defense
 from .hsic import SIGMA, gaussian_kernel, linear_kernel, nhsic
 
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d)
@@ -46,8 +46,13 @@ def hidden_modules(model: nn.Module) -> list[nn.Module]:
     return [getattr(trunk, n) for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(trunk, n)]
 
 
+@DEFENSES.register("bido")
 class BiDO(Defense):
     kind = "bido"
+
+    @classmethod
+    def from_config(cls, cfg) -> "BiDO":
+        return cls(cfg.lambda_x, cfg.lambda_y, cfg.sigma, cfg.hidden_layers, cfg.label_kernel)
 
     def __init__(self, lambda_x: float, lambda_y: float, sigma: float = SIGMA, hidden_layers: bool = True,
                  label_kernel: Literal["linear", "gaussian"] = "linear"):

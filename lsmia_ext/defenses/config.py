@@ -1,15 +1,17 @@
 """DefenseConfig: the `defense` section of a TrainConfig (default: no defense)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ..config import Strict
+from .base import DEFENSES
 
 
 class DefenseConfig(Strict):
-    """kind: none | mid | bido, each as its authors' code trains it (see defenses/mid.py, bido.py).
+    """kind: a registered defense (defenses.DEFENSES: none | mid | bido), each as its authors' code trains it
+    (see defenses/mid.py, bido.py).
 
     mid: beta (weight of the KL term, authors' scale 0.001-0.25), bottleneck_dim (null = half the feature
     width, as the authors'; std = softplus(raw - 5) at the bottleneck).
@@ -19,7 +21,7 @@ class DefenseConfig(Strict):
     the penultimate features (false = features only).
     """
 
-    kind: Literal["none", "mid", "bido"] = "none"
+    kind: Annotated[str, AfterValidator(DEFENSES.check)] = "none"
     beta: float = Field(default=0.01, ge=0.0)
     bottleneck_dim: Optional[int] = Field(default=None, ge=1)
     lambda_x: float = Field(default=0.05, ge=0.0)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Defense
+from .base import DEFENSES, Defense
 
 STD_SHIFT = 5.0
 
@@ -68,8 +68,13 @@ class VariationalBottleneck(nn.Module):
         return f"dim={self.dim}"
 
 
+@DEFENSES.register("mid")
 class MID(Defense):
     kind = "mid"
+
+    @classmethod
+    def from_config(cls, cfg) -> "MID":
+        return cls(cfg.beta, cfg.bottleneck_dim)
 
     def __init__(self, beta: float, bottleneck_dim: Optional[int] = None):
         if beta < 0 or (bottleneck_dim is not None and bottleneck_dim < 1):

@@ -5,8 +5,8 @@
     target = load_classifier("runs/target")             # RUN_DIR/model.pt, eval mode
 """
 from .base import Classifier
-from .registry import (MODEL_FILE, arch_of, available_models, build_model, classifier_state, load_classifier,
+from .registry import (MODEL_FILE, MODELS, arch_of, available_models, build_model, classifier_state, load_classifier,
                        register_model)
 
-__all__ = ["Classifier", "MODEL_FILE", "arch_of", "available_models", "build_model", "classifier_state",
+__all__ = ["Classifier", "MODEL_FILE", "MODELS", "arch_of", "available_models", "build_model", "classifier_state",
            "load_classifier", "register_model"]

@@ -7,24 +7,24 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from ..registry import Registry
 from ..runio import load_checkpoint
 from .base import Classifier
 from .small import small_cnn, small_resnet
 from .torchvision_nets import TORCHVISION_ARCHS, torchvision_classifier
 
 MODEL_FILE = "model.pt"
-_REGISTRY: dict[str, Callable[..., Classifier]] = {}
+# name -> constructor(num_classes, in_channels, image_size, pretrained=None) -> Classifier
+MODELS: Registry[Callable[..., Classifier]] = Registry("model")
 
 
 def register_model(name: str, constructor: Callable[..., Classifier]) -> None:
     """Adds `constructor(num_classes, in_channels, image_size, pretrained=None) -> Classifier`."""
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = constructor
+    MODELS.register(name, constructor)
 
 
 def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(MODELS.names())
 
 
 def _small(fn: Callable[..., Classifier], name: str) -> Callable[..., Classifier]:
@@ -49,16 +49,15 @@ for _arch in TORCHVISION_ARCHS:
 def build_model(name: str, num_classes: int, in_channels: int, image_size: int,
                 pretrained: Optional[str | Path] = None) -> Classifier:
     """A fresh classifier from the registry; `pretrained` is a local state dict file (torchvision nets)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; allowed: {', '.join(available_models())}")
+    constructor = MODELS.get(name)
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if in_channels not in (1, 3):
         raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
-    return _REGISTRY[name](num_classes, in_channels, image_size,
-                           pretrained=Path(pretrained) if pretrained is not None else None)
+    return constructor(num_classes, in_channels, image_size,
+                       pretrained=Path(pretrained) if pretrained is not None else None)
 
 
 def arch_of(model: nn.Module, name: str) -> dict:

@@ -11,11 +11,12 @@ Accepted by load_generator:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from torch import nn
 
 from ..config import ConfigError, Strict, read_yaml, validate
+from ..registry import Registry, UnknownName
 from .interface import Generator
 from .module_adapter import ModuleGenerator, ModuleSpec
 from .store import load_our_discriminator, load_style_generator
@@ -32,21 +33,20 @@ def _load_ours(spec: OursSpec, base_dir: Path | None) -> Generator:
     return load_style_generator(path / "generator.pt" if path.is_dir() else path)
 
 
-_KINDS = {
-    "lsmia": (OursSpec, _load_ours),
-    "module": (ModuleSpec, ModuleGenerator),
-    "stylegan2-ada": (StyleGan2AdaSpec, load_stylegan2_ada),
-}
-GENERATOR_KINDS = tuple(_KINDS)
+# spec kind -> (the spec's pydantic model, build(spec, base_dir) -> Generator)
+GENERATOR_KINDS: Registry[tuple[type[Strict], Callable[..., Generator]]] = Registry("generator kind")
+GENERATOR_KINDS.register("lsmia", (OursSpec, _load_ours))
+GENERATOR_KINDS.register("module", (ModuleSpec, ModuleGenerator))
+GENERATOR_KINDS.register("stylegan2-ada", (StyleGan2AdaSpec, load_stylegan2_ada))
 
 
 def generator_from_spec(spec: dict, base_dir: Path | None = None, source: str = "generator spec") -> Generator:
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: a generator spec is a mapping with a 'kind' key; got {type(spec).__name__}")
-    kind = spec.get("kind")
-    if kind not in _KINDS:
-        raise ConfigError(f"{source}: unknown generator kind {kind!r}; allowed: {', '.join(GENERATOR_KINDS)}")
-    model, build = _KINDS[kind]
+    try:
+        model, build = GENERATOR_KINDS.get(spec.get("kind"))
+    except UnknownName as e:
+        raise ConfigError(f"{source}: {e}") from None
     return build(validate(model, spec, source=source), base_dir)
 
 

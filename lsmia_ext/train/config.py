@@ -15,7 +15,7 @@ RUNTIME_FIELDS = {"device", "num_threads", "num_workers"}
 
 
 class ModelConfig(Strict):
-    """name: a registered model (lsmia_ext.models.available_models()); pretrained: local state dict file;
+    """name: a registered model (lsmia_ext.models.MODELS); pretrained: local state dict file;
     channels_last: NHWC memory format (faster for torchvision nets on GPU and on CPU with oneDNN)."""
 
     name: str = "small_cnn"
@@ -25,11 +25,9 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v):
-        from ..models import available_models
+        from ..models import MODELS
 
-        if v not in available_models():
-            raise ValueError(f"unknown model {v!r}; allowed: {', '.join(available_models())}")
-        return v
+        return MODELS.check(v)
 
 
 class LossConfig(Strict):

@@ -260,24 +260,25 @@ def test_ppa_writes_run_dir_and_beats_initial_confidence(target, generator, tmp_
 
 
 def test_resume_after_interruption_gives_identical_results(target, generator, tmp_path, monkeypatch):
-    from lsmia_ext.attacks import runner
+    from lsmia_ext.attacks import ATTACKS
+    from lsmia_ext.attacks.config import Attack
 
     cfg = small_cfg(classes_per_batch=2)
     run_attack(cfg, target, generator, tmp_path / "whole")
     calls = []
-    real = runner.ATTACK_BATCH["ppa"]
+    real = ATTACKS.get("ppa")
 
     def interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt("simulated interruption")
-        return real(*args, **kwargs)
+        return real.attack_batch(*args, **kwargs)
 
-    monkeypatch.setitem(runner.ATTACK_BATCH, "ppa", interrupted)
+    monkeypatch.setitem(ATTACKS._entries, "ppa", Attack(interrupted, needs_prior=True))
     with pytest.raises(KeyboardInterrupt):
         run_attack(cfg, target, generator, tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "results.pt").exists()
-    monkeypatch.setitem(runner.ATTACK_BATCH, "ppa", real)
+    monkeypatch.setitem(ATTACKS._entries, "ppa", real)
     summary = run_attack(cfg, target, generator, tmp_path / "resumed")
     assert summary["resumed_batches"] == 1
     whole, resumed = (load_checkpoint(tmp_path / d / "results.pt") for d in ("whole", "resumed"))

@@ -10,7 +10,8 @@ Public API (everything else is internal):
   evaluate_attack                                              -- the metrics of one attack run
   load_experiment_config, run_experiment                       -- the whole study
   load_audit_config, run_audit                                 -- audit a model trained anywhere
-The stage entry points are imported on first use, so `import lsmia_ext` stays light.
+The stage entry points (and AlphaSchedule, which lives with the trainer in lsmia_ext.train) are
+imported on first use, so `import lsmia_ext` stays light; the kernels' Python side is lsmia_ext.ops.
 """
 import importlib
 

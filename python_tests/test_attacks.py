@@ -284,7 +284,7 @@ def test_resume_after_interruption_gives_identical_results(target, generator, tm
     whole, resumed = (load_checkpoint(tmp_path / d / "results.pt") for d in ("whole", "resumed"))
     for key in ("images", "labels", "latents", "confidences", "initial_confidences", "initial_images"):
         assert torch.equal(whole[key], resumed[key]), key
-    with pytest.raises(ValueError, match="belongs to a different attack"):
+    with pytest.raises(ValueError, match=r"another config \(differs in settings.seed\)"):
         run_attack(small_cfg(classes_per_batch=2, seed=4), target, generator, tmp_path / "resumed")
 
 

@@ -121,6 +121,6 @@ class AttackConfig(Strict):
         return self.attack in ("ppa", "gmi")
 
 
-def load_attack_config(name_or_path: str, overrides=()) -> AttackConfig:
-    """Named shipped config (e.g. 'attack-ppa') or a YAML path, with `key=value` overrides."""
-    return load_config(AttackConfig, name_or_path, overrides)
+def load_attack_config(name_or_path: str, overrides=None) -> AttackConfig:
+    """Named shipped config (e.g. 'attack-ppa') or a YAML path, with overrides {dotted key: value}."""
+    return load_config(AttackConfig, name_or_path, overrides or {})

@@ -8,6 +8,12 @@ import argparse
 import importlib
 import sys
 
+from .errors import UserInputError
+
+# UserInputError is what the package raises for a bad input; the built-in types are what the standard
+# library and torch raise for the same kind of mistake before our checks see it.
+USER_ERRORS = (UserInputError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+
 COMMANDS = {
     "train": ("lsmia_ext.train.cli", "train a classifier (target or evaluation model)"),
     "train-prior": ("lsmia_ext.priors.cli", "train the generator prior on public data"),
@@ -32,11 +38,18 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
     try:
+        if isinstance(getattr(args, "overrides", None), list):  # --set strings -> one mapping, parsed here only
+            from .config import parse_overrides
+
+            args.overrides = parse_overrides(args.overrides)
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:  # user errors: no traceback
-        print(f"lsmia {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:  # mistakes a user can fix: one line, no traceback
+        print(f"lsmia {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
 
+
+def one_line(error: BaseException) -> str:
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,15 @@
-"""Run directories: atomic writes, JSON, checkpoints that load with weights_only=True, manifest.
+"""Run directories: RunDir (one config per directory, finished result, resume), atomic writes, JSON,
+checkpoints that load with weights_only=True, manifest.
 
 Nothing is ever half-written: every file goes to a temporary name in the same folder and is renamed.
+
+Every run directory (`lsmia train`, `train-prior`, `attack`) holds the same files: run.json (the record:
+format, kind, config hash, resolved config, finished, result), manifest.json (artifacts and their sha256),
+checkpoint.pt while a run is resumable, and the stage's own outputs (model.pt, generator.pt, results.pt,
+metrics.json). A directory that is also a stage of `lsmia experiment` / `lsmia audit` holds stage.json too:
+the same kind of record, for the stage (its hash also covers what the stage consumes). Directories written
+before run.json existed are read through their old files (train: metrics.json + config.yaml; prior:
+config.json + metrics.json; attack: none, it resumes from partial/ as before).
 """
 from __future__ import annotations
 
@@ -10,11 +19,16 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
+from .errors import UserInputError
+
 MANIFEST = "manifest.json"
+RECORD = "run.json"
+CHECKPOINT = "checkpoint.pt"
+RUN_FORMAT = 1  # raise when the record or a run directory's files change meaning; older formats are refused
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -36,7 +50,12 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """JSON from a file; a file that is not JSON (truncated, edited) is a UserInputError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserInputError(f"{path} is not valid JSON ({e}); it is truncated or was not written by lsmia: "
+                             "delete it or choose another directory") from None
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -53,13 +72,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} is not a file")
+        raise UserInputError(f"checkpoint {path} is not a file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:  # truncated / not a torch file / unpickling refused
-        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                         "it is truncated, not written by torch.save, or holds objects that are not plain "
-                         "tensors and containers") from e
+        why = (str(e).strip().splitlines() or ["empty file"])[0]
+        raise UserInputError(f"checkpoint {path} cannot be read ({type(e).__name__}: {why}); it is truncated, "
+                             "not written by torch.save, or holds objects that are not plain tensors and "
+                             "containers") from e
 
 
 def save_figure(path: Path, fig) -> Path:
@@ -91,3 +111,107 @@ def update_manifest(run_dir: Path, **artifacts: str | Path) -> dict:
         manifest["artifacts"][name] = {"path": str(rel), "sha256": file_sha256(full)}
     write_json(path, manifest)
     return manifest
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """A directory to write into (it may not exist yet); a path that is a file is a UserInputError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{flag} {path} is a file, not a directory: give a directory to write the run into")
+    return path
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def differing_keys(old: Optional[dict], new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two configs (keys under `ignore` left out)."""
+    if not isinstance(old, dict):
+        return []
+    a, b = _flat(old), _flat(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, object()) != b.get(k, object()))
+    return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in ignore)]
+
+
+class RunDir:
+    """One run directory: one config per directory, the finished result, resume.
+
+    `claim()` refuses a directory made by another config (naming the keys that differ), returns the
+    finished result when there is one, and otherwise records this config and returns None: the caller
+    runs, or resumes from its checkpoint. `finish(result, **artifacts)` records the result and the
+    manifest. `config_hash` is what must match (default: the hash of `config`); keys in `resumable` may
+    differ without refusing, and a finished run whose `extends` keys differ is resumed (prior: more steps).
+    `legacy(path) -> record | None` reads a directory written before run.json existed.
+    """
+
+    def __init__(self, path: str | Path, kind: str, config: dict, config_hash: Optional[str] = None, *,
+                 resumable: tuple[str, ...] = (), extends: tuple[str, ...] = (),
+                 legacy: Optional[Callable[[Path], Optional[dict]]] = None, record: str = RECORD):
+        from .config import config_hash as hash_of
+
+        self.path, self.kind, self.config = check_out_dir(path), kind, config
+        self.hash = config_hash or hash_of(config)
+        self.resumable, self.extends, self.legacy, self.record_path = resumable, extends, legacy, Path(path) / record
+
+    def read(self) -> Optional[dict]:
+        """The record on disk (None when there is none); another format or kind is a UserInputError."""
+        if not self.record_path.exists():
+            return self.legacy(self.path) if self.legacy is not None else None
+        rec = read_json(self.record_path)
+        if not isinstance(rec, dict) or rec.get("format", RUN_FORMAT) != RUN_FORMAT:
+            found = rec.get("format") if isinstance(rec, dict) else type(rec).__name__
+            raise UserInputError(f"{self.record_path} was written by another version of lsmia (format {found}; this "
+                                 f"version reads format {RUN_FORMAT}): choose another --out or delete that directory")
+        if rec.get("kind", self.kind) != self.kind:
+            raise UserInputError(f"{self.path} holds a run of kind {rec.get('kind')!r}, not {self.kind!r}: choose "
+                                 "another --out or delete that directory")
+        return rec
+
+    def claim(self) -> Optional[dict]:
+        rec = self.read()
+        if rec is not None:
+            if rec.get("config_hash") != self.hash:
+                keys = differing_keys(rec.get("config"), self.config, self.resumable)
+                what = f"differs in {', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''}" if keys else \
+                    f"hash {rec.get('config_hash')}, this config {self.hash}"
+                raise UserInputError(f"{self.path} holds a {self.kind!r} run of another config ({what}); choose another "
+                                     "--out or delete that directory")
+            if rec.get("finished"):
+                changed = differing_keys(rec.get("config"), self.config)
+                if not any(k == e or k.startswith(e + ".") for k in changed for e in self.extends):
+                    return rec.get("result")
+        self.write(finished=False)
+        return None
+
+    def write(self, finished: bool, result: Any = None, **extra) -> None:
+        write_json(self.record_path, {"format": RUN_FORMAT, "kind": self.kind, "config_hash": self.hash,
+                                      "config": self.config, "finished": finished, **extra,
+                                      **({"result": result} if finished else {})})
+
+    def finish(self, result: Any, **artifacts: str | Path) -> Any:
+        self.write(finished=True, result=result)
+        if artifacts:
+            update_manifest(self.path, **artifacts)
+        return result
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+
+def recorded_config(run_dir: str | Path) -> Optional[dict]:
+    """The resolved config a run directory was made with: run.json, or the files older versions wrote
+    (config.yaml of `lsmia train`, config.json of `lsmia train-prior`); None when there is none."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    if (run_dir / RECORD).exists():
+        return read_json(run_dir / RECORD).get("config")
+    if (run_dir / "config.yaml").exists():
+        return yaml.safe_load((run_dir / "config.yaml").read_text()) or None
+    if (run_dir / "config.json").exists():
+        return read_json(run_dir / "config.json").get("config")
+    return None

@@ -313,13 +313,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from .runio import save_figure, update_manifest, write_json
+    from .runio import check_out_dir, save_figure, update_manifest, write_json
 
+    out = check_out_dir(args.out)  # before minutes of work
     torch.set_num_threads(min(torch.get_num_threads(), 2))  # tiny tensors: more threads only add overhead
     s = ToySettings(alphas=tuple(args.alphas), seed=args.seed, train_steps=args.train_steps,
                     max_attack_steps=args.max_attack_steps)
     study = run_study(s)
-    out = Path(args.out)
     save_figure(out / "toy.png", draw(study, s))
     study.pop("_tensors")
     write_json(out / "toy.json", study)

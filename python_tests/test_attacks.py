@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import lsmia
 from lsmia_ext.attacks import AttackConfig, load_attack_config, run_attack
 from lsmia_ext.attacks.descent import descend
 from lsmia_ext.attacks.identity import ce_loss, identity_loss, max_margin_loss, poincare_loss
@@ -284,7 +285,7 @@ def test_resume_after_interruption_gives_identical_results(target, generator, tm
     whole, resumed = (load_checkpoint(tmp_path / d / "results.pt") for d in ("whole", "resumed"))
     for key in ("images", "labels", "latents", "confidences", "initial_confidences", "initial_images"):
         assert torch.equal(whole[key], resumed[key]), key
-    with pytest.raises(ValueError, match="belongs to a different attack"):
+    with pytest.raises(ValueError, match=r"another config \(differs in settings.seed\)"):
         run_attack(small_cfg(classes_per_batch=2, seed=4), target, generator, tmp_path / "resumed")
 
 
@@ -405,9 +406,9 @@ def test_bad_configs_name_the_value():
     with pytest.raises(Exception, match="betas"):
         small_cfg(optim=dict(betas=(0.9, 1.0)))
     with pytest.raises(ConfigError, match="unknown key 'optim.stepz'"):
-        load_attack_config("attack-ppa", ["optim.stepz=3"])
+        load_attack_config("attack-ppa", {"optim.stepz": 3})
     with pytest.raises(ConfigError, match="loss"):
-        load_attack_config("attack-ppa", ["optim.loss=l1"])
+        load_attack_config("attack-ppa", {"optim.loss": "l1"})
 
 
 def test_shipped_attack_configs_load():
@@ -419,18 +420,7 @@ def test_shipped_attack_configs_load():
 
 
 # ----------------------------------------------------------------------------- command line
-def _lsmia_attack(argv):
-    """`lsmia attack ARGV` through the subcommand module (the top-level CLI maps 'attack' to it)."""
-    import argparse
-
-    from lsmia_ext.attacks import cli
-
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    return cli.run(parser.parse_args(argv))
-
-
-def test_cli_runs_gmi_from_run_directories(tmp_path, capsys):
+def test_cli_runs_gmi_from_run_directories(tmp_path):
     from lsmia_ext.models import build_model
     from lsmia_ext.models.registry import classifier_state
     from lsmia_ext.priors import Discriminator, StyleGenerator
@@ -445,15 +435,15 @@ def test_cli_runs_gmi_from_run_directories(tmp_path, capsys):
                                                               channels_min=4), step=0)
     save_discriminator(prior_dir / "discriminator.pt", Discriminator(8, 1, channels_max=8, channels_min=4))
     out = tmp_path / "attack"
-    rc = _lsmia_attack(["--config", "attack-gmi", "--target", str(target_dir), "--prior", str(prior_dir),
-               "--out", str(out), "--classes", "3", "1", "--set", "optim.steps=2", "--set", "device=cpu"])
-    assert rc == 0 and '"num_images": 10' in capsys.readouterr().out
+    rc, stdout, stderr = lsmia("attack", "--config", "attack-gmi", "--target", target_dir, "--prior", prior_dir,
+                               "--out", out, "--classes", "3", "1", "--set", "optim.steps=2", "--set", "device=cpu")
+    assert rc == 0 and '"num_images": 10' in stdout, stderr
     record = read_json(out / "attack.json")
     assert record["classes"] == [3, 1] and record["prior"] == str(prior_dir)
     assert record["settings"]["data"]["name"] == "digits" and record["settings"]["optim"]["steps"] == 2
     assert load_checkpoint(out / "results.pt")["labels"].tolist() == [3] * 5 + [1] * 5
-    with pytest.raises(ValueError, match="needs --prior"):
-        _lsmia_attack(["--target", str(target_dir), "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="unknown class id 9"):
-        _lsmia_attack(["--target", str(target_dir), "--prior", str(prior_dir), "--out", str(tmp_path / "y"),
-                       "--classes", "9"])
+    rc, _, stderr = lsmia("attack", "--target", target_dir, "--out", tmp_path / "x")
+    assert rc == 2 and "needs --prior" in stderr
+    rc, _, stderr = lsmia("attack", "--target", target_dir, "--prior", prior_dir, "--out", tmp_path / "y",
+                          "--classes", "9")
+    assert rc == 2 and "unknown class id 9" in stderr

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import lsmia
 from lsmia_ext.audit import load_audit_config, load_model, model_spec, sniff
 from lsmia_ext.audit.example import ExampleNet
-from lsmia_ext.cli import main
 from lsmia_ext.data.sources import load_digits
 
 # Tiny budgets: the whole audit on 8x8 digits in seconds.
@@ -76,8 +76,10 @@ CONTRACT = ["--image-size", "8", "--channels", "1", "--mean", "0.5", "--std", "0
 
 
 def _audit(folders, model, out, *extra):
-    return main(["audit", "--model", str(model), "--private", str(folders / "private"), "--public",
-                 str(folders / "public"), "--out", str(out), *extra])
+    code, _, err = lsmia("audit", "--model", model, "--private", folders / "private", "--public", folders / "public",
+                         "--out", out, *extra)
+    assert code == 0, err
+    return code
 
 
 def test_files_are_recognised_without_running_them(user_model):
@@ -108,7 +110,7 @@ def test_torchscript_and_export_wrap_into_the_classifier_contract(user_model):
 
 @pytest.mark.parametrize("case", ["pickle", "state_dict", "outputs", "image_size", "empty_folder", "compare",
                                   "no_contract"])
-def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path, capsys):
+def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path):
     _, d = user_model
     model, extra, private = d / "model.ts.pt", list(CONTRACT), folders / "private"
     expected = {
@@ -131,15 +133,15 @@ def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path, c
         extra += ["--compare", "nls"]
     elif case == "no_contract":
         extra = []
-    rc = main(["audit", "--model", str(model), "--private", str(private), "--public", str(folders / "public"),
-               "--out", str(tmp_path / "run"), *extra])
-    err = capsys.readouterr().err.strip()
+    rc, _, err = lsmia("audit", "--model", model, "--private", private, "--public", folders / "public",
+                       "--out", tmp_path / "run", *extra)
+    err = err.strip()
     assert rc == 2
     assert len(err.splitlines()) == 1 and expected in err, err
     assert not (tmp_path / "run" / "prior").exists()  # refused before any stage ran
 
 
-def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model, tmp_path, capsys):
+def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model, tmp_path):
     _, d = user_model
     out = tmp_path / "audit"
     assert _audit(folders, d / "model.ts.pt", out, *CONTRACT, *_tiny_args()) == 0
@@ -155,9 +157,8 @@ def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model
     assert {"prior", "eval_model", "attack model ppa", "evaluate model ppa"} <= set(results["timings"]["stages"])
 
     # the same attack scored by `lsmia evaluate` (its own data loading, target from attack.json)
-    capsys.readouterr()
-    assert main(["evaluate", "--attack", str(out / "attacks" / "model_ppa"), "--eval-model", str(out / "eval_model"),
-                 "--set", "kes.steps=20", "--set", "max_reference=200", "--out", str(tmp_path / "eval.json")]) == 0
+    assert lsmia("evaluate", "--attack", out / "attacks" / "model_ppa", "--eval-model", out / "eval_model",
+                 "--set", "kes.steps=20", "--set", "max_reference=200", "--out", tmp_path / "eval.json").code == 0
     ev = json.loads((tmp_path / "eval.json").read_text())
     for key in ("acc1", "acc5", "delta_eval", "fid", "precision", "recall", "density", "coverage", "kes_test",
                 "test_acc", "ece"):

@@ -3,29 +3,19 @@ training runs per defense on digits (finite loss, accuracy above chance, determi
 checkpoint round trip), a 2-rank torchrun run with BiDO, and the Pareto front / trade-off plot."""
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-import lsmia_ext
-from lsmia_ext.config import ConfigError, load_config
+from conftest import digits_cfg, torchrun_train
+from lsmia_ext.config import ConfigError
 from lsmia_ext.defenses import (BiDO, MID, build_defense, centre, gaussian_kernel, gaussian_kl, linear_kernel, nhsic,
                                 std_of)
 from lsmia_ext.experiment.tradeoff import defense_of, pareto_front, plot_tradeoff, tradeoff_blocks, tradeoff_rows
 from lsmia_ext.models import build_model, load_classifier
-from lsmia_ext.train import TrainConfig, train_classifier
+from lsmia_ext.train import train_classifier
 
-# the folder holding the lsmia_ext that this test imports (source tree in development, site-packages in CI)
-PACKAGE_ROOT = Path(lsmia_ext.__file__).resolve().parents[1]
-
-
-def digits_cfg(*overrides):
-    return load_config(TrainConfig, "train-digits-target", ["num_threads=1", *overrides])
 
 
 # ---- MID ---------------------------------------------------------------------------------------------
@@ -203,11 +193,7 @@ def test_short_training_run_per_defense(tmp_path, overrides):
 
 @pytest.mark.slow  # two torchrun processes start in ~30 s on the shared 2 cores
 def test_two_ranks_with_gloo_and_bido(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "lsmia_ext.train", "--config", "train-digits-target", "--out", str(tmp_path), "--set", "num_threads=1",
-           "--set", "defense.kind=bido", "--set", "epochs=2"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = torchrun_train(tmp_path, "defense.kind=bido", "epochs=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = json.loads((tmp_path / "metrics.json").read_text())["final"]
     assert final["world_size"] == 2 and final["test_acc"] > 0.6

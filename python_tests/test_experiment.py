@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from lsmia_ext.cli import main
-from lsmia_ext.config import ConfigError
+from lsmia_ext.config import ConfigError, flatten_overrides, parse_overrides
 from lsmia_ext.experiment import load_experiment_config, run_experiment, summarise
-from lsmia_ext.experiment.config import flatten_overrides
 
 ROW_KEYS = {"name", "alpha", "seed", "test_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial",
             "attack_acc5_initial", "delta_eval", "fid", "precision", "recall", "density", "coverage", "kes_train",
@@ -89,7 +88,7 @@ def test_second_run_reuses_every_stage(study):
 
 
 def test_changed_evaluation_setting_reruns_only_evaluations(study):
-    cfg = load_experiment_config("experiment-digits", preset="quick", overrides=["evaluate.kes.steps=10"])
+    cfg = load_experiment_config("experiment-digits", preset="quick", overrides={"evaluate.kes.steps": 10})
     stages = run_experiment(cfg, study, log=lambda *_: None)["timings"]["stages"]
     rerun = sorted(k for k, t in stages.items() if not t["reused"])
     assert rerun == ["evaluation:hard_seed0", "evaluation:ls_neg_seed0", "evaluation:ls_pos_seed0", "reference"]
@@ -97,12 +96,12 @@ def test_changed_evaluation_setting_reruns_only_evaluations(study):
 
 def test_unknown_key_names_it():
     with pytest.raises(ConfigError, match="unknown key 'epochz'"):
-        load_experiment_config("experiment-digits", overrides=["epochz=3"])
+        load_experiment_config("experiment-digits", overrides={"epochz": 3})
 
 
 def test_empty_targets_is_an_error():
     with pytest.raises(ConfigError, match="targets is empty"):
-        load_experiment_config("experiment-digits", overrides=["targets=[]"])
+        load_experiment_config("experiment-digits", overrides={"targets": []})
 
 
 @pytest.mark.parametrize("override, message", [
@@ -116,7 +115,7 @@ def test_empty_targets_is_an_error():
 ])
 def test_bad_stage_settings_fail_at_load(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_experiment_config("experiment-digits", overrides=[override])
+        load_experiment_config("experiment-digits", overrides=parse_overrides([override]))
 
 
 def test_unknown_preset_and_seed_count():
@@ -128,7 +127,7 @@ def test_unknown_preset_and_seed_count():
 
 
 def test_hflip_on_digits_is_refused_before_training(tmp_path):
-    cfg = load_experiment_config("experiment-digits", overrides=["attack.set.hflip=true"])
+    cfg = load_experiment_config("experiment-digits", overrides={"attack.set.hflip": True})
     with pytest.raises(ValueError, match="set attack.set.hflip=false"):
         run_experiment(cfg, tmp_path, log=lambda *_: None)
     assert not (tmp_path / "prior").exists()

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import lsmia
 from lsmia_ext.metrics import (KesConfig, attack_accuracy, extract_features, feature_distance, fit_to_model,
                                frechet_distance, knowledge_extraction, prdc, prdc_per_class, target_utility)
 from lsmia_ext.models import Classifier
@@ -251,17 +252,6 @@ def digits():
     return cfg, load_scenario(cfg)
 
 
-def run_evaluate(argv: list[str]) -> int:
-    """`lsmia evaluate ARGV` through its own argument parser (the subcommand module cli.py dispatches to)."""
-    import argparse
-
-    from lsmia_ext.metrics import cli
-
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    return cli.run(parser.parse_args(argv))
-
-
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -377,9 +367,9 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path):
     write_json(attack_dir / "attack.json", {"attack": "ppa", "settings": {"data": cfg.model_dump(mode="json")},
                                             "seed": 0, "classes": list(range(sc.num_classes)),
                                             "target": str(tmp_path / "target"), "prior": None, "timings": {}})
-    rc = run_evaluate(["--attack", str(attack_dir), "--eval-model", str(tmp_path / "eval"),
-               "--set", "kes.steps=30", "--set", "max_reference=300"])
-    assert rc == 0
+    rc, _, stderr = lsmia("evaluate", "--attack", attack_dir, "--eval-model", tmp_path / "eval",
+                          "--set", "kes.steps=30", "--set", "max_reference=300")
+    assert rc == 0, stderr
     res = json.loads((attack_dir / "evaluation.json").read_text())
     for key in ("acc1", "acc5", "delta_eval", "fid", "precision", "recall", "density", "coverage",
                 "kes_train", "kes_test", "test_acc", "test_nll", "ece", "eval_model_test_acc"):
@@ -398,8 +388,8 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path):
 
 def test_lsmia_evaluate_reports_missing_run_dir(tmp_path):
     (tmp_path / "eval").mkdir()
-    with pytest.raises(FileNotFoundError, match="attack run directory"):
-        run_evaluate(["--attack", str(tmp_path / "nope"), "--eval-model", str(tmp_path / "eval")])
+    rc, _, stderr = lsmia("evaluate", "--attack", tmp_path / "nope", "--eval-model", tmp_path / "eval")
+    assert rc == 2 and "attack run directory" in stderr
 
 
 def test_category_accuracy_counts_a_sibling_identity_as_the_right_category():

@@ -239,13 +239,13 @@ def test_bad_generator_specs(tmp_path):
 
 def test_prior_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="unknown key 'train.stepz'"):
-        load_config(PriorConfig, "prior-digits", ["train.stepz=3"])
+        load_config(PriorConfig, "prior-digits", {"train.stepz": 3})
     with pytest.raises(ConfigError, match="betas"):
-        load_config(PriorConfig, "prior-digits", ["train.betas=[0.5, 1.0]"])
+        load_config(PriorConfig, "prior-digits", {"train.betas": [0.5, 1.0]})
     with pytest.raises(ConfigError, match="train.batch_size"):
-        load_config(PriorConfig, "prior-digits", ["train.batch_size=1"])
+        load_config(PriorConfig, "prior-digits", {"train.batch_size": 1})
     with pytest.raises(ConfigError, match="overlap"):
-        load_config(PriorConfig, "prior-digits", ["data.public_classes=[4, 5]"])
+        load_config(PriorConfig, "prior-digits", {"data.public_classes": [4, 5]})
     shipped = load_config(PriorConfig, "prior-fmnist").data  # public identity sub-classes of every category
     assert shipped.identities is not None and shipped.public_classes == []
 
@@ -263,11 +263,11 @@ def test_only_public_splits_reach_the_prior():
 
 # ---- training end to end (real digits data) ------------------------------------------------------------
 
-FAST = ["fid.num_samples=200", "fid.extractor_epochs=4", "train.sample_every=20", "train.checkpoint_every=20"]
+FAST = {"fid.num_samples": 200, "fid.extractor_epochs": 4, "train.sample_every": 20, "train.checkpoint_every": 20}
 
 
-def test_training_lowers_fid_resumes_and_is_reused(tmp_path, capsys):
-    straight = load_config(PriorConfig, "prior-digits", FAST + ["train.steps=40"])
+def test_training_lowers_fid_resumes_and_is_reused(tmp_path):
+    straight = load_config(PriorConfig, "prior-digits", {**FAST, "train.steps": 40})
     metrics = train_prior(straight, tmp_path / "straight", progress=False)
     assert metrics["finished"] and metrics["steps"] == 40
     assert metrics["fid"] < 0.7 * metrics["fid_at_init"], metrics  # training moved samples toward real data
@@ -291,7 +291,7 @@ def test_training_lowers_fid_resumes_and_is_reused(tmp_path, capsys):
     assert (tmp_path / "straight" / "generator.pt").stat().st_mtime_ns == stamp
 
     # interrupted after 20 steps, then continued: the same weights as the straight run
-    train_prior(load_config(PriorConfig, "prior-digits", FAST + ["train.steps=20"]), tmp_path / "split",
+    train_prior(load_config(PriorConfig, "prior-digits", {**FAST, "train.steps": 20}), tmp_path / "split",
                 progress=False)
     resumed = train_prior(straight, tmp_path / "split", progress=False)
     assert resumed["steps"] == 40
@@ -299,18 +299,17 @@ def test_training_lowers_fid_resumes_and_is_reused(tmp_path, capsys):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
     # the CLI entry point on the finished run: prints the metrics, retrains nothing
-    from argparse import Namespace
+    from conftest import lsmia
 
-    from lsmia_ext.priors import cli
-    args = Namespace(config="prior-digits", out=str(tmp_path / "straight"), overrides=FAST + ["train.steps=40"])
-    assert cli.run(args) == 0
-    assert '"fid": ' in capsys.readouterr().out
+    sets = [a for k, v in {**FAST, "train.steps": 40}.items() for a in ("--set", f"{k}={v}")]
+    code, out, err = lsmia("train-prior", "--config", "prior-digits", "--out", tmp_path / "straight", *sets)
+    assert code == 0 and '"fid": ' in out, err
 
     with pytest.raises(ValueError, match="more than train.steps=20"):
-        train_prior(load_config(PriorConfig, "prior-digits", FAST + ["train.steps=20"]), tmp_path / "split",
+        train_prior(load_config(PriorConfig, "prior-digits", {**FAST, "train.steps": 20}), tmp_path / "split",
                     progress=False)
     with pytest.raises(ValueError, match="another config"):
-        train_prior(load_config(PriorConfig, "prior-digits", FAST + ["seed=5"]), tmp_path / "straight",
+        train_prior(load_config(PriorConfig, "prior-digits", {**FAST, "seed": 5}), tmp_path / "straight",
                     progress=False)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import lsmia
 from lsmia_ext import toy
 
 torch.set_num_threads(1)
@@ -96,12 +97,8 @@ def test_settings_reject_bad_values():
 
 
 def _run_cli(out, *extra):
-    """`lsmia toy` through its own argument parser (the subcommand module cli.py dispatches to)."""
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    toy.add_arguments(parser)
-    assert toy.run(parser.parse_args(["--out", str(out), *extra])) == 0
+    code, _, err = lsmia("toy", "--out", out, *extra)
+    assert code == 0, err
     return json.loads((out / "toy.json").read_text())
 
 

@@ -1,25 +1,16 @@
 """Trainer: alpha schedule per epoch, resume equivalence after a real interruption, reuse of finished runs,
 bad configs, CLI, and a 2-rank torchrun run with gloo (all on the 8x8 digits config)."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import lsmia_ext
+from conftest import digits_cfg, lsmia, torchrun_train
 from lsmia_ext.config import ConfigError, available_configs, load_config
+from lsmia_ext.errors import UserInputError
 from lsmia_ext.models import load_classifier
 from lsmia_ext.train import TrainConfig, train_classifier
-
-# the folder holding the lsmia_ext that this test imports (source tree in development, site-packages in CI)
-PACKAGE_ROOT = Path(lsmia_ext.__file__).resolve().parents[1]
-
-
-def digits_cfg(*overrides):
-    return load_config(TrainConfig, "train-digits-target", ["num_threads=1", *overrides])
 
 
 def test_end_to_end_with_negative_alpha_schedule(tmp_path):
@@ -32,7 +23,7 @@ def test_end_to_end_with_negative_alpha_schedule(tmp_path):
     arch = torch.load(tmp_path / "model.pt", weights_only=True)["arch"]
     assert arch == {"name": "small_cnn", "num_classes": 5, "in_channels": 1, "image_size": 8}
     assert model.num_classes == 5
-    for name in ("config.yaml", "data_manifest.json", "manifest.json"):
+    for name in ("run.json", "data_manifest.json", "manifest.json"):
         assert (tmp_path / name).exists()
     assert not (tmp_path / "checkpoint.pt").exists()
     manifest = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]
@@ -82,7 +73,7 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     # a finished run is returned without training again
     assert train_classifier(cfg, tmp_path / "resumed", on_epoch_end=lambda e, r: seen.append(e)) == resumed
     assert seen == [1, 2]
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(UserInputError, match=r"another config \(differs in optim.lr\)"):
         train_classifier(digits_cfg(*over, "optim.lr=0.01"), tmp_path / "resumed")
 
 
@@ -114,31 +105,17 @@ def test_shipped_train_configs_validate():
     assert len(load_config(TrainConfig, "train-celeba-resnet152").data.private_classes) == 1000
 
 
-def test_cli_and_bf16(tmp_path, capsys):
-    import argparse
-
-    from lsmia_ext.train import cli
-
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    args = parser.parse_args(["--config", "train-digits-target", "--out", str(tmp_path), "--set", "epochs=1",
-                              "--set", "bf16=true", "--set", "num_threads=1"])
-    assert cli.run(args) == 0
-    out = capsys.readouterr().out  # epoch log lines, then the final metrics as JSON
+def test_cli_and_bf16(tmp_path):
+    code, out, err = lsmia("train", "--config", "train-digits-target", "--out", tmp_path, "--set", "epochs=1",
+                           "--set", "bf16=true", "--set", "num_threads=1")
+    assert code == 0, err
+    # out: epoch log lines, then the final metrics as JSON
     printed = json.loads(out[out.index("{"):])
     assert printed["test_acc"] > 0.5
 
 
-def _torchrun(out: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "lsmia_ext.train", "--config", "train-digits-target", "--out", str(out),
-           "--set", "num_threads=1", *[a for o in overrides for a in ("--set", o)]]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-
-
 def test_two_ranks_with_gloo(tmp_path):
-    proc = _torchrun(tmp_path / "ddp")
+    proc = torchrun_train(tmp_path / "ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["final"]["world_size"] == 2

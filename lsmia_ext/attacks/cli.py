@@ -5,41 +5,40 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cli_args import add_config_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="attack-ppa",
-                        help="shipped config name (attack-ppa, attack-gmi, attack-miface, attack-ppa-facescrub) "
-                             "or a YAML path")
+    add_config_args(parser, config_default="attack-ppa", set_example="optim.steps=20",
+                    config_help="shipped config name (attack-ppa, attack-gmi, attack-miface, attack-ppa-facescrub) "
+                                "or a YAML path",
+                    out_help="run directory to write (rerun to resume)")
     parser.add_argument("--target", required=True, help="target classifier: RUN_DIR or RUN_DIR/model.pt")
     parser.add_argument("--prior", default=None,
                         help="generator prior: RUN_DIR, generator.pt or YAML (needed by ppa and gmi)")
-    parser.add_argument("--out", required=True, help="run directory to write (rerun to resume)")
     parser.add_argument("--classes", type=int, nargs="+", default=None,
                         help="class ids in the target's label space (default: all)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set optim.steps=20 (repeatable)")
 
 
 def target_data_config(target: str) -> dict | None:
-    """The data section of the target's training config (RUN_DIR/config.yaml beside model.pt, as
-    `lsmia train` writes it), recorded in attack.json so that evaluation finds the private data."""
-    import yaml
+    """The data section of the target's training config (the record of the `lsmia train` run directory
+    holding model.pt), recorded in attack.json so that evaluation finds the private data."""
+    from ..runio import recorded_config
 
     path = Path(target)
-    config = (path if path.is_dir() else path.parent) / "config.yaml"
-    if not config.exists():
-        return None
-    data = (yaml.safe_load(config.read_text()) or {}).get("data")
+    data = (recorded_config(path if path.is_dir() else path.parent) or {}).get("data")
     return data if isinstance(data, dict) else None
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import dist
     from ..models import load_classifier
+    from ..runio import check_out_dir
     from .config import load_attack_config
     from .runner import run_attack
 
     cfg = load_attack_config(args.config, args.overrides)
+    check_out_dir(args.out)  # before the models load
     dist.init(dist.local_device(cfg.device))
     try:
         target = load_classifier(args.target)

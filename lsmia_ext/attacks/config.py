@@ -165,6 +165,6 @@ class AttackConfig(Strict):
         return ATTACKS.get(self.attack).needs_prior
 
 
-def load_attack_config(name_or_path: str, overrides=()) -> AttackConfig:
-    """Named shipped config (e.g. 'attack-ppa') or a YAML path, with `key=value` overrides."""
-    return load_config(AttackConfig, name_or_path, overrides)
+def load_attack_config(name_or_path: str, overrides=None) -> AttackConfig:
+    """Named shipped config (e.g. 'attack-ppa') or a YAML path, with overrides {dotted key: value}."""
+    return load_config(AttackConfig, name_or_path, overrides or {})

@@ -4,6 +4,8 @@ Each batch of `classes_per_batch` classes is seeded from (seed, batch index) alo
 the same images whether it runs first or after a restart, on rank 0 or on rank 3. Every rank writes
 its finished batches to RUN_DIR/partial/batch_XXX.pt; rank 0 waits for all of them and assembles
 results.pt, attack.json and the grids (run_dir must be shared by the ranks, as torchrun jobs are).
+The run directory is a runio.RunDir: a finished attack of the same settings and classes is returned as is,
+a directory of another attack is refused (one written before run.json existed resumes from partial/).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from tqdm import tqdm
 from .. import dist
 from ..config import config_hash
 from ..ops import LatentAdam
-from ..runio import load_checkpoint, save_checkpoint
+from ..runio import RECORD, RunDir, load_checkpoint, save_checkpoint
 from . import gmi, miface, ppa  # noqa: F401  (each registers its attack in ATTACKS)
 from .config import ATTACKS, AttackConfig
 from .outputs import write_run
@@ -87,14 +89,18 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     t_start = time.perf_counter()
     _check_models(cfg, target, generator)
     ids = check_classes(classes, int(target.num_classes))
-    out_dir = Path(out_dir)
+    settings = cfg.model_dump(mode="json")
+    if data_config is not None:
+        settings["data"] = data_config.model_dump(mode="json") if hasattr(data_config, "model_dump") else dict(data_config)
+    run = RunDir(out_dir, "attack", {"settings": settings, "classes": ids})
+    out_dir = run.path
+    done = dist.broadcast_object(run.claim() if dist.is_main() else None)
+    if done is not None:
+        return done
     device = dist.local_device(cfg.device)
     for m in (target, generator, discriminator):
         if m is not None:
             m.to(device)
-    settings = cfg.model_dump(mode="json")
-    if data_config is not None:
-        settings["data"] = data_config.model_dump(mode="json") if hasattr(data_config, "model_dump") else dict(data_config)
     batches = [ids[i:i + cfg.classes_per_batch] for i in range(0, len(ids), cfg.classes_per_batch)]
     fingerprints = [config_hash({"settings": settings, "batch": i, "classes": b}) for i, b in enumerate(batches)]
     mine = list(range(dist.rank(), len(batches), dist.world_size()))
@@ -135,6 +141,7 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     summary.update(num_images=int(conf.numel()), mean_confidence=float(conf.mean()),
                    per_class_confidence={c: float(conf[merged["labels"] == c].mean()) for c in ids},
                    timings=timings)
+    run.finish(summary, config=RECORD)
     return summary
 
 

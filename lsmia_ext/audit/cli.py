@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli_args import add_config_args
+
 from .config import DEFAULT_AUDIT_CONFIG
 
 
@@ -15,7 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(sorted folder names = the model's class order)")
     parser.add_argument("--public", required=True, metavar="DIR",
                         help="public images (no labels needed; a flat folder or sub-folders)")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory; rerunning resumes")
     parser.add_argument("--prior", default=None, metavar="RUN_DIR", help="reuse a generator prior")
     parser.add_argument("--eval-model", default=None, metavar="RUN_DIR", help="reuse an evaluation model")
     parser.add_argument("--attacks", default="ppa", help="comma-separated: ppa,gmi,miface (default ppa)")
@@ -31,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     contract.add_argument("--std", type=float, nargs="+", default=None, help="normalisation std (default 1)")
     contract.add_argument("--trust-pickle", action="store_true", default=None,
                           help="allow a pickled whole-module file (runs code stored in the file)")
-    parser.add_argument("--config", default=None, help=f"audit config name or YAML (default {DEFAULT_AUDIT_CONFIG})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override the audit config, e.g. attacks.ppa.set.optim.steps=50 (repeatable)")
+    add_config_args(parser, set_example="attacks.ppa.set.optim.steps=50",
+                    config_help=f"audit config name or YAML (default {DEFAULT_AUDIT_CONFIG})",
+                    out_help="run directory; rerunning resumes")
 
 
 def run(args: argparse.Namespace) -> int:

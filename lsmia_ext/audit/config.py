@@ -3,7 +3,8 @@ experiment's), so every recipe stays in its one stage YAML. The data section of 
 by the user's folders (folders.audit_data)."""
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 from pydantic import Field, field_validator
 
@@ -53,5 +54,6 @@ class AuditConfig(Strict):
         return v
 
 
-def load_audit_config(name_or_path: str | None = None, overrides: Iterable[str] = ()) -> AuditConfig:
+def load_audit_config(name_or_path: str | None = None,
+                      overrides: Mapping[str, Any] = MappingProxyType({})) -> AuditConfig:
     return load_config(AuditConfig, name_or_path or DEFAULT_AUDIT_CONFIG, overrides)

@@ -14,7 +14,7 @@ import yaml
 
 from ..config import config_hash
 from ..experiment.stages import attack_hash, evaluation_hash, run_stage
-from ..runio import file_sha256, update_manifest, write_json, write_text
+from ..runio import check_out_dir, file_sha256, update_manifest, write_json, write_text
 from .compare import SPEC_FILE, not_retrainable, retrain_arch, target_of_retrained
 from .config import AuditConfig
 from .folders import audit_data, folder_fingerprint, private_classes
@@ -93,6 +93,7 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     from .report import write_report
 
     t_start = time.perf_counter()
+    check_out_dir(out)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     unknown = [a for a in attacks if a not in cfg.attacks]
@@ -127,8 +128,8 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     if compare:
         arch = retrain_arch(spec)
         for key, alpha in (("retrained_hard", 0.0), ("retrained_nls", cfg.nls.alpha)):
-            tcfg = cfg.retrain.load(TrainConfig, data, [f"model.name={arch}", f"loss.alpha={alpha}",
-                                                        f"loss.warmup={cfg.nls.warmup}", f"loss.ramp={cfg.nls.ramp}"])
+            tcfg = cfg.retrain.load(TrainConfig, data, {"model.name": arch, "loss.alpha": alpha,
+                                                        "loss.warmup": cfg.nls.warmup, "loss.ramp": cfg.nls.ramp})
             d, h = out / key, config_hash({"run": tcfg.run_hash(), "data": fp_private})
             result = audit.stage(f"train {key}", d, h, lambda tcfg=tcfg, d=d: _train(tcfg, d))
             targets.append({"name": f"retrained, alpha {alpha:+g}", "key": key, "alpha": alpha,

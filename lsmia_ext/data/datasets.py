@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..errors import UserInputError
+
 # ITU-R BT.601 luma weights, the usual RGB -> grey conversion (as PIL's "L" mode).
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -90,8 +92,12 @@ class ImageFolderImages(Dataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        with Image.open(self.files[i]) as img:
-            x = self.transform(img.convert(self.mode))
+        try:
+            with Image.open(self.files[i]) as img:
+                x = self.transform(img.convert(self.mode))
+        except OSError as e:  # unreadable, truncated or not an image (PIL.UnidentifiedImageError is an OSError)
+            raise UserInputError(f"image {self.files[i]} cannot be read ({type(e).__name__}: "
+                                 f"{(str(e).strip().splitlines() or ['?'])[0]}); fix or remove it") from None
         return x, int(self.labels[i])
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..errors import UserInputError
+
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -25,7 +27,7 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(FileNotFoundError, UserInputError):
     """The dataset is not where we looked; the message says how to install it or which path to give."""
 
 
@@ -199,5 +201,8 @@ def load_source(name: str, root: Optional[Path], allow_download: bool = False) -
     if name == "digits":
         return load_digits()
     if name == "imagefolder":
-        return scan_imagefolder(root)
+        try:
+            return scan_imagefolder(root)
+        except PermissionError as e:  # a folder the user may not list
+            raise UserInputError(f"imagefolder {e.filename} cannot be read ({e.strerror}): check its permissions") from None
     raise ValueError(f"unknown dataset {name!r}; allowed: fashion-mnist, mnist5k, digits, imagefolder")

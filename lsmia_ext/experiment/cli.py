@@ -3,21 +3,21 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli_args import add_config_args
+
 from .config import DEFAULT_CONFIG, PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None,
-                        help=f"shipped experiment config name or YAML path (default {DEFAULT_CONFIG})")
+    add_config_args(parser, set_example="target.set.epochs=4 or evaluate.kes.steps=500",
+                    config_help=f"shipped experiment config name or YAML path (default {DEFAULT_CONFIG})",
+                    out_help="run directory (stages already there are reused)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="reduced budget applied on top of the config (quick: about 2 minutes, for tests)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 (overrides the config's seeds)")
-    parser.add_argument("--out", required=True, help="run directory (stages already there are reused)")
     parser.add_argument("--ablation", default=None, metavar="OTHER_RUN_DIR",
                         help="a finished study whose paired claims the report shows as the ablation "
                              "'prior without the private domain' (same as the config field ablation)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, e.g. target.set.epochs=4 or evaluate.kes.steps=500 (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,61 +10,42 @@ the shared target recipe, so other defences (MID, BiDO, ...) plug in as entries 
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from ..config import ConfigError, Strict, apply_overrides, load_config, read_yaml, resolve_config_path, validate
+from ..config import (ConfigError, Strict, apply_overrides, config_hash, flatten_overrides, load_config,
+                      merge_overrides, read_yaml, resolve_config_path, validate)
 from ..data import DataConfig
 from ..metrics import EvaluateConfig
+from .stages import ResolvedStages, resolve_stages
 
 DEFAULT_CONFIG = "experiment-fmnist"
 
 # Reduced budgets for tests and smoke runs (about 2 minutes on 2 cores on top of experiment-fmnist;
-# seconds on top of experiment-digits), applied as --set overrides after the config file.
-PRESETS: dict[str, list[str]] = {
-    "quick": [
-        "data.train_per_class=300",
-        "prior.set.train.steps=30",
-        "prior.set.fid.num_samples=100",
-        "prior.set.fid.extractor_epochs=1",
-        "eval_model.set.epochs=2",
-        "target.set.epochs=2",
-        "target.set.loss.warmup=1",
-        "target.set.loss.ramp=0",
-        "attack.set.initial.candidates=60",
-        "attack.set.initial.keep=10",
-        "attack.set.optim.steps=8",
-        "attack.set.final.keep=4",
-        "attack.set.final.transforms=8",
-        "evaluate.max_reference=300",
-        "evaluate.kes.steps=30",
-    ],
+# seconds on top of experiment-digits), applied as overrides after the config file.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "data.train_per_class": 300,
+        "prior.set.train.steps": 30,
+        "prior.set.fid.num_samples": 100,
+        "prior.set.fid.extractor_epochs": 1,
+        "eval_model.set.epochs": 2,
+        "target.set.epochs": 2,
+        "target.set.loss.warmup": 1,
+        "target.set.loss.ramp": 0,
+        "attack.set.initial.candidates": 60,
+        "attack.set.initial.keep": 10,
+        "attack.set.optim.steps": 8,
+        "attack.set.final.keep": 4,
+        "attack.set.final.transforms": 8,
+        "evaluate.max_reference": 300,
+        "evaluate.kes.steps": 30,
+    },
 }
-
-
-def flatten_overrides(mapping: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"steps": 5}, "fid.num_samples": 9} -> {"train.steps": 5, "fid.num_samples": 9}.
-
-    Nested mappings and dotted keys may be mixed (YAML files tend to nest, --set adds nested keys);
-    naming the same leaf twice is an error rather than a silent pick of one."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        full = f"{prefix}{key}"
-        items = flatten_overrides(value, f"{full}.") if isinstance(value, dict) and value else {full: value}
-        for k, v in items.items():
-            if k in flat:
-                raise ConfigError(f"override {k!r} is given twice (once nested, once dotted)")
-            flat[k] = v
-    return flat
-
-
-def as_override_strings(mapping: dict) -> list[str]:
-    """Flattened overrides as `key=value` strings (JSON values are valid YAML) for config.apply_overrides."""
-    return [f"{k}={json.dumps(v)}" for k, v in flatten_overrides(mapping).items()]
 
 
 class StageRef(Strict):
@@ -79,9 +60,11 @@ class StageRef(Strict):
         resolve_config_path(v)  # raises ConfigError listing the shipped configs
         return v
 
-    def load(self, model, data: Optional[DataConfig] = None, extra: Iterable[str] = ()):
-        """The resolved stage config; `data` replaces the stage file's data section."""
-        raw = apply_overrides(read_yaml(resolve_config_path(self.config)), [*as_override_strings(self.set), *extra])
+    def load(self, model, data: Optional[DataConfig] = None, extra: Mapping[str, Any] = MappingProxyType({})):
+        """The resolved stage config: the stage file, then `set`, then `extra` (a mapping of dotted keys);
+        `data` replaces the stage file's data section."""
+        overrides = merge_overrides(flatten_overrides(self.set), extra)
+        raw = apply_overrides(read_yaml(resolve_config_path(self.config)), overrides)
         if data is not None:
             raw["data"] = data.model_dump(mode="json")
         return validate(model, raw, source=f"{self.config} (+ experiment overrides)")
@@ -169,28 +152,38 @@ class ExperimentConfig(Strict):
                              "`lsmia experiment`")
         return v
 
+    _stages: Optional[tuple[str, ResolvedStages]] = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _stages_resolve(self):
-        """Loads every stage config once so a bad override fails now, not after an hour of training."""
-        from .stages import resolve_stages
-
-        resolve_stages(self)
+        """Loads every stage config now, so a bad override fails here, not after an hour of training."""
+        self.stages  # noqa: B018 -- resolved and kept
         return self
+
+    @property
+    def stages(self) -> ResolvedStages:
+        """Every stage config, resolved once per content of this config (a changed copy resolves anew)."""
+        key = config_hash(self)
+        if self._stages is None or self._stages[0] != key:
+            self._stages = (key, resolve_stages(self))
+        return self._stages[1]
 
 
 def load_experiment_config(name_or_path: str | Path | None = None, preset: str | None = None,
-                           seeds: int | None = None, overrides: Iterable[str] = (),
+                           seeds: int | None = None, overrides: Mapping[str, Any] = MappingProxyType({}),
                            ablation: str | Path | None = None) -> ExperimentConfig:
-    """The config file (default experiment-fmnist), then the preset, then --seeds N, then --set items,
-    then --ablation DIR."""
-    extra: list[str] = []
+    """The config file (default experiment-fmnist), then the preset, then --seeds N, then the overrides
+    (a mapping of dotted keys), then --ablation DIR."""
+    layers: list[Mapping[str, Any]] = []
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; allowed: {', '.join(sorted(PRESETS))}")
-        extra += PRESETS[preset]
+        layers.append(PRESETS[preset])
     if seeds is not None:
         if seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-        extra.append(f"seeds={json.dumps(list(range(seeds)))}")
-    tail = [] if ablation is None else [f"ablation={json.dumps(str(ablation))}"]
-    return load_config(ExperimentConfig, name_or_path or DEFAULT_CONFIG, [*extra, *overrides, *tail])
+        layers.append({"seeds": list(range(seeds))})
+    layers.append(overrides)
+    if ablation is not None:
+        layers.append({"ablation": str(ablation)})
+    return load_config(ExperimentConfig, name_or_path or DEFAULT_CONFIG, merge_overrides(*layers))

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from ..config import config_hash
-from ..runio import update_manifest, write_json
+from ..runio import RECORD, RunDir, update_manifest, write_json
 from .config import ExperimentConfig
 from .claims_report import ablation_summary
 from .matched import matched_comparison
 from .stats import claim_statistics
-from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, resolve_stages, run_stage
+from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, run_stage
 
 RESULTS_FILE = "results.json"
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
@@ -40,7 +40,7 @@ class _Study:
     def __init__(self, cfg: ExperimentConfig, out_dir: Path, log, identities_sha256: str | None = None):
         self.cfg, self.out, self.log = cfg, Path(out_dir), log
         self.identities_sha256 = identities_sha256
-        self.stages: ResolvedStages = resolve_stages(cfg)
+        self.stages: ResolvedStages = cfg.stages  # resolved once, when the config was validated
         self.timings: dict[str, dict] = {}
         self.notes: list[str] = []
         self._reference = None
@@ -146,13 +146,14 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
     from .report import write_report
 
     t_start = time.perf_counter()
+    run = RunDir(out_dir, "experiment", cfg.model_dump(mode="json"))
+    run.read()  # a directory of another package version or another kind of run is refused here
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     scenario = load_scenario(cfg.data)
     study = _Study(cfg, out_dir, log, scenario.identities.sha256 if scenario.identities else None)
     out = study.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "experiment_config.json", cfg.model_dump(mode="json"))
+    run.write(finished=False)  # a changed config reruns only the stages it changes (each has its own record)
     _check_scenario(cfg, study.stages, scenario)
 
     prior_dir, p_hash = study.prior()
@@ -200,7 +201,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
     results["timings"]["report_s"] = round(time.perf_counter() - t_report, 2)
     results["timings"]["total_wall_s"] = round(time.perf_counter() - t_start, 2)
     write_json(out / RESULTS_FILE, results)
-    update_manifest(out, results=RESULTS_FILE, report_md="report.md", report_html="report.html")
+    run.finish({"results": RESULTS_FILE}, results=RESULTS_FILE, report_md="report.md", report_html="report.html",
+               config=RECORD)
     return results
 
 

@@ -1,6 +1,7 @@
 """Resolved stage configs of an experiment and the reuse rule every stage follows.
 
-A stage directory holds `stage.json` = {"stage", "config_hash", "finished", "wall_s", "result"}. A
+A stage directory holds `stage.json`, a runio.RunDir record = {"format", "kind": "stage", "stage",
+"config_hash", "finished", "wall_s", "result"} (records of earlier versions lack format and kind). A
 finished stage whose hash equals the hash of its resolved config (plus the hashes of the artifacts it
 consumes) is reused without running anything; a stage of another hash is deleted and run again; an
 unfinished one of the same hash is handed back to its stage function, which resumes it.
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import config_hash
-from ..runio import read_json, write_json
-from .config import as_override_strings
+from ..config import config_hash, flatten_overrides, merge_overrides
+from ..runio import RunDir
 
 STAMP = "stage.json"
 
@@ -47,8 +47,8 @@ def resolve_stages(cfg) -> ResolvedStages:
     for seed in cfg.seeds:
         attacks[seed] = base_attack.model_copy(update={"seed": base_attack.seed + seed})
         for entry in cfg.targets:
-            extra = [*as_override_strings(entry.set), f"loss.alpha={json.dumps(entry.alpha)}",
-                     f"seed={base_target.seed + seed}"]
+            extra = merge_overrides(flatten_overrides(entry.set),
+                                    {"loss.alpha": entry.alpha, "seed": base_target.seed + seed})
             targets[(entry.name, seed)] = cfg.target.load(TrainConfig, cfg.data, extra)
     return ResolvedStages(prior, eval_model, targets, attacks)
 
@@ -74,26 +74,24 @@ class StageOutcome:
 
 def run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log=print) -> StageOutcome:
     """Runs fn() in stage_dir unless a finished run of the same hash is there (see module doc)."""
-    stage_dir = Path(stage_dir)
-    stamp = stage_dir / STAMP
-    if stamp.exists():
-        old = read_json(stamp)
+    stage = RunDir(stage_dir, "stage", {"stage": name}, stage_hash, record=STAMP)
+    old = stage.read()
+    if old is not None:
         if old.get("config_hash") == stage_hash and old.get("finished"):
             log(f"[experiment] {name}: reused ({stage_dir}, hash {stage_hash})")
             return StageOutcome(old["result"], 0.0, True, float(old.get("wall_s", 0.0)))
         if old.get("config_hash") != stage_hash:
             log(f"[experiment] {name}: config changed (hash {old.get('config_hash')} -> {stage_hash}); rerunning")
             shutil.rmtree(stage_dir)
-    elif stage_dir.exists() and any(stage_dir.iterdir()):
+    elif stage.path.exists() and any(stage.path.iterdir()):
         raise FileExistsError(f"{stage_dir} exists but has no {STAMP}: it was not written by `lsmia experiment`; "
                               "move it away or choose another --out")
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    write_json(stamp, {"stage": name, "config_hash": stage_hash, "finished": False})
+    stage.write(finished=False, stage=name)
     log(f"[experiment] {name}: running in {stage_dir}")
     t0 = time.perf_counter()
     result = _jsonable(fn())
     wall = time.perf_counter() - t0
-    write_json(stamp, {"stage": name, "config_hash": stage_hash, "finished": True, "wall_s": wall, "result": result})
+    stage.write(finished=True, result=result, stage=name, wall_s=wall)
     log(f"[experiment] {name}: done in {wall:.1f} s")
     return StageOutcome(result, wall, False, wall)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from .config import flatten_overrides
+from ..config import flatten_overrides
 
 VERDICT_METRIC = "attack_acc1"
 # results.json row keys whose paired differences the report shows next to the verdict metric

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runio import save_figure
-from .config import flatten_overrides
+from ..config import flatten_overrides
 
 FAMILIES = {"mid": "MID", "bido": "BiDO"}
 PARAMS = {"MID": ("beta",), "BiDO": ("lambda_x", "lambda_y")}

@@ -4,16 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..cli_args import add_config_args
+from ..errors import UserInputError
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--attack", required=True, metavar="RUN_DIR", help="attack run directory (attack.json, results.pt)")
     parser.add_argument("--eval-model", required=True, metavar="CKPT_OR_RUN_DIR",
                         help="evaluation classifier: a model.pt or the run directory holding it")
-    parser.add_argument("--config", default=None, metavar="NAME_OR_PATH",
-                        help="YAML with evaluation settings (see EvaluateConfig); defaults when omitted")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set kes.steps=500 (repeatable)")
-    parser.add_argument("--out", default=None, metavar="FILE", help="where to write the JSON (default RUN_DIR/evaluation.json)")
+    add_config_args(parser, out_required=False, out_metavar="FILE", set_example="kes.steps=500",
+                    config_help="YAML with evaluation settings (see EvaluateConfig); defaults when omitted",
+                    out_help="where to write the JSON (default RUN_DIR/evaluation.json)")
 
 
 def run(args) -> int:
@@ -23,6 +24,8 @@ def run(args) -> int:
 
     if not Path(args.attack).is_dir():  # before the (slower) model loading
         raise FileNotFoundError(f"attack run directory {args.attack} does not exist")
+    if args.out is not None and Path(args.out).is_dir():
+        raise UserInputError(f"--out {args.out} is a directory; give the JSON file to write")
     if args.config:
         cfg = load_config(EvaluateConfig, args.config, args.overrides)
     else:

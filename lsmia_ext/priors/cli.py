@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..cli_args import add_config_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="shipped config name (e.g. prior-fmnist) or YAML path")
-    parser.add_argument("--out", required=True, help="run directory; rerunning resumes or returns a finished run")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, dotted keys (train.steps=500); repeatable")
+    add_config_args(parser, config_required=True, set_example="train.steps=500",
+                    config_help="shipped config name (e.g. prior-fmnist) or YAML path",
+                    out_help="run directory; rerunning resumes or returns a finished run")
 
 
 def run(args: argparse.Namespace) -> int:

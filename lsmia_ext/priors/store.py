@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserInputError
 from ..runio import load_checkpoint, save_checkpoint
 from .interface import freeze
 from .networks import Discriminator, StyleGenerator
@@ -27,20 +28,26 @@ def _read(path: Path, fmt: str, what: str) -> dict:
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a {what} checkpoint of this package (format {found!r}, "
+        raise UserInputError(f"{path} is not a {what} checkpoint of this package (format {found!r}, "
                          f"expected {fmt!r})")
     return ckpt
 
 
+def _build(path: Path, ckpt: dict, network: type, what: str):
+    """The network of a checkpoint of the right format whose architecture or weights may still be damaged."""
+    try:
+        net = network(**ckpt["arch"])
+        net.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserInputError(f"{path}: the {what} checkpoint is damaged, its weights do not fit its architecture "
+                             f"({type(e).__name__}: {why})") from None
+    return freeze(net)
+
+
 def load_style_generator(path: Path) -> StyleGenerator:
-    ckpt = _read(path, GENERATOR_FORMAT, "generator")
-    g = StyleGenerator(**ckpt["arch"])
-    g.load_state_dict(ckpt["state_dict"])
-    return freeze(g)
+    return _build(path, _read(path, GENERATOR_FORMAT, "generator"), StyleGenerator, "generator")
 
 
 def load_our_discriminator(path: Path) -> Discriminator:
-    ckpt = _read(path, DISCRIMINATOR_FORMAT, "discriminator")
-    d = Discriminator(**ckpt["arch"])
-    d.load_state_dict(ckpt["state_dict"])
-    return freeze(d)
+    return _build(path, _read(path, DISCRIMINATOR_FORMAT, "discriminator"), Discriminator, "discriminator")

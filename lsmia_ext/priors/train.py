@@ -1,8 +1,9 @@
 """GAN training of our prior on the public split: non-saturating loss, lazy R1, EMA generator, Adam.
 
 Resumable: RUN_DIR/checkpoint.pt holds both networks, the EMA copy, optimiser and RNG states, so an
-interrupted run continues exactly where it stopped; a finished run (metrics.json with finished=true)
-is not retrained; raising train.steps in the same run directory continues training.
+interrupted run continues exactly where it stopped. The run directory is a runio.RunDir: a finished run is
+not retrained, raising train.steps in the same run directory continues training, a directory of another
+config is refused; one written before run.json existed is read through its config.json and metrics.json.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..config import config_hash
-from ..runio import load_checkpoint, read_json, save_checkpoint, update_manifest, write_json
+from ..runio import RECORD, RunDir, load_checkpoint, read_json, save_checkpoint, write_json
 from .config import PriorConfig
 from .fid import (accuracy, category_shares, features, frechet, load_feature_net, save_feature_net,
                   train_feature_net)
@@ -54,22 +55,23 @@ def _identity_hash(cfg: PriorConfig) -> str:
     return config_hash(data)
 
 
-def _check_run_dir(out: Path, cfg: PriorConfig) -> dict | None:
-    """Refuses a run directory of another config; returns final metrics if this run already finished."""
-    cfg_path = out / "config.json"
-    if cfg_path.exists():
-        old = read_json(cfg_path)
-        if old.get("identity_hash") != _identity_hash(cfg):
-            raise ValueError(f"{out} holds a prior trained with another config (hash {old.get('identity_hash')}); "
-                             "use a new --out directory (only train.steps/sample_every/checkpoint_every/"
-                             "num_threads may change when resuming)")
-    metrics_path = out / "metrics.json"
-    if metrics_path.exists():
-        metrics = read_json(metrics_path)
-        if metrics.get("finished") and metrics.get("steps") == cfg.train.steps:
-            return metrics
-    write_json(cfg_path, {"identity_hash": _identity_hash(cfg), "config": cfg.model_dump(mode="json")})
-    return None
+def _legacy_record(out: Path) -> dict | None:
+    """The record of a prior run directory written before run.json: config.json {"identity_hash", "config"}
+    and metrics.json ({..., "finished": true} once done)."""
+    if not (out / "config.json").exists():
+        return None
+    old = read_json(out / "config.json")
+    metrics = read_json(out / "metrics.json") if (out / "metrics.json").exists() else {}
+    return {"kind": "prior", "config_hash": old.get("identity_hash"), "config": old.get("config"),
+            "finished": bool(metrics.get("finished")), "result": metrics}
+
+
+def run_dir(cfg: PriorConfig, out_dir: str | Path) -> RunDir:
+    """Only train.steps/sample_every/checkpoint_every/num_threads may change when resuming; a finished
+    run with more train.steps continues training."""
+    return RunDir(out_dir, "prior", cfg.model_dump(mode="json"), _identity_hash(cfg),
+                  resumable=tuple(f"train.{k}" for k in _RESUMABLE_KEYS), extends=("train.steps",),
+                  legacy=_legacy_record)
 
 
 def _ema_beta(cfg: PriorConfig, images_seen: int) -> float:
@@ -137,9 +139,9 @@ def measure_fid(g: StyleGenerator, net, test_feats: torch.Tensor, cfg: PriorConf
 
 def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Trains (or resumes, or returns) the prior of `cfg` in out_dir; returns the final metrics."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    done = _check_run_dir(out, cfg)
+    run = run_dir(cfg, out_dir)
+    out = run.path
+    done = run.claim()
     if done is not None:
         return done
     t = cfg.train
@@ -162,7 +164,7 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
 
     net = _fid_extractor(out, scenario, reals, labels, cfg)
     test_feats = features(net, public_images(scenario, "public_test")[0])
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = run.checkpoint
     if ckpt_path.exists():
         s = load_checkpoint(ckpt_path)
         g.load_state_dict(s["g"]), d.load_state_dict(s["d"]), ema.load_state_dict(s["ema"])
@@ -214,7 +216,7 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
         bar.update(1)
     bar.close()
     shares = _category_coverage(scenario, ema, net, cfg)
-    return _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init, shares)
+    return _finish(run, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init, shares)
 
 
 def _category_coverage(scenario, ema, net, cfg: PriorConfig) -> dict:
@@ -228,8 +230,9 @@ def _category_coverage(scenario, ema, net, cfg: PriorConfig) -> dict:
     return {"category_share_prior": fake, "category_share_public_test": real, "category_share_min_ratio": worst}
 
 
-def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init,
+def _finish(run: RunDir, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds, history, fid_init,
             shares: dict) -> dict:
+    out = run.path
     save_generator(out / "generator.pt", ema, step)
     save_discriminator(out / "discriminator.pt", d)
     n = min(cfg.fid.num_samples, len(reals))
@@ -250,7 +253,6 @@ def _finish(out, cfg, ema, d, net, test_feats, reals, step, seconds, cpu_seconds
     }
     write_json(out / "metrics.json", metrics)
     samples = sorted((out / "samples").glob("step_*.png"))
-    update_manifest(out, generator="generator.pt", discriminator="discriminator.pt", checkpoint="checkpoint.pt",
-                    fid_features="fid_features.pt", metrics="metrics.json", config="config.json",
-                    **({"last_samples": str(samples[-1].relative_to(out))} if samples else {}))
-    return metrics
+    return run.finish(metrics, generator="generator.pt", discriminator="discriminator.pt", checkpoint="checkpoint.pt",
+                      fid_features="fid_features.pt", metrics="metrics.json", config=RECORD,
+                      **({"last_samples": str(samples[-1].relative_to(out))} if samples else {}))

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 
+from ..cli_args import add_config_args
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True,
-                        help="shipped config name (e.g. train-fmnist-target) or path to a YAML file")
-    parser.add_argument("--out", required=True, help="run directory; rerunning the command resumes the run")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, dotted keys for nesting (e.g. loss.alpha=-0.05)")
+    add_config_args(parser, config_required=True, set_example="loss.alpha=-0.05",
+                    config_help="shipped config name (e.g. train-fmnist-target) or path to a YAML file",
+                    out_help="run directory; rerunning the command resumes the run")
 
 
 def run(args) -> int:
@@ -18,7 +18,7 @@ def run(args) -> int:
     from .config import TrainConfig
     from .loop import train_classifier
 
-    cfg = load_config(TrainConfig, args.config, args.set)
+    cfg = load_config(TrainConfig, args.config, args.overrides)
     try:
         final = train_classifier(cfg, args.out)
         if dist.is_main():

@@ -3,7 +3,9 @@
 Resumability: every finished epoch writes RUN_DIR/checkpoint.pt (model, optimiser, LR scheduler, epoch,
 per-epoch metrics, wall time). All randomness inside an epoch (shuffle, augmentation, dropout) is seeded
 from (seed, epoch[, rank]), so a run continued from epoch e draws exactly what an uninterrupted run draws
-in epoch e; no generator state needs saving. A finished run (metrics.json with "final") is returned as is.
+in epoch e; no generator state needs saving. The run directory is a runio.RunDir: a finished run is returned
+as is, a directory of another config is refused; a directory written before run.json existed is read through
+its metrics.json ("config_hash", "final") and config.yaml.
 """
 from __future__ import annotations
 
@@ -16,21 +18,18 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import dist
-from ..config import ConfigError
 from ..data import BatchAugment, load_scenario
 from ..defenses import build_defense
 from ..models import MODEL_FILE, build_model, classifier_state
 from ..ops import LabelSmoothingCrossEntropy
-from ..runio import load_checkpoint, read_json, save_checkpoint, update_manifest, write_json, write_text
+from ..runio import RECORD, RunDir, load_checkpoint, read_json, save_checkpoint, write_json
 from .alpha_schedule import AlphaSchedule
 from .batches import epoch_seed, iterate_batches, rank_indices
-from .config import TrainConfig
+from .config import RUNTIME_FIELDS, TrainConfig
 from .evaluate import evaluate_classifier
 from .optimizers import build_optimizer, build_scheduler
 
-CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
-CONFIG_FILE = "config.yaml"
 EpochHook = Callable[[int, dict], None]
 
 
@@ -40,15 +39,21 @@ def _device(cfg: TrainConfig) -> torch.device:
     return dist.local_device(cfg.device)
 
 
-def _finished_metrics(out_dir: Path, run_hash: str) -> Optional[dict]:
-    path = out_dir / METRICS_FILE
-    if not path.exists():
+def _legacy_record(out_dir: Path) -> Optional[dict]:
+    """The record of a run directory written before run.json: metrics.json {"config_hash", "final"} and
+    config.yaml (the resolved config)."""
+    metrics = out_dir / METRICS_FILE
+    if not metrics.exists():
         return None
-    metrics = read_json(path)
-    if metrics.get("config_hash") != run_hash:
-        raise ConfigError(f"{out_dir} holds a run of a different config (hash {metrics.get('config_hash')}, "
-                          f"this config {run_hash}); choose another --out or delete that directory")
-    return metrics if metrics.get("final") else None
+    old = read_json(metrics)
+    config = out_dir / "config.yaml"
+    return {"kind": "train", "config_hash": old.get("config_hash"), "finished": bool(old.get("final")),
+            "result": old.get("final"), "config": yaml.safe_load(config.read_text()) if config.exists() else None}
+
+
+def run_dir(cfg: TrainConfig, out_dir: str | Path) -> RunDir:
+    return RunDir(out_dir, "train", cfg.model_dump(mode="json"), cfg.run_hash(), resumable=tuple(RUNTIME_FIELDS),
+                  legacy=_legacy_record)
 
 
 def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, device, augment, epoch, desc,
@@ -99,18 +104,19 @@ def _check_world(cfg: TrainConfig, n_train: int) -> None:
 def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Optional[EpochHook] = None) -> dict:
     """Trains (or resumes, or returns) the run in out_dir; returns the final metrics.
 
-    Writes RUN_DIR/model.pt ({"model", "arch", ...}), metrics.json (per epoch and final), config.yaml
-    (resolved), data_manifest.json and manifest.json. `on_epoch_end(epoch, metrics)` runs after the
+    Writes RUN_DIR/model.pt ({"model", "arch", ...}), metrics.json (per epoch and final), run.json
+    (the record: resolved config, finished, final metrics), data_manifest.json and manifest.json. `on_epoch_end(epoch, metrics)` runs after the
     epoch's checkpoint is written (a test hook to interrupt a run, or a progress callback).
     """
-    out_dir, run_hash = Path(out_dir), cfg.run_hash()
+    run, run_hash = run_dir(cfg, out_dir), cfg.run_hash()
+    out_dir = run.path
     device = _device(cfg)
     dist.init(device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    done = dist.broadcast_object(_finished_metrics(out_dir, run_hash) if dist.is_main() else None)
+    done = dist.broadcast_object(run.claim() if dist.is_main() else None)
     if done is not None:
-        return done["final"]
+        return done
 
     scenario = load_scenario(cfg.data)
     _check_world(cfg, len(scenario.private_train))
@@ -124,19 +130,14 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
     start, history, elapsed = 0, [], 0.0
-    ckpt_path = out_dir / CHECKPOINT_FILE
-    if ckpt_path.exists():
+    ckpt_path = run.checkpoint
+    if ckpt_path.exists():  # run.claim() checked that the directory is this config's
         ckpt = load_checkpoint(ckpt_path, map_location=device)
-        if ckpt["config_hash"] != run_hash:
-            raise ConfigError(f"{ckpt_path} belongs to another config (hash {ckpt['config_hash']}, this config "
-                              f"{run_hash}); choose another --out or delete that directory")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, history, elapsed = ckpt["epoch"], ckpt["history"], ckpt["elapsed_s"]
     elif dist.is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(out_dir / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         scenario.write_manifest(out_dir)
     net = model
     if dist.world_size() > 1:
@@ -183,7 +184,7 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
         save_checkpoint(out_dir / MODEL_FILE, classifier_state(model, cfg.model.name, config_hash=run_hash,
                                                                metrics=final, defense=cfg.defense.model_dump(mode="json")))
         write_json(out_dir / METRICS_FILE, {"config_hash": run_hash, "epochs": history, "final": final})
-        update_manifest(out_dir, model=MODEL_FILE, metrics=METRICS_FILE, config=CONFIG_FILE)
+        run.finish(final, model=MODEL_FILE, metrics=METRICS_FILE, config=RECORD)
         ckpt_path.unlink(missing_ok=True)
     dist.barrier()
     return final

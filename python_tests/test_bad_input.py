@@ -1,0 +1,185 @@
+"""Every command-line input a user can get wrong ends in one line on stderr, `lsmia CMD: error: ...`, exit
+code 2, and no traceback: truncated or foreign checkpoints and generator files, an --out that is a file,
+unreadable data folders, a prior that cannot feed the target, a run directory of another config or
+package version, a malformed --set. Tiny files only: nothing here trains."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import digits_cfg, lsmia
+from lsmia_ext.models import build_model
+from lsmia_ext.models.registry import classifier_state
+from lsmia_ext.priors import Discriminator, StyleGenerator
+from lsmia_ext.priors.store import save_discriminator, save_generator
+from lsmia_ext.runio import save_checkpoint, write_json, write_text
+
+
+def tiny_generator(channels: int = 1) -> StyleGenerator:
+    return StyleGenerator(8, channels, z_dim=8, w_dim=8, channels_max=8, channels_min=4)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 5-class 8x8 grey target run directory and a tiny prior run directory (untrained)."""
+    root = tmp_path_factory.mktemp("bad_input")
+    torch.manual_seed(0)
+    save_checkpoint(root / "target" / "model.pt", classifier_state(build_model("small_cnn", 5, 1, 8), "small_cnn"))
+    save_generator(root / "prior" / "generator.pt", tiny_generator(), step=0)
+    save_discriminator(root / "prior" / "discriminator.pt", Discriminator(8, 1, channels_max=8, channels_min=4))
+    (root / "file").write_text("not a directory")
+    return root
+
+
+def one_error_line(result, command: str, *expected: str) -> str:
+    assert result.code == 2, (result.code, result.err)
+    assert "Traceback" not in result.err, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith(f"lsmia {command}: error: "), lines[0]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def attack(runs, target, prior, *extra):
+    return lsmia("attack", "--target", target, "--prior", prior, "--out", runs / "attack_out",
+                 "--set", "device=cpu", *extra)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"PK\x03\x04 truncated", b"", b"plain text, not torch.save"])
+def test_truncated_or_foreign_classifier_checkpoint(runs, tmp_path, content):
+    (tmp_path / "model.pt").write_bytes(content)
+    one_error_line(attack(runs, tmp_path / "model.pt", runs / "prior"), "attack", "model.pt", "cannot be read")
+
+
+def test_truncated_classifier_checkpoint_in_a_run_directory(runs, tmp_path):
+    data = (runs / "target" / "model.pt").read_bytes()
+    (tmp_path / "model.pt").write_bytes(data[: len(data) // 2])
+    one_error_line(attack(runs, tmp_path, runs / "prior"), "attack", "model.pt")
+    one_error_line(lsmia("evaluate", "--attack", runs, "--eval-model", tmp_path), "evaluate", "model.pt")
+
+
+def test_checkpoint_of_another_kind_as_classifier(runs):
+    one_error_line(attack(runs, runs / "prior" / "generator.pt", runs / "prior"), "attack",
+                   "not a classifier checkpoint")
+
+
+def test_missing_classifier_checkpoint(runs, tmp_path):
+    one_error_line(attack(runs, tmp_path, runs / "prior"), "attack", "model.pt", "does not exist")
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 truncated", b"garbage"])
+def test_truncated_generator_file(runs, tmp_path, content):
+    (tmp_path / "generator.pt").write_bytes(content)
+    one_error_line(attack(runs, runs / "target", tmp_path / "generator.pt"), "attack", "generator.pt")
+    one_error_line(attack(runs, runs / "target", tmp_path), "attack", "generator.pt")  # its run directory
+
+
+def test_generator_file_of_another_kind(runs):
+    one_error_line(attack(runs, runs / "target", runs / "target" / "model.pt"), "attack",
+                   "not a generator checkpoint")
+
+
+def test_generator_weights_that_do_not_fit_its_architecture(runs, tmp_path):
+    ckpt = torch.load(runs / "prior" / "generator.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v[..., :1] if v.ndim else v for k, v in ckpt["state_dict"].items()}
+    save_checkpoint(tmp_path / "generator.pt", ckpt)
+    one_error_line(attack(runs, runs / "target", tmp_path / "generator.pt"), "attack", "generator.pt")
+
+
+def test_prior_that_cannot_feed_the_target(runs, tmp_path):
+    save_generator(tmp_path / "generator.pt", tiny_generator(channels=2), step=0)
+    one_error_line(attack(runs, runs / "target", tmp_path), "attack", "2-channel images", "1-channel target")
+
+
+# ---- --out ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["train", "--config", "train-digits-target"],
+    ["train-prior", "--config", "prior-digits"],
+    ["experiment", "--config", "experiment-digits", "--preset", "quick"],
+    ["toy"],
+])
+def test_out_that_is_a_file(runs, argv):
+    one_error_line(lsmia(*argv, "--out", runs / "file"), argv[0], "file", "not a directory")
+
+
+def test_attack_out_that_is_a_file(runs):
+    one_error_line(lsmia("attack", "--target", runs / "target", "--prior", runs / "prior", "--out", runs / "file",
+                         "--set", "device=cpu"), "attack", "file", "not a directory")
+
+
+def test_audit_out_that_is_a_file(runs, tmp_path):
+    (tmp_path / "private" / "a").mkdir(parents=True)
+    one_error_line(lsmia("audit", "--model", runs / "target", "--private", tmp_path / "private", "--public",
+                         tmp_path, "--out", runs / "file"), "audit", "file", "not a directory")
+
+
+def test_evaluate_out_that_is_a_directory(runs, tmp_path):
+    (tmp_path / "attack.json").write_text("{}")
+    one_error_line(lsmia("evaluate", "--attack", tmp_path, "--eval-model", runs / "target", "--out", tmp_path),
+                   "evaluate", "is a directory")
+
+
+# ---- data folders --------------------------------------------------------------------------------
+def _train_on(root):
+    return lsmia("train", "--config", "train-digits-target", "--out", root.parent / "run", "--set", "data.name=imagefolder",
+                 "--set", f"data.root={root}", "--set", "data.image_size=8", "--set", "data.private_classes=[0, 1]",
+                 "--set", "data.public_classes=[]", "--set", "epochs=1", "--set", "batch_size=2")
+
+
+def test_image_folder_that_does_not_exist(tmp_path):
+    one_error_line(_train_on(tmp_path / "nowhere"), "train", "nowhere", "not a directory")
+
+
+def test_image_folder_without_class_folders(tmp_path):
+    (tmp_path / "data").mkdir()
+    one_error_line(_train_on(tmp_path / "data"), "train", "holds no images")
+
+
+def test_image_folder_with_an_unreadable_image(tmp_path):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "data" / cls / f"{i}.png")
+    (tmp_path / "data" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    one_error_line(_train_on(tmp_path / "data"), "train", "broken.png", "cannot be read")
+
+
+def test_audit_private_folder_that_does_not_exist(runs, tmp_path):
+    one_error_line(lsmia("audit", "--model", runs / "target", "--private", tmp_path / "nope", "--public", tmp_path,
+                         "--out", tmp_path / "out"), "audit", "--private", "not a directory")
+
+
+# ---- run directories -----------------------------------------------------------------------------
+def test_run_directory_of_another_config_names_the_keys(tmp_path):
+    from lsmia_ext.train.loop import run_dir
+
+    run_dir(digits_cfg("epochs=3", "loss.alpha=0.1"), tmp_path).claim()  # an unfinished run of another recipe
+    line = one_error_line(lsmia("train", "--config", "train-digits-target", "--out", tmp_path, "--set", "epochs=1"),
+                          "train", "another config")
+    assert "differs in epochs, loss.alpha)" in line
+
+
+def test_run_directory_of_another_package_version(tmp_path):
+    write_json(tmp_path / "run.json", {"format": 99, "kind": "train", "config_hash": "x", "config": {}})
+    one_error_line(lsmia("train", "--config", "train-digits-target", "--out", tmp_path), "train", "format 99")
+    write_text(tmp_path / "run.json", "{ truncated")
+    one_error_line(lsmia("train", "--config", "train-digits-target", "--out", tmp_path), "train", "run.json")
+
+
+def test_run_directory_of_another_kind(tmp_path):
+    write_json(tmp_path / "run.json", {"format": 1, "kind": "prior", "config_hash": "x", "config": {},
+                                       "finished": False})
+    one_error_line(lsmia("train", "--config", "train-digits-target", "--out", tmp_path), "train", "prior")
+
+
+# ---- overrides -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("item, expected", [("epochs", "key=value"), ("epochz=3", "unknown key 'epochz'"),
+                                            ("epochs=[1", "not valid YAML")])
+def test_malformed_or_unknown_override(tmp_path, item, expected):
+    one_error_line(lsmia("train", "--config", "train-digits-target", "--out", tmp_path, "--set", item), "train",
+                   expected)

@@ -243,7 +243,7 @@ def test_bad_alpha_is_refused_once_at_each_boundary(alpha):
     from lsmia_ext.train import TrainConfig
 
     with pytest.raises(ConfigError, match="loss.alpha"):
-        load_config(TrainConfig, "train-digits-target", [f"loss.alpha={alpha}"])
+        load_config(TrainConfig, "train-digits-target", {"loss.alpha": alpha})
     x, t = make(4, 3, torch.float32)
     message = "fused_ls_ce: alpha must be finite and <= 1"
     for loss in (lambda: fused_ls_ce(x, t, alpha), lambda: LabelSmoothingCrossEntropy(alpha)(x, t),

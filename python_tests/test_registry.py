@@ -45,17 +45,17 @@ def test_each_registry_names_its_entries():
 
 
 @pytest.mark.parametrize("config, override, message", [
-    ("attack-ppa", "attack=fgsm", "attack: .*unknown attack 'fgsm'; allowed: .*ppa"),
-    ("attack-ppa", "optim.loss=l1", "optim.loss: .*unknown identity loss 'l1'; allowed: .*poincare"),
-    ("train-digits-target", "defense.kind=dp", "defense.kind: .*unknown defense 'dp'; allowed: .*mid"),
-    ("train-digits-target", "model.name=vgg", "model.name: .*unknown model 'vgg'; allowed: .*small_cnn"),
+    ("attack-ppa", {"attack": "fgsm"}, "attack: .*unknown attack 'fgsm'; allowed: .*ppa"),
+    ("attack-ppa", {"optim.loss": "l1"}, "optim.loss: .*unknown identity loss 'l1'; allowed: .*poincare"),
+    ("train-digits-target", {"defense.kind": "dp"}, "defense.kind: .*unknown defense 'dp'; allowed: .*mid"),
+    ("train-digits-target", {"model.name": "vgg"}, "model.name: .*unknown model 'vgg'; allowed: .*small_cnn"),
 ])
 def test_configs_take_allowed_names_from_the_registries(config, override, message):
     from lsmia_ext.attacks import AttackConfig
     from lsmia_ext.train import TrainConfig
 
     with pytest.raises(ConfigError, match=message):
-        load_config(AttackConfig if config.startswith("attack") else TrainConfig, config, [override])
+        load_config(AttackConfig if config.startswith("attack") else TrainConfig, config, override)
 
 
 def test_attack_sections_belong_to_their_attack():
@@ -63,13 +63,13 @@ def test_attack_sections_belong_to_their_attack():
 
     with pytest.raises(ConfigError, match="miface: .*only attack 'miface' takes a miface section; this config's "
                                           "attack is 'ppa'"):
-        load_attack_config("attack-ppa", ["miface.init=noise"])
+        load_attack_config("attack-ppa", {"miface.init": "noise"})
     with pytest.raises(ConfigError, match="gmi: .*attack is 'miface'"):
-        load_attack_config("attack-miface", ["gmi.latent=w"])
+        load_attack_config("attack-miface", {"gmi.latent": "w"})
     ppa, gmi = AttackConfig(), AttackConfig(attack="gmi")
     assert ppa.gmi is None and ppa.miface is None
     assert gmi.gmi.samples_per_class == 10 and gmi.miface is None
-    assert load_attack_config("attack-gmi", ["gmi.latent=w"]).gmi.latent == "w"
+    assert load_attack_config("attack-gmi", {"gmi.latent": "w"}).gmi.latent == "w"
     # The dump (stage hashes, resume fingerprints) still holds every section, absent ones at their defaults.
     dumped = ppa.model_dump(mode="json")
     assert dumped["gmi"] == {"samples_per_class": 10, "latent": "z", "disc_weight": 0.01, "truncation_psi": 1.0}

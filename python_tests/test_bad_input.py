@@ -66,6 +66,13 @@ def test_checkpoint_of_another_kind_as_classifier(runs):
                    "not a classifier checkpoint")
 
 
+def test_classifier_weights_that_do_not_fit_its_architecture(runs, tmp_path):
+    ckpt = torch.load(runs / "target" / "model.pt", weights_only=True)
+    ckpt["arch"]["num_classes"] += 1  # the head's weights no longer fit
+    save_checkpoint(tmp_path / "model.pt", ckpt)
+    one_error_line(attack(runs, tmp_path, runs / "prior"), "attack", "model.pt", "classifier checkpoint is damaged")
+
+
 def test_missing_classifier_checkpoint(runs, tmp_path):
     one_error_line(attack(runs, tmp_path, runs / "prior"), "attack", "model.pt", "does not exist")
 

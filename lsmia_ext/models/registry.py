@@ -7,6 +7,7 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from ..errors import build_or_explain
 from ..registry import Registry
 from ..runio import load_checkpoint
 from .base import Classifier
@@ -84,12 +85,16 @@ def load_classifier(path_or_run_dir: str | Path, map_location="cpu") -> Classifi
     ckpt = load_checkpoint(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
         raise ValueError(f"{path} is not a classifier checkpoint (needs keys 'model' and 'arch')")
-    arch = ckpt["arch"]
-    model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], arch["image_size"])
-    if ckpt.get("defense"):  # MID adds a bottleneck layer; its eval forward is deterministic
-        from ..defenses import build_defense
+    def build():
+        arch = ckpt["arch"]
+        model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], arch["image_size"])
+        if ckpt.get("defense"):  # MID adds a bottleneck layer; its eval forward is deterministic
+            from ..defenses import build_defense
 
-        model = build_defense(ckpt["defense"]).wrap(model)
-    model.load_state_dict(ckpt["model"])
+            model = build_defense(ckpt["defense"]).wrap(model)
+        model.load_state_dict(ckpt["model"])
+        return model
+
+    model = build_or_explain(path, "classifier", build)
     model.to(map_location).eval().requires_grad_(False)
     return model

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UserInputError
+from ..errors import UserInputError, build_or_explain
 from ..runio import load_checkpoint, save_checkpoint
 from .interface import freeze
 from .networks import Discriminator, StyleGenerator
@@ -35,13 +35,12 @@ def _read(path: Path, fmt: str, what: str) -> dict:
 
 def _build(path: Path, ckpt: dict, network: type, what: str):
     """The network of a checkpoint of the right format whose architecture or weights may still be damaged."""
-    try:
+    def build():
         net = network(**ckpt["arch"])
         net.load_state_dict(ckpt["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserInputError(f"{path}: the {what} checkpoint is damaged, its weights do not fit its architecture "
-                             f"({type(e).__name__}: {why})") from None
+        return net
+
+    net = build_or_explain(path, what, build)
     return freeze(net)
 
 

@@ -73,7 +73,7 @@ TARGETS = [{"name": "ls_pos", "alpha": 0.1, "set": {}}, {"name": "hard", "alpha"
 def test_claims_pair_each_alpha_with_the_baseline_of_the_same_recipe():
     claims = find_claims(TARGETS)
     assert [(c["claim"], c["name"], c["baseline"], c["direction"]) for c in claims] == [
-        ("C1", "ls_pos", "hard", 1), ("C2", "ls_neg", "hard", -1), ("C3", "neg_nowd", "hard_nowd", -1)]
+        ("C1", "ls_pos", "hard", 1), ("C2.1", "ls_neg", "hard", -1), ("C2.2", "neg_nowd", "hard_nowd", -1)]
     assert find_claims([{"name": "hard", "alpha": 0.0}]) == []  # no pair: no claim, no error
 
 

@@ -84,20 +84,22 @@ def find_claims(targets) -> list[dict]:
     """[{"claim", "name", "alpha", "baseline", "baseline_alpha", "direction"}] from the study's target
     entries (TargetEntry objects or their dicts, as in results.json settings.experiment.targets).
 
-    Positive-alpha claims come first (C1, ...), then negative ones, each in config order; an entry
-    without an alpha = 0 partner of the same overrides gets no claim."""
+    Claims are named after the paper's: C1 for positive alpha (leaks more), C2 for negative alpha (leaks
+    less), numbered C1.1, C1.2, ... in config order when a sign has several entries; positive ones come
+    first. An entry without an alpha = 0 partner of the same overrides gets no claim."""
     entries = [_as_dict(t) for t in targets]
     recipe = {e["name"]: flatten_overrides(e.get("set") or {}) for e in entries}  # nested or dotted alike
     plain = [e for e in entries if recipe[e["name"]].get("defense.kind", "none") == "none"]
     claims = []
-    for sign in (1, -1):
+    for number, sign in ((1, 1), (2, -1)):
+        paired = []
         for e in plain:
-            if e["alpha"] * sign <= 0:
-                continue
             base = next((b for b in plain if b["alpha"] == 0 and recipe[b["name"]] == recipe[e["name"]]), None)
-            if base is not None:
-                claims.append({"claim": f"C{len(claims) + 1}", "name": e["name"], "alpha": e["alpha"],
-                               "baseline": base["name"], "baseline_alpha": 0.0, "direction": sign})
+            if e["alpha"] * sign > 0 and base is not None:
+                paired.append({"name": e["name"], "alpha": e["alpha"], "baseline": base["name"],
+                               "baseline_alpha": 0.0, "direction": sign})
+        for i, claim in enumerate(paired, 1):
+            claims.append({"claim": f"C{number}" if len(paired) == 1 else f"C{number}.{i}", **claim})
     return claims
 
 

@@ -249,11 +249,11 @@ def fused_ls_ce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, 
     (N, d1, ...). The result has the logits' dtype. Twice differentiable in the logits.
 
     inplace=True (2-D logits produced by an op, e.g. a final Linear): the forward also computes the
-    gradient and writes it over the logits, so no N x K gradient tensor is allocated (the memory
-    of the default path at large K; it is slower than the default CPU path, though). Only valid
-    when nothing else needs the logits' values afterwards: the logits are marked modified in place, so autograd raises if the
-    op that produced them saved them for its own backward, and reading them afterwards gives the
-    gradient, not the logits. One backward per forward (no retain_graph reuse).
+    gradient and writes it over the logits, so no N x K gradient tensor is allocated (the memory of
+    the default path at large K; on the CPU it is slower than the default path, though). Only valid
+    when nothing else needs the logits' values afterwards: the logits are marked modified in place,
+    so autograd raises if the op that produced them saved them for its own backward, and reading them
+    afterwards gives the gradient, not the logits. One backward per forward (no retain_graph reuse).
     """
     _check(logits, target, weight, reduction)
     alpha = check_alpha(alpha)

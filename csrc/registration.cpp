@@ -25,6 +25,10 @@ TORCH_LIBRARY(lsmia, m) {
   // Forward that overwrites the logits with grad_scale * d(loss row)/d(logits); returns the loss rows.
   m.def("ls_ce_forward_grad_(Tensor(a!) logits, Tensor target, Tensor? weight, Tensor grad_scale, "
         "float alpha, int ignore_index) -> Tensor");
+  // Training forward (CPU): (loss rows, gradient of their sum w.r.t. the logits, contiguous, divided
+  // by the mean's denominator when `mean`, that denominator as a 0-d tensor in the loss dtype).
+  m.def("ls_ce_forward_with_grad(Tensor logits, Tensor target, Tensor? weight, float alpha, int ignore_index, "
+        "bool mean) -> (Tensor, Tensor, Tensor)");
   // One Adam step per row of a batch of latents, each row with its own step count and lr.
   m.def("latent_adam_(Tensor(a!) params, Tensor grads, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, "
         "Tensor(d!) steps, Tensor lr, float beta1, float beta2, float eps, float weight_decay, "

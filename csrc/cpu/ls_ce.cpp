@@ -11,16 +11,28 @@
 namespace lsmia::cpu {
 namespace {
 
-void check_labels_cpu(const at::Tensor& target, int64_t K, int64_t ignore_index) {
+// Range-checks every label and returns what reduction='mean' divides by: the number of rows not
+// ignored, or the sum of their class weights (`w`: the contiguous accumulation-dtype weights, or
+// undefined). One pass over the labels, in float64.
+double check_labels_cpu(const at::Tensor& target, int64_t K, int64_t ignore_index, const at::Tensor& w = {}) {
   const at::Tensor t = target.reshape({-1});
   const int64_t* p = t.const_data_ptr<int64_t>();
   const int64_t n = t.size(0), stride = t.stride(0);
+  int64_t count = 0;
+  double wsum = 0.0;
+  const float* wf = w.defined() && w.scalar_type() == at::kFloat ? w.const_data_ptr<float>() : nullptr;
+  const double* wd = w.defined() && w.scalar_type() == at::kDouble ? w.const_data_ptr<double>() : nullptr;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t y = p[i * stride];
-    TORCH_CHECK_INDEX(lsmia::ls_ce_label_ok(y, K, ignore_index), "fused_ls_ce: target[", i, "] = ", y,
-                      " is out of range: labels must lie in [0, ", K, ") or equal ignore_index (",
-                      ignore_index, ")");
+    if (y == ignore_index) continue;
+    TORCH_CHECK_INDEX(static_cast<uint64_t>(y) < static_cast<uint64_t>(K), "fused_ls_ce: target[", i, "] = ", y,
+                      " is out of range: labels must lie in [0, ", K, ") or equal ignore_index (", ignore_index,
+                      ")");
+    ++count;
+    if (wf != nullptr) wsum += wf[y];
+    if (wd != nullptr) wsum += wd[y];
   }
+  return w.defined() ? wsum : static_cast<double>(count);
 }
 
 // The call every kernel gets; `w` (accumulation dtype, contiguous) must outlive it.
@@ -46,20 +58,32 @@ LsCeCall make_call(const at::Tensor& logits, const at::Tensor& target, const at:
   return c;
 }
 
+// What every forward op does first: checks (labels included), the per-row loss in the accumulation
+// dtype, the weights, the call. `call.lse` and `call.out` are left for the op to set.
+struct Forward {
+  at::Tensor loss, w;
+  LsCeCall call;
+  double denom;  // what reduction='mean' divides by
+
+  Forward(const at::Tensor& logits, const at::Tensor& target, const std::optional<at::Tensor>& weight, double alpha,
+          int64_t ignore_index) {
+    lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
+    w = lsmia::ls_ce_weight(weight, logits);
+    denom = check_labels_cpu(target, logits.size(1), ignore_index, w);
+    loss = at::empty(target.sizes(), logits.options().dtype(lsmia::ls_ce_acc_dtype(logits.scalar_type())));
+    call = make_call(logits, target, w, alpha, ignore_index);
+    call.loss = loss.data_ptr();
+  }
+};
+
 std::tuple<at::Tensor, at::Tensor> ls_ce_forward_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                      const std::optional<at::Tensor>& weight, double alpha,
                                                      int64_t ignore_index) {
-  lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
-  check_labels_cpu(target, logits.size(1), ignore_index);
-  const auto acc = lsmia::ls_ce_acc_dtype(logits.scalar_type());
-  at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
+  Forward f(logits, target, weight, alpha, ignore_index);
   at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
-  const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
-  LsCeCall c = make_call(logits, target, w, alpha, ignore_index);
-  c.loss = loss.data_ptr();
-  c.lse = lse.data_ptr();
-  kernels().ls_ce_forward(c);
-  return {loss, lse};
+  f.call.lse = lse.data_ptr();
+  kernels().ls_ce_forward(f.call);
+  return {f.loss, lse};
 }
 
 at::Tensor ls_ce_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& target,
@@ -84,22 +108,27 @@ at::Tensor ls_ce_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& log
 
 at::Tensor ls_ce_forward_grad_cpu(at::Tensor logits, const at::Tensor& target, const std::optional<at::Tensor>& weight,
                                   const at::Tensor& grad_scale, double alpha, int64_t ignore_index) {
-  lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
-  const auto acc = lsmia::ls_ce_acc_dtype(logits.scalar_type());
   TORCH_CHECK_VALUE(grad_scale.numel() == 1 && grad_scale.device() == logits.device(),
                     "ls_ce_forward_grad_: grad_scale must be one value on ", logits.device());
   at::assert_no_internal_overlap(logits);
-  check_labels_cpu(target, logits.size(1), ignore_index);
-  at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
-  at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));
-  const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
-  LsCeCall c = make_call(logits, target, w, alpha, ignore_index);
-  c.loss = loss.data_ptr();
-  c.lse = lse.data_ptr();
-  c.out = logits.data_ptr();
-  c.grad_scale = grad_scale.item<double>();
-  kernels().ls_ce_forward_grad(c);
-  return loss;
+  Forward f(logits, target, weight, alpha, ignore_index);
+  f.call.out = logits.data_ptr();
+  f.call.grad_scale = grad_scale.item<double>();
+  kernels().ls_ce_forward_grad(f.call);
+  return f.loss;
+}
+
+// Forward of the training path: the loss rows, the gradient of their sum (or of their mean when
+// `mean`) w.r.t. the logits in a new contiguous tensor, and the mean's denominator.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ls_ce_forward_with_grad_cpu(
+    const at::Tensor& logits, const at::Tensor& target, const std::optional<at::Tensor>& weight, double alpha,
+    int64_t ignore_index, bool mean) {
+  Forward f(logits, target, weight, alpha, ignore_index);
+  at::Tensor grad = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
+  f.call.out = grad.data_ptr();
+  f.call.grad_scale = mean ? 1.0 / f.denom : 1.0;
+  kernels().ls_ce_forward_grad(f.call);
+  return {f.loss, grad, at::scalar_tensor(f.denom, f.loss.options())};
 }
 
 }  // namespace
@@ -108,6 +137,7 @@ TORCH_LIBRARY_IMPL(lsmia, CPU, m) {
   m.impl("ls_ce_forward", &ls_ce_forward_cpu);
   m.impl("ls_ce_backward", &ls_ce_backward_cpu);
   m.impl("ls_ce_forward_grad_", &ls_ce_forward_grad_cpu);
+  m.impl("ls_ce_forward_with_grad", &ls_ce_forward_with_grad_cpu);
 }
 
 }  // namespace lsmia::cpu

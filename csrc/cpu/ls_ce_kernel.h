@@ -86,34 +86,75 @@ struct Call {
 
 // ---- few classes: W rows in the lanes of a vector ----
 
+// exp(t) for t <= 0 or -inf (0), the sums of the forward: no special-value fix-ups. A NaN t gives
+// some number; callers only use it in rows they mark NaN anyway (a NaN logit makes the max NaN).
+template <typename acc_t>
+inline Vectorized<acc_t> vexp_nonpos(const Vectorized<acc_t>& t) {
+  return t.exp();
+}
+template <>
+inline Vectorized<float> vexp_nonpos(const Vectorized<float>& t) {
+  return t.exp_u20();  // about 20 ULP, 0 below -87.3 (-inf included)
+}
+
+// Per-thread constants of the lane path: gather indices of W whole (N, K) rows, and of the transpose
+// of a K x W column block back into W contiguous gradient rows.
+template <typename scalar_t>
+struct LaneCtx {
+  using acc_t = at::opmath_type<scalar_t>;
+  using int_t = at::vec::int_same_size_t<acc_t>;
+  static constexpr int64_t W = Vectorized<acc_t>::size();
+  alignas(64) int_t row_idx[W];
+  bool row_gather = false;  // M == 1 and the rows' offsets fit int_t
+  bool out_gather = false;  // gradient rows contiguous (M == 1, not in place)
+  Buffer<int_t> out_idx;
+
+  LaneCtx(const Call<scalar_t>& a, bool grad)
+      : out_idx(std::is_same_v<scalar_t, acc_t> && grad && a.c.M == 1 && !a.in_place ? a.c.K * W : 0) {
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      const int64_t K = a.c.K;
+      row_gather = a.c.M == 1 && (W - 1) * a.c.xs0 <= static_cast<int64_t>(std::numeric_limits<int_t>::max());
+      for (int64_t j = 0; j < W; ++j) row_idx[j] = static_cast<int_t>(row_gather ? j * a.c.xs0 : 0);
+      out_gather = out_idx.get() != nullptr;
+      for (int64_t i = 0; out_gather && i < K * W; ++i) out_idx.get()[i] = static_cast<int_t>((i % K) * W + i / K);
+    }
+  }
+};
+
 template <typename scalar_t>
 struct Lanes {
   using acc_t = at::opmath_type<scalar_t>;
   using Vec = Vectorized<acc_t>;
+  using int_t = at::vec::int_same_size_t<acc_t>;
   static constexpr int64_t W = Vec::size();
   alignas(64) acc_t cols[kLaneMaxK * W];  // column k of the group at cols + k * W
-  int64_t off[W];                          // logits offset of each lane's row
+  int64_t off[W];                          // logits offset of each lane's row (generic loads only)
   int64_t y[W];
   int64_t r0, m;                           // first row, real lanes (spare lanes repeat the last row)
 
-  void load(const Call<scalar_t>& a, int64_t first, int64_t count) {
+  void load(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, int64_t first, int64_t count) {
     r0 = first;
     m = count;
+    const int64_t K = a.c.K, cs = a.c.xs1;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (cx.row_gather && m == W) {  // W plain rows: column k is one gather
+        const Vectorized<int_t> vi = Vectorized<int_t>::loadu(cx.row_idx);
+        const scalar_t* x = a.x + r0 * a.c.xs0;
+        for (int64_t k = 0; k < K; ++k) at::vec::gather<sizeof(acc_t)>(x + k * cs, vi).store(cols + k * W);
+        const int64_t* yp = a.c.y + r0 * a.c.ys0;
+        for (int64_t j = 0; j < W; ++j) y[j] = yp[j * a.c.ys0];
+        return;
+      }
+    }
     for (int64_t j = 0; j < W; ++j) {
       const int64_t r = r0 + std::min(j, m - 1);
       off[j] = a.x_off(r);
       y[j] = a.label(r);
     }
-    const int64_t K = a.c.K, cs = a.c.xs1;
     const scalar_t* x = a.x + off[0];
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (a.adjacent(r0, m, W, false)) {
         for (int64_t k = 0; k < K; ++k) Vec::loadu(x + k * cs).store(cols + k * W);
-        return;
-      }
-      if (a.packed_rows(m, W, false)) {  // transpose the W x K block
-        for (int64_t j = 0; j < W; ++j)
-          for (int64_t k = 0; k < K; ++k) cols[k * W + j] = x[j * K + k];
         return;
       }
       int64_t lo = 0, hi = 0;
@@ -121,8 +162,7 @@ struct Lanes {
         lo = std::min(lo, off[j] - off[0]);
         hi = std::max(hi, off[j] - off[0]);
       }
-      if (lo >= INT32_MIN && hi <= INT32_MAX) {
-        using int_t = at::vec::int_same_size_t<acc_t>;
+      if (lo >= std::numeric_limits<int_t>::min() && hi <= std::numeric_limits<int_t>::max()) {
         alignas(64) int_t idx[W];
         for (int64_t j = 0; j < W; ++j) idx[j] = static_cast<int_t>(off[j] - off[0]);
         const Vectorized<int_t> vi = Vectorized<int_t>::loadu(idx);
@@ -134,74 +174,94 @@ struct Lanes {
       for (int64_t j = 0; j < W; ++j) cols[k * W + j] = static_cast<acc_t>(a.x[off[j] + k * cs]);
   }
 
-  // Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, keep mask.
-  void lane_labels(const Call<scalar_t>& a, Vec& vy, Vec& vwy, Vec& drop) const {
-    alignas(64) acc_t yk[W], wy[W];
+  // Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, drop mask,
+  // and z_y (read from the columns, so call it before forward() replaces them by exponentials).
+  void lane_labels(const Call<scalar_t>& a, Vec& vy, Vec& vwy, Vec& drop, Vec* vzy) const {
+    alignas(64) acc_t yk[W], wy[W], zy[W];
     for (int64_t j = 0; j < W; ++j) {
       const bool real = j < m && y[j] != a.c.ignore_index;
       yk[j] = real ? static_cast<acc_t>(y[j]) : acc_t(-1);
       wy[j] = real ? a.weight(y[j]) : acc_t(0);
+      zy[j] = cols[(real ? y[j] : 0) * W + j];
     }
     vy = Vec::loadu(yk);
     vwy = Vec::loadu(wy);
     drop = vy == Vec(acc_t(-1));
+    if (vzy != nullptr) *vzy = Vec::loadu(zy);
   }
 
-  // Loss and lse of the real lanes' rows; vmax and vlog (log sum exp(z - max)) stay for the gradient.
-  void forward(const Call<scalar_t>& a, acc_t* loss, double* lse, Vec& vmax, Vec& vlog) const {
+  // Loss (and, with lse != null, the lse) of the real lanes' rows. keep_exp: the columns become
+  // exp(z - max) for gradient_from_exp, with vs their sum and bad the lanes whose max is not finite.
+  void forward(const Call<scalar_t>& a, acc_t* loss, double* lse, bool keep_exp, Vec& vs, Vec& bad) {
     const int64_t K = a.c.K;
-    vmax = Vec(-std::numeric_limits<acc_t>::infinity());
-    for (int64_t k = 0; k < K; ++k) vmax = at::vec::maximum(vmax, Vec::loadu(cols + k * W));
-    Vec vs(acc_t(0)), vd(acc_t(0));
+    Vec vy, vwy, drop, vzy;
+    lane_labels(a, vy, vwy, drop, &vzy);
+    Vec vmax(-std::numeric_limits<acc_t>::infinity());
+    for (int64_t k = 0; k < K; ++k) vmax = at::vec::maximum(vmax, Vec::loadu(cols + k * W));  // keeps NaN
+    const Vec zero(acc_t(0));
+    bad = (vmax - vmax) != zero;  // NaN, +inf or only -inf: the row is NaN
+    Vec vd(zero);
+    vs = zero;
     const bool smooth = a.alpha != acc_t(0);
     for (int64_t k = 0; k < K; ++k) {
       const Vec t = Vec::loadu(cols + k * W) - vmax;
-      vs += vexp(t);
+      const Vec e = vexp_nonpos(t);
+      if (keep_exp) e.store(cols + k * W);
+      vs += e;
       if (smooth) vd = a.w == nullptr ? vd + t : vd + t * Vec(a.w[k]);
     }
-    vlog = vs.log();  // NaN wherever the max is not finite (z - max has a NaN there)
-    alignas(64) acc_t zy[W], mx[W], ls[W];
-    for (int64_t j = 0; j < W; ++j) zy[j] = cols[(y[j] == a.c.ignore_index ? 0 : y[j]) * W + j];
-    Vec vy, vwy, drop;
-    lane_labels(a, vy, vwy, drop);
+    const Vec vlog = vs.log();
     // ls_ce_finish_row on W lanes
-    const Vec nll = vlog - (Vec::loadu(zy) - vmax);
+    const Vec nll = vlog - (vzy - vmax);
     Vec vloss = vwy * nll;
     if (smooth) {
       vloss = Vec(acc_t(1) - a.alpha) * vloss + Vec(a.alpha / static_cast<acc_t>(K)) * (Vec(a.W) * vlog - vd);
     }
-    const Vec nan(std::numeric_limits<acc_t>::quiet_NaN()), zero(acc_t(0));
-    vloss = Vec::blendv(vloss, nan, (vmax - vmax) != zero);  // NaN / inf max: the row is NaN
+    vloss = Vec::blendv(vloss, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
     Vec::blendv(vloss, zero, drop).store(loss + r0, m);
+    if (lse == nullptr) return;
+    alignas(64) acc_t mx[W], ls[W], bd[W];
     vmax.store(mx);
     vlog.store(ls);
+    Vec::blendv(zero, Vec(acc_t(1)), bad).store(bd);
     for (int64_t j = 0; j < m; ++j) {
-      lse[r0 + j] = y[j] == a.c.ignore_index ? 0.0 : static_cast<double>(mx[j]) + static_cast<double>(ls[j]);
+      lse[r0 + j] = y[j] == a.c.ignore_index ? 0.0
+                    : bd[j] != acc_t(0)      ? std::numeric_limits<double>::quiet_NaN()
+                                             : static_cast<double>(mx[j]) + static_cast<double>(ls[j]);
     }
   }
 
-  // Gradient of the real lanes' rows, p = exp((z - s1) - s2) with s1 + s2 = lse per lane, lane j
-  // scaled by g[j], written to a.out.
-  void gradient(const Call<scalar_t>& a, const Vec& s1, const Vec& s2, const acc_t* g) const {
+  // Gradient of the real lanes' rows scaled by vg (per lane), written to a.out. from_exp: the
+  // columns hold exp(z - max) with per-lane sum s1 (forward(keep_exp)); otherwise they hold z and
+  // p = exp((z - s1) - s2) with s1 + s2 = lse.
+  void gradient(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, bool from_exp, const Vec& s1, const Vec& s2,
+                const Vec& g, const Vec& bad) const {
     const int64_t K = a.c.K;
     Vec vy, vwy, drop;
-    lane_labels(a, vy, vwy, drop);
-    const Vec zero(acc_t(0)), vg = Vec::blendv(Vec::loadu(g), zero, drop);
+    lane_labels(a, vy, vwy, drop, nullptr);
+    const Vec zero(acc_t(0)), vg = Vec::blendv(g, zero, drop);
     const acc_t smooth = a.alpha / static_cast<acc_t>(K);
     const Vec hit = Vec(acc_t(1) - a.alpha) * vwy;
-    const Vec vgc = vg * (hit + Vec(smooth * a.W)), vgh = vg * hit, vgs = vg * Vec(smooth);
+    Vec vgc = vg * (hit + Vec(smooth * a.W));
+    const Vec vgh = vg * hit, vgs = vg * Vec(smooth);
+    if (from_exp) vgc = Vec::blendv(vgc / s1, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
     const int64_t ocs = a.out_cs();
-    int64_t oo[W];
-    for (int64_t j = 0; j < W; ++j) oo[j] = a.out_off(r0 + std::min(j, m - 1));
     const bool adjacent = std::is_same_v<scalar_t, acc_t> && a.adjacent(r0, m, W, true);
     const bool packed = !adjacent && a.packed_rows(m, W, true);
+    int64_t oo[W];
+    if (!adjacent && !packed) {
+      for (int64_t j = 0; j < W; ++j) oo[j] = a.out_off(r0 + std::min(j, m - 1));
+    }
     alignas(64) acc_t tmp[kLaneMaxK * W];
+    scalar_t* o0 = a.out + (adjacent || packed ? a.out_off(r0) : 0);
     for (int64_t k = 0; k < K; ++k) {
-      Vec e = vexp(Vec::loadu(cols + k * W) - s1 - s2) * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
+      const Vec c = Vec::loadu(cols + k * W);
+      const Vec p = from_exp ? c : vexp(c - s1 - s2);
+      Vec e = p * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
       e = e - Vec::blendv(zero, vgh, vy == Vec(static_cast<acc_t>(k)));
       e = Vec::blendv(e, zero, drop);  // ignored rows: 0 even where exp overflowed
       if (adjacent) {
-        e.store(reinterpret_cast<acc_t*>(a.out + oo[0] + k * ocs), m);
+        e.store(reinterpret_cast<acc_t*>(o0 + k * ocs), m);
       } else if (packed) {
         e.store(tmp + k * W);
       } else {
@@ -209,11 +269,18 @@ struct Lanes {
         for (int64_t j = 0; j < m; ++j) a.out[oo[j] + k * ocs] = static_cast<scalar_t>(tmp[j]);
       }
     }
-    if (packed) {  // transpose back into the W x K block of the output
-      scalar_t* o = a.out + oo[0];
-      for (int64_t j = 0; j < W; ++j)
-        for (int64_t k = 0; k < K; ++k) o[j * K + k] = static_cast<scalar_t>(tmp[k * W + j]);
+    if (!packed) return;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (cx.out_gather) {  // transpose back: gradient vector v of the W rows is one gather of the block
+        const int_t* idx = cx.out_idx.get();
+        for (int64_t v = 0; v < K; ++v) {
+          at::vec::gather<sizeof(acc_t)>(tmp, Vectorized<int_t>::loadu(idx + v * W)).store(o0 + v * W);
+        }
+        return;
+      }
     }
+    for (int64_t j = 0; j < W; ++j)
+      for (int64_t k = 0; k < K; ++k) o0[j * K + k] = static_cast<scalar_t>(tmp[k * W + j]);
   }
 };
 
@@ -221,64 +288,97 @@ template <typename scalar_t>
 void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   using L = Lanes<scalar_t>;
   using acc_t = typename L::acc_t;
+  using Vec = typename L::Vec;
   const int64_t R = a.c.N * a.c.M, groups = (R + L::W - 1) / L::W;
   const int64_t grain = std::max<int64_t>(1, 16384 / (a.c.K * L::W));
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
   double* lse = static_cast<double*>(a.c.lse);
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
-    using Vec = typename L::Vec;
+    const LaneCtx<scalar_t> cx(a, grad);
     L lanes;
     alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
-    Vec s1, s2;
+    const Vec scale(static_cast<acc_t>(a.c.grad_scale)), zero(acc_t(0));
     for (int64_t gi = begin; gi < end; ++gi) {
       const int64_t r0 = gi * L::W;
-      lanes.load(a, r0, std::min(L::W, R - r0));
-      if (fwd) lanes.forward(a, loss, lse, s1, s2);
+      lanes.load(a, cx, r0, std::min(L::W, R - r0));
+      Vec s1, bad;
+      if (fwd) lanes.forward(a, loss, lse, grad, s1, bad);
       if (!grad) continue;
+      if (fwd) {
+        lanes.gradient(a, cx, true, s1, zero, scale, bad);
+        continue;
+      }
       for (int64_t j = 0; j < L::W; ++j) {
         const int64_t r = r0 + std::min(j, lanes.m - 1);
-        g[j] = fwd ? static_cast<acc_t>(a.c.grad_scale) : a.upstream(r);
-        if (!fwd) lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+        g[j] = a.upstream(r);
+        lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
       }
-      if (!fwd) {
-        s1 = Vec::loadu(hi);
-        s2 = Vec::loadu(lo);
-      }
-      lanes.gradient(a, s1, s2, g);
+      lanes.gradient(a, cx, false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
     }
   });
 }
 
 // ---- many classes: row by row ----
 
+// Max of a row, NaN if it holds a NaN (four accumulators: the row is read from memory here).
 template <typename acc_t>
-inline void row_forward(const acc_t* x, int64_t K, const acc_t* w, acc_t& mx, acc_t& log_s, acc_t& d, bool smooth) {
+inline acc_t row_max(const acc_t* x, int64_t K) {
   using Vec = Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const acc_t ninf = -std::numeric_limits<acc_t>::infinity();
-  Vec vmax(ninf);
+  const Vec ninf(-std::numeric_limits<acc_t>::infinity());
+  Vec m0(ninf), m1(ninf), m2(ninf), m3(ninf);
   int64_t k = 0;
-  for (; k + W <= K; k += W) vmax = at::vec::maximum(vmax, Vec::loadu(x + k));
-  if (k < K) vmax = at::vec::maximum(vmax, Vec::set(Vec(ninf), Vec::loadu(x + k, K - k), K - k));
-  mx = at::vec::vec_reduce_all<acc_t>([](Vec& p, Vec& q) { return at::vec::maximum(p, q); }, vmax);
-  if (!lsmia::ls_ce_finite(mx)) return;  // the row is NaN whatever the sums
+  for (; k + 4 * W <= K; k += 4 * W) {
+    m0 = at::vec::maximum(m0, Vec::loadu(x + k));
+    m1 = at::vec::maximum(m1, Vec::loadu(x + k + W));
+    m2 = at::vec::maximum(m2, Vec::loadu(x + k + 2 * W));
+    m3 = at::vec::maximum(m3, Vec::loadu(x + k + 3 * W));
+  }
+  for (; k + W <= K; k += W) m0 = at::vec::maximum(m0, Vec::loadu(x + k));
+  if (k < K) m1 = at::vec::maximum(m1, Vec::set(ninf, Vec::loadu(x + k, K - k), K - k));
+  m0 = at::vec::maximum(at::vec::maximum(m0, m1), at::vec::maximum(m2, m3));
+  return at::vec::vec_reduce_all<acc_t>([](Vec& p, Vec& q) { return at::vec::maximum(p, q); }, m0);
+}
+
+// With mx = the (finite) max of the row: s = sum exp(x - mx), d = sum w_k (x_k - mx) (smooth
+// only); e != null also receives exp(x - mx) (e may be x).
+template <typename acc_t>
+inline void row_sums(const acc_t* x, int64_t K, const acc_t* w, acc_t mx, acc_t* e, acc_t& s, acc_t& d,
+                     bool smooth) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
   const Vec vm(mx), zero(acc_t(0));
-  Vec vs(zero), vd(zero);
-  for (k = 0; k < K; k += W) {
+  Vec s0(zero), s1(zero), d0(zero), d1(zero);
+  int64_t k = 0;
+  for (; k + 2 * W <= K; k += 2 * W) {
+    const Vec t0 = Vec::loadu(x + k) - vm, t1 = Vec::loadu(x + k + W) - vm;
+    const Vec e0 = vexp_nonpos(t0), e1 = vexp_nonpos(t1);
+    if (e != nullptr) {
+      e0.store(e + k);
+      e1.store(e + k + W);
+    }
+    s0 += e0;
+    s1 += e1;
+    if (smooth) {
+      d0 = w == nullptr ? d0 + t0 : d0 + t0 * Vec::loadu(w + k);
+      d1 = w == nullptr ? d1 + t1 : d1 + t1 * Vec::loadu(w + k + W);
+    }
+  }
+  for (; k < K; k += W) {
     const int64_t n = std::min(W, K - k);
     const Vec t = Vec::loadu(x + k, n) - vm;
-    Vec e = vexp(t), dt = t;
-    if (w != nullptr) dt = t * Vec::loadu(w + k, n);
+    Vec ek = vexp_nonpos(t), dt = w == nullptr ? t : t * Vec::loadu(w + k, n);
     if (n < W) {
-      e = Vec::set(zero, e, n);
+      ek = Vec::set(zero, ek, n);
       dt = Vec::set(zero, dt, n);
     }
-    vs += e;
-    if (smooth) vd += dt;
+    if (e != nullptr) ek.store(e + k, n);
+    s0 += ek;
+    if (smooth) d0 += dt;
   }
   const auto sum = [](Vec& p, Vec& q) { return p + q; };
-  log_s = lsmia::ls_ce_log(at::vec::vec_reduce_all<acc_t>(sum, vs));
-  d = at::vec::vec_reduce_all<acc_t>(sum, vd);
+  s = at::vec::vec_reduce_all<acc_t>(sum, s0 + s1);
+  d = at::vec::vec_reduce_all<acc_t>(sum, d0 + d1);
 }
 
 // o[k] = g (c exp(x_k - lse) - smooth w_k) - g hit [k == y]; o may be x.
@@ -298,6 +398,25 @@ inline void row_gradient(const acc_t* x, int64_t K, const acc_t* w, double lse, 
   o[y] -= g * f.hit;
 }
 
+// e holds exp(x_k - max) with sum s: o[k] = g (c e_k / s - smooth w_k) - g hit [k == y]; o may be e.
+template <typename acc_t>
+inline void row_gradient_from_exp(const acc_t* e, int64_t K, const acc_t* w, acc_t s, acc_t g,
+                                  const lsmia::LsCeGradRow<acc_t>& f, int64_t y, acc_t* o) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  const Vec va(g * f.c / s), vgs(g * f.smooth);
+  int64_t k = 0;
+  if (w == nullptr) {
+    for (; k + W <= K; k += W) (Vec::loadu(e + k) * va - vgs).store(o + k);
+  }
+  for (; k < K; k += W) {
+    const int64_t n = std::min(W, K - k);
+    const Vec sw = w == nullptr ? vgs : vgs * Vec::loadu(w + k, n);
+    (Vec::loadu(e + k, n) * va - sw).store(o + k, n);
+  }
+  o[y] -= g * f.hit;
+}
+
 template <typename scalar_t>
 void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -307,44 +426,50 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   const bool out_direct = std::is_same_v<scalar_t, acc_t> && (ocs == 1 || K == 1);
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
   double* lse = static_cast<double*>(a.c.lse);
+  const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
   at::parallel_for(0, R, std::max<int64_t>(1, 16384 / K), [&](int64_t begin, int64_t end) {
     Buffer<acc_t> in(direct ? 0 : K), tmp(out_direct ? 0 : K);
     for (int64_t r = begin; r < end; ++r) {
       const scalar_t* xr = a.x + a.x_off(r);
       const int64_t y = a.label(r);
       const bool ignored = y == a.c.ignore_index;
-      if (ignored && !grad) {
+      if (fwd) {
         loss[r] = acc_t(0);
-        lse[r] = 0.0;
-        continue;
+        if (lse != nullptr) lse[r] = 0.0;
       }
-      const acc_t* x = reinterpret_cast<const acc_t*>(xr);
-      if (!direct) {
-        for (int64_t k = 0; k < K; ++k) in.get()[k] = static_cast<acc_t>(xr[k * cs]);
-        x = in.get();
-      }
-      double l = 0.0;
-      if (fwd && !ignored) {
-        acc_t mx, log_s = acc_t(0), d = acc_t(0);
-        row_forward(x, K, a.w, mx, log_s, d, a.alpha != acc_t(0));
-        loss[r] = lsmia::ls_ce_finish_row(mx, log_s, d, x[y], a.weight(y), a.W, a.alpha, K, l);
-        lse[r] = l;
-      } else if (fwd) {
-        loss[r] = acc_t(0);
-        lse[r] = 0.0;
-      } else {
-        l = lse[r];
-      }
-      if (!grad) continue;
-      scalar_t* orow = a.out + a.out_off(r);
-      acc_t* o = out_direct ? reinterpret_cast<acc_t*>(orow) : tmp.get();
+      if (ignored && !grad) continue;
+      scalar_t* orow = grad ? a.out + a.out_off(r) : nullptr;
+      acc_t* o = grad ? (out_direct ? reinterpret_cast<acc_t*>(orow) : tmp.get()) : nullptr;
       if (ignored) {
         std::fill(o, o + K, acc_t(0));
       } else {
-        const acc_t g = fwd ? static_cast<acc_t>(a.c.grad_scale) : a.upstream(r);
-        row_gradient(x, K, a.w, l, g, lsmia::ls_ce_grad_row(a.weight(y), a.W, a.alpha, K), y, o);
+        const acc_t* x = reinterpret_cast<const acc_t*>(xr);
+        if (!direct) {
+          for (int64_t k = 0; k < K; ++k) in.get()[k] = static_cast<acc_t>(xr[k * cs]);
+          x = in.get();
+        }
+        const auto f = lsmia::ls_ce_grad_row(a.weight(y), a.W, a.alpha, K);
+        if (fwd) {
+          const acc_t mx = row_max(x, K), z_y = x[y];
+          double l = 0.0;
+          acc_t s = acc_t(1), d = acc_t(0);
+          const bool finite = lsmia::ls_ce_finite(mx);
+          // the exponentials go straight into the gradient row (o may be x itself: read first)
+          if (finite) row_sums(x, K, a.w, mx, grad ? o : nullptr, s, d, a.alpha != acc_t(0));
+          loss[r] = lsmia::ls_ce_finish_row(mx, lsmia::ls_ce_log(s), d, z_y, a.weight(y), a.W, a.alpha, K, l);
+          if (lse != nullptr) lse[r] = l;
+          if (grad) {
+            if (finite) {
+              row_gradient_from_exp(o, K, a.w, s, static_cast<acc_t>(a.c.grad_scale), f, y, o);
+            } else {
+              std::fill(o, o + K, nan);
+            }
+          }
+        } else {
+          row_gradient(x, K, a.w, lse[r], a.upstream(r), f, y, o);
+        }
       }
-      if (!out_direct) {
+      if (grad && !out_direct) {
         for (int64_t k = 0; k < K; ++k) orow[k * ocs] = static_cast<scalar_t>(o[k]);
       }
     }

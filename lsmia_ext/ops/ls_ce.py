@@ -5,6 +5,11 @@ with class-index targets: logits (K,), (N, K) or (N, K, d1, ...). The C++/CUDA o
 losses and the per-row logsumexp (the only thing saved for backward); the reduction is a cheap
 O(N) step here so that autograd and torch.compile see plain ops. The backward op has its own
 autograd formula (the softmax Jacobian), so second derivatives work (create_graph=True).
+
+Training on the CPU (eager, logits requiring grad) takes a faster path, _LsCeTrain: one kernel pass
+computes the loss rows and the gradient together (each logit read once, one exp per logit), and the
+backward only hands that gradient over (scaled when the upstream gradient is not 1). The gradient
+tensor is therefore allocated in the forward instead of the backward (same size, held in between).
 """
 from __future__ import annotations
 
@@ -29,6 +34,13 @@ def _ls_ce_forward_fake(logits, target, weight, alpha, ignore_index):
 @torch.library.register_fake("lsmia::ls_ce_backward")
 def _ls_ce_backward_fake(grad_loss, logits, target, weight, lse, alpha, ignore_index):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("lsmia::ls_ce_forward_with_grad")
+def _ls_ce_forward_with_grad_fake(logits, target, weight, alpha, ignore_index, mean):
+    acc = _acc_dtype(logits.dtype)
+    return (target.new_empty(target.shape, dtype=acc), torch.empty_like(logits, memory_format=torch.contiguous_format),
+            target.new_empty((), dtype=acc))
 
 
 @torch.library.register_fake("lsmia::ls_ce_forward_grad_")
@@ -173,6 +185,44 @@ class _LsCeInPlace(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
+class _LsCeTrain(torch.autograd.Function):
+    """Training path on the CPU: the forward also computes the gradient (one read of the logits, one
+    exp per logit), so the backward is a scale at most. The gradient is held by ctx (not saved for
+    backward) and handed over by the first backward; a second backward of a retained graph recomputes
+    it with the same kernel (bit for bit), create_graph=True (double backward) with ls_ce_backward,
+    which has its own autograd."""
+
+    @staticmethod
+    def forward(ctx, x, target, weight, alpha, ignore_index, reduction):
+        loss, grad, denom = torch.ops.lsmia.ls_ce_forward_with_grad(x, target, weight, alpha, ignore_index,
+                                                                     reduction == "mean")
+        ctx.save_for_backward(x, target, weight)
+        ctx.grad, ctx.denom = grad, denom
+        ctx.alpha, ctx.ignore_index, ctx.reduction = alpha, ignore_index, reduction
+        if reduction == "none":
+            return loss
+        return loss.sum() if reduction == "sum" else loss.sum() / denom
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad, ctx.grad = ctx.grad, None
+        x, target, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the differentiable backward op
+            g = grad_out / ctx.denom if ctx.reduction == "mean" else grad_out
+            with torch.no_grad():
+                _, lse = torch.ops.lsmia.ls_ce_forward(x, target, weight, ctx.alpha, ctx.ignore_index)
+            return (torch.ops.lsmia.ls_ce_backward(g.expand(target.shape), x, target, weight, lse, ctx.alpha,
+                                                   ctx.ignore_index), None, None, None, None, None)
+        if grad is None:  # a retained graph's second backward: the same kernel again, the same bits
+            _, grad, _ = torch.ops.lsmia.ls_ce_forward_with_grad(x, target, weight, ctx.alpha, ctx.ignore_index,
+                                                                  ctx.reduction == "mean")
+        if ctx.reduction == "none":
+            grad.mul_(grad_out.unsqueeze(1))
+        elif bool(grad_out != 1):  # CPU only: a cheap host read
+            grad.mul_(grad_out)
+        return grad, None, None, None, None, None
+
+
 def fused_ls_ce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, *,
                 weight: torch.Tensor | None = None, reduction: str = "mean", ignore_index: int = -100,
                 inplace: bool = False) -> torch.Tensor:
@@ -188,11 +238,11 @@ def fused_ls_ce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, 
     (N, d1, ...). The result has the logits' dtype. Twice differentiable in the logits.
 
     inplace=True (2-D logits produced by an op, e.g. a final Linear): the forward also computes the
-    gradient and writes it over the logits, so the backward allocates no N x K tensor (the memory
-    and most of the time of the default path at large K). Only valid when nothing else needs the
-    logits' values afterwards: the logits are marked modified in place, so autograd raises if the
-    op that produced them saved them for its own backward, and reading them afterwards gives the
-    gradient, not the logits. One backward per forward (no retain_graph reuse).
+    gradient and writes it over the logits, so no N x K gradient tensor is allocated (the memory of
+    the default path at large K; on the CPU it is slower than the default path, though). Only valid
+    when nothing else needs the logits' values afterwards: the logits are marked modified in place,
+    so autograd raises if the op that produced them saved them for its own backward, and reading them
+    afterwards gives the gradient, not the logits. One backward per forward (no retain_graph reuse).
     """
     _check(logits, target, weight, reduction)  # alpha: checked by the op (finite, <= 1)
     ignore_index = int(ignore_index)
@@ -206,6 +256,12 @@ def fused_ls_ce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, 
         out, _ = _LsCeInPlace.apply(logits, target, weight, alpha, ignore_index, reduction)
         return out.to(logits.dtype)
     x, t = _as_rows(logits, target)
+    if (logits.requires_grad and torch.is_grad_enabled() and logits.device.type == "cpu"
+            and not torch.compiler.is_compiling()):
+        out = _LsCeTrain.apply(x, t, weight, alpha, ignore_index, reduction)
+        if reduction == "none":
+            out = out.reshape(target.shape)
+        return out.to(logits.dtype)
     loss, _ = torch.ops.lsmia.ls_ce_forward(x, t, weight, alpha, ignore_index)
     if reduction == "none":
         loss = loss.reshape(target.shape)

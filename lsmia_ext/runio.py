@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .config import config_hash as hash_of_config, flatten_overrides
 from .errors import UserInputError
 
 MANIFEST = "manifest.json"
@@ -121,17 +122,11 @@ def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     return path
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): data}
-
-
 def differing_keys(old: Optional[dict], new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """Dotted keys whose values differ between two configs (keys under `ignore` left out)."""
     if not isinstance(old, dict):
         return []
-    a, b = _flat(old), _flat(new)
+    a, b = flatten_overrides(old), flatten_overrides(new)
     keys = sorted(k for k in set(a) | set(b) if a.get(k, object()) != b.get(k, object()))
     return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in ignore)]
 
@@ -150,10 +145,8 @@ class RunDir:
     def __init__(self, path: str | Path, kind: str, config: dict, config_hash: Optional[str] = None, *,
                  resumable: tuple[str, ...] = (), extends: tuple[str, ...] = (),
                  legacy: Optional[Callable[[Path], Optional[dict]]] = None, record: str = RECORD):
-        from .config import config_hash as hash_of
-
         self.path, self.kind, self.config = check_out_dir(path), kind, config
-        self.hash = config_hash or hash_of(config)
+        self.hash = config_hash or hash_of_config(config)
         self.resumable, self.extends, self.legacy, self.record_path = resumable, extends, legacy, Path(path) / record
 
     def read(self) -> Optional[dict]:

@@ -21,6 +21,7 @@ from ..config import (ConfigError, Strict, apply_overrides, config_hash, flatten
                       merge_overrides, read_yaml, resolve_config_path, validate)
 from ..data import DataConfig
 from ..metrics import EvaluateConfig
+from .matched import DROPS
 from .stages import ResolvedStages, resolve_stages
 
 DEFAULT_CONFIG = "experiment-fmnist"
@@ -97,7 +98,7 @@ class ReportConfig(Strict):
     images_per_class: int = Field(4, ge=1, description="attack and real images per class in each grid")
     # costs in test accuracy (fractions below the undefended target, per seed) at which defenses are
     # compared at matched utility (experiment/matched.py); used only when the study has defense families
-    matched_drops: list[float] = Field(default_factory=lambda: [0.005, 0.01, 0.02, 0.04])
+    matched_drops: list[float] = Field(default_factory=lambda: list(DROPS))
 
     @field_validator("matched_drops")
     @classmethod

@@ -10,6 +10,11 @@ Training on the CPU (eager, logits requiring grad) takes a faster path, _LsCeTra
 computes the loss rows and the gradient together (each logit read once, one exp per logit), and the
 backward only hands that gradient over (scaled when the upstream gradient is not 1). The gradient
 tensor is therefore allocated in the forward instead of the backward (same size, held in between).
+
+Every backward is free of host reads and in-place writes when it runs batched (vmap, autograd.grad's
+is_grads_batched, jacobian(vectorize=True)) or traced (compiled autograd); ls_ce_backward has a vmap
+rule. Under torch.func transforms and forward-mode AD, fused_ls_ce runs the plain-PyTorch formula
+(reference.ls_ce_reference), which has every rule those need.
 """
 from __future__ import annotations
 

@@ -42,6 +42,9 @@ register_model("small_cnn", _small(small_cnn, "small_cnn"))
 # twice the width and no dropout: a target that can fit the fine-grained identity classes to ~100 %
 # training accuracy, as the paper's targets do
 register_model("small_cnn_wide", _small(partial(small_cnn, width=32, dropout=0.0), "small_cnn_wide"))
+# narrower small_cnn's (width w instead of 16): the "weaker hard-label model" control of the study
+for _w in (2, 3, 4, 6, 8):
+    register_model(f"small_cnn_w{_w}", _small(partial(small_cnn, width=_w), f"small_cnn_w{_w}"))
 register_model("small_resnet", _small(small_resnet, "small_resnet"))
 for _arch in TORCHVISION_ARCHS:
     register_model(_arch, torchvision_classifier(_arch))

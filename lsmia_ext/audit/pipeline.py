@@ -14,11 +14,11 @@ import yaml
 
 from ..config import config_hash
 from ..experiment.stages import attack_hash, evaluation_hash, run_stage
+from ..models import load_model, model_spec
 from ..runio import check_out_dir, file_sha256, update_manifest, write_json, write_text
 from .compare import SPEC_FILE, not_retrainable, retrain_arch, target_of_retrained
 from .config import AuditConfig
 from .folders import audit_data, folder_fingerprint, private_classes
-from .load import load_model, model_spec
 
 RESULTS_FILE = "audit.json"
 

@@ -1,8 +1,11 @@
-"""Loading a model to audit: find out what a file is without running it, load it the safe way, wrap it
-into the Classifier contract, and check its declared input contract with one probe forward pass.
+"""Loading a classifier: an `lsmia train` run directory or checkpoint, or any model behind a model spec
+(TorchScript, torch.export, your own module): find out what a file is without running it, load it
+the safe way, wrap it into the Classifier contract, and check its declared input contract with one
+probe forward pass. Below lsmia_ext.audit (which audits what this loads) and above models.registry.
 
     spec = model_spec("model.ts.pt", image_size=28, channels=1)   # or a YAML spec, or an lsmia run dir
     model = load_model(spec)                                        # ForeignClassifier, eval mode, frozen
+    target = load_classifier("runs/target")                         # RUN_DIR/model.pt, or a .yaml spec
 """
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import torch
 from torch import nn
 
 from ..config import read_yaml, validate
+from .foreign import ForeignClassifier
+from .registry import MODEL_FILE, classifier_from_checkpoint
 from .spec import PICKLE_REFUSAL, ModelSpec
-from .wrap import ForeignClassifier
 
 
 def sniff(path: Path) -> str:
@@ -77,7 +81,7 @@ def _import(path: str):
 
 def build_module(spec: ModelSpec) -> nn.Module:
     """The user's network from its factory, with the spec's state dict (weights_only) when given."""
-    from ..models.torchvision_nets import _read_state_dict
+    from .torchvision_nets import _read_state_dict
 
     net = _import(spec.import_path)(**spec.kwargs)
     if not isinstance(net, nn.Module):
@@ -133,8 +137,6 @@ def probe(model: nn.Module, channels: int, image_size: int, what: str) -> int:
 def load_model(spec: ModelSpec) -> nn.Module:
     """The model of `spec` behind the Classifier contract, in eval mode with frozen parameters, its
     contract checked (a mismatch raises ValueError with one line saying what does not fit)."""
-    from ..models import load_classifier
-
     if spec.kind == "lsmia":
         model = load_classifier(spec.path)
         for key, have in (("image_size", model.image_size), ("channels", model.in_channels),
@@ -154,6 +156,11 @@ def load_model(spec: ModelSpec) -> nn.Module:
     return model
 
 
-def load_spec_file(path: str | Path) -> nn.Module:
-    """A model from a YAML model spec (what load_classifier does with a .yaml path)."""
-    return load_model(model_spec(path))
+def load_classifier(path_or_run_dir: str | Path, map_location="cpu") -> nn.Module:
+    """A trained classifier from RUN_DIR/model.pt (or the file itself): eval mode, parameters frozen
+    (attacks and metrics differentiate through it w.r.t. the input, never w.r.t. its weights).
+    A YAML model spec (TorchScript, torch.export, your own module) loads too."""
+    path = Path(path_or_run_dir)
+    if path.suffix in (".yaml", ".yml"):
+        return load_model(model_spec(path)).to(map_location)
+    return classifier_from_checkpoint(path / MODEL_FILE if path.is_dir() else path, map_location)

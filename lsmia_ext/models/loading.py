@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -95,23 +97,50 @@ def build_module(spec: ModelSpec) -> nn.Module:
     return net
 
 
-def _network(spec: ModelSpec) -> tuple[nn.Module, bool]:
-    """(the raw network, whether it follows train/eval switches)."""
+def static_batch_size(program) -> int | None:
+    """The batch size a torch.export program is specialised to (exported without dynamic_shapes: the
+    first user input's dim 0 is a plain int in its input spec), or None for a dynamic batch."""
+    inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in inputs:
+            val = node.meta.get("val")
+            shape = getattr(val, "shape", None)
+            if shape is None or len(shape) == 0:
+                return None
+            return int(shape[0]) if isinstance(shape[0], int) else None
+    return None
+
+
+def _network(spec: ModelSpec) -> tuple[nn.Module, bool, int | None]:
+    """(the raw network, whether it follows train/eval switches, its static batch size or None)."""
     found = sniff(spec.path) if spec.kind in ("torchscript", "export", "pickle") else spec.kind
     if found != spec.kind:
         raise ValueError(f"{spec.path} is a {found} file, but the spec says kind: {spec.kind}")
     if spec.kind == "torchscript":
-        return torch.jit.load(str(spec.path), map_location="cpu"), True
+        with _quiet_deprecation():
+            return torch.jit.load(str(spec.path), map_location="cpu"), True, None
     if spec.kind == "export":
-        return torch.export.load(str(spec.path)).module(), False
+        with _quiet_deprecation():
+            program = torch.export.load(str(spec.path))
+        return program.module(), False, static_batch_size(program)
     if spec.kind == "module":
-        return build_module(spec), True
+        return build_module(spec), True, None
     if not spec.trust_pickle:
         raise ValueError(f"{spec.path} {PICKLE_REFUSAL}")
     net = torch.load(spec.path, map_location="cpu", weights_only=False)
     if not isinstance(net, nn.Module):
         raise ValueError(f"{spec.path} unpickled to a {type(net).__name__}, not a torch.nn.Module")
-    return net, True
+    return net, True, None
+
+
+@contextmanager
+def _quiet_deprecation():
+    """Our own loads of the user's file: torch's "`torch.jit.load` is deprecated" (and the like)
+    FutureWarning is advice to the file's author, not to the auditor; only that warning is muted,
+    only around the load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is deprecated", category=FutureWarning)
+        yield
 
 
 def _last_line(e: BaseException) -> str:
@@ -145,9 +174,10 @@ def load_model(spec: ModelSpec) -> nn.Module:
             if want is not None and want != have:
                 raise ValueError(f"{spec.path} was trained with {key} {have}, but {want} was given")
         return model
-    net, follows_mode = _network(spec)
+    net, follows_mode, static_batch = _network(spec)
     model = ForeignClassifier(net, spec.image_size, spec.channels, spec.num_classes or 0, spec.value_range,
-                              spec.mean, spec.std, follows_mode, source=str(spec.path or spec.import_path))
+                              spec.mean, spec.std, follows_mode, source=str(spec.path or spec.import_path),
+                              static_batch=static_batch)
     model.eval().requires_grad_(False)
     k = probe(model, spec.channels, spec.image_size, f"model {model.source}")
     if spec.num_classes is not None and k != spec.num_classes:

@@ -172,7 +172,7 @@ def test_full_crop_is_identity_and_flip_mirrors():
 
 def test_channel_matching():
     grey = torch.rand(2, 1, 5, 5)
-    assert torch.equal(match_channels(grey, 3), grey.expand(-1, 3, -1, -1))
+    assert torch.equal(match_channels(grey, 3), grey.expand(-1, 3, -1, -1))  # a view, no arithmetic
     rgb = torch.zeros(1, 3, 2, 2)
     rgb[:, 1] = 1.0
     assert match_channels(rgb, 1).flatten().tolist() == pytest.approx([0.587] * 4)
@@ -284,7 +284,7 @@ def test_resume_after_interruption_gives_identical_results(target, generator, tm
     assert summary["resumed_batches"] == 1
     whole, resumed = (load_checkpoint(tmp_path / d / "results.pt") for d in ("whole", "resumed"))
     for key in ("images", "labels", "latents", "confidences", "initial_confidences", "initial_images"):
-        assert torch.equal(whole[key], resumed[key]), key
+        assert torch.equal(whole[key], resumed[key]), key  # the same batches through the same code and threads
     with pytest.raises(ValueError, match=r"another config \(differs in settings.seed\)"):
         run_attack(small_cfg(classes_per_batch=2, seed=4), target, generator, tmp_path / "resumed")
 
@@ -320,7 +320,7 @@ def test_sharding_splits_batches_by_rank_and_rank0_gathers(target, generator, tm
     run_attack(cfg, target, generator, tmp_path / "sharded")
     single, sharded = (load_checkpoint(tmp_path / d / "results.pt") for d in ("single", "sharded"))
     for key in ("images", "labels", "latents", "confidences"):
-        assert torch.equal(single[key], sharded[key]), key
+        assert torch.equal(single[key], sharded[key]), key  # each batch whole, same code and threads
 
 
 @pytest.mark.slow
@@ -337,7 +337,7 @@ def test_two_ranks_give_the_same_images_as_one_process(target, generator, tmp_pa
     mp.spawn(_rank_worker, args=(2, port, str(state_path), str(tmp_path / "sharded")), nprocs=2)
     single, sharded = (load_checkpoint(tmp_path / d / "results.pt") for d in ("single", "sharded"))
     for key in ("images", "labels", "latents", "confidences", "initial_confidences"):
-        assert torch.equal(single[key], sharded[key]), key
+        assert torch.equal(single[key], sharded[key]), key  # whole batches, 1 thread on both sides (one_thread)
     assert read_json(tmp_path / "sharded" / "attack.json")["world_size"] == 2
     assert sorted(p.name for p in (tmp_path / "sharded" / "partial").iterdir()) == [
         "batch_000.pt", "batch_001.pt", "batch_002.pt"]

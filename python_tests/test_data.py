@@ -163,6 +163,7 @@ def test_augment_is_seeded_in_range_and_respects_hflip():
     aug = BatchAugment(cfg, allows_hflip=True)
     a = aug(x, torch.Generator().manual_seed(3))
     b = aug(x, torch.Generator().manual_seed(3))
+    # the same code, input and random draws twice: bit-equal by construction
     assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
     assert not torch.allclose(a, x)
     assert not BatchAugment(cfg, allows_hflip=False).hflip

@@ -56,7 +56,7 @@ def test_mid_forward_is_stochastic_in_training_and_deterministic_at_eval():
     assert model.features(x).shape == (6, 8)
     model.eval()
     a, b = model(x), model(x)
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)  # the same code on the same input twice: bit-equal by construction
     mu = model.trunk[-1].encoder(model.trunk[0]((x - 0.5) / 0.5)).chunk(2, 1)[0]
     torch.testing.assert_close(model.features(x), mu)  # eval features are the bottleneck mean
 
@@ -184,7 +184,7 @@ def test_short_training_run_per_defense(tmp_path, overrides):
     model = load_classifier(tmp_path)
     assert not model.training
     x = torch.rand(4, 1, 8, 8)
-    assert torch.equal(model(x), model(x))
+    assert torch.equal(model(x), model(x))  # the same code on the same input twice
     if "defense.kind=mid" in overrides:
         assert model.feature_dim == 16 and model.features(x).shape == (4, 16)
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)

@@ -67,6 +67,7 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     assert seen == [1, 2]  # continued at epoch 1, did not redo epoch 0
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["model"]
+    # the same ops in the same order, same process and threads, resumed from an exact copy: bit-equal
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for key in ("test_acc", "test_nll", "ece", "train_loss", "alpha"):
         assert resumed[key] == reference[key]

@@ -10,7 +10,7 @@ from .stats import CONFIDENCE, POWER, VERDICT_METRIC, claim_statistics, detectab
 ABLATION_HEADING = "Ablation: prior without the private domain"
 TITLES = {"attack_acc1": "attack Acc@1", "attack_acc1_initial": "Acc@1 after initial selection",
           "attack_acc5": "attack Acc@5", "attack_acc_category": "attack in the right category", "delta_eval": "delta_eval", "fid": "FID", "kes_test": "KES test",
-          "test_acc": "test acc", "test_acc_cost": "test-acc cost"}
+          "test_acc": "test acc", "val_acc": "val acc", "test_acc_cost": "test-acc cost"}
 UNDECIDED = ("inconclusive", "no difference shown")  # verdicts shown with the effect the study could detect
 
 
@@ -19,7 +19,7 @@ def _num(value: float, pct: bool, sign: bool = True) -> str:
     return f"{v:+.{1 if pct else 3}f}" if sign else f"{v:.{1 if pct else 3}f}"
 
 
-def _stat_cells(stat: dict, pct: bool) -> list[str]:
+def stat_cells(stat: dict, pct: bool) -> list[str]:
     """per-seed differences, mean, interval (points for percentages)."""
     per_seed = ", ".join(f"s{s}: {_num(d, pct)}" for s, d in zip(stat["seeds"], stat["diffs"])) or "n/a"
     mean = "n/a" if stat["mean"] is None else _num(stat["mean"], pct)
@@ -61,14 +61,14 @@ def claims_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list
     pct = VERDICT_METRIC in percent
     header = ["claim", "comparison", "paper", "per-seed difference" + (" (points)" if pct else ""),
               "mean", f"{100 * CONFIDENCE:.0f} % t interval", "verdict"]
-    body = [[c["claim"], _comparison(c), _paper(c), *_stat_cells(c["metrics"][c.get("metric", VERDICT_METRIC)], pct),
+    body = [[c["claim"], _comparison(c), _paper(c), *stat_cells(c["metrics"][c.get("metric", VERDICT_METRIC)], pct),
              _verdict(c, pct)] for c in claims]
     return header, body
 
 
 def other_metrics_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list[list[str]]]:
     header = ["claim", "metric", "per-seed difference", "mean", f"{100 * CONFIDENCE:.0f} % t interval"]
-    body = [[c["claim"], TITLES.get(key, key) + (" (points)" if key in percent else ""), *_stat_cells(stat, key in percent)]
+    body = [[c["claim"], TITLES.get(key, key) + (" (points)" if key in percent else ""), *stat_cells(stat, key in percent)]
             for c in claims for key, stat in c["metrics"].items() if key != c.get("metric", VERDICT_METRIC)]
     return header, body
 

@@ -16,7 +16,7 @@ differs) as secondary differences, without a verdict.
 from __future__ import annotations
 
 from ..config import flatten_overrides
-from .matched import MAX_GAP, NOT_MEASURED, family_curves, interpolate, undefended, utility_key
+from .matched import MAX_GAP, NOT_MEASURED, family_curves, interpolate, matched_results, undefended, utility_key
 from .stats import CONFIDENCE, paired_interval
 from .tradeoff import defense_of
 
@@ -85,3 +85,11 @@ def control_comparison(rows: list[dict], targets, max_gap: float = MAX_GAP) -> l
                         "secondary": {m: _read(rows, targets, entry.name, fam, m, utility, max_gap, False)
                                       for m in SECONDARY}})
     return out
+
+
+def comparisons(rows: list[dict], targets, report) -> dict:
+    """The results.json entries of the study's comparisons across targets: "matched" (and, with post-hoc
+    grid points, "matched_without_post_hoc" and "post_hoc"; matched.matched_results) and "controls", with
+    the costs and bracket width of the experiment's ReportConfig `report`."""
+    return {**matched_results(rows, targets, report.matched_drops, report.max_gap),
+            "controls": control_comparison(rows, targets, report.max_gap)}

@@ -117,6 +117,7 @@ def matched_verdict(p_holm: Optional[float], mean: Optional[float], n: int, a: s
 
 
 def _order(families) -> list[str]:
+    families = list(families)  # read twice
     first = [f for f in ("negative LS", "MID", "BiDO") if f in families]
     return first + sorted(f for f in families if f not in first)
 

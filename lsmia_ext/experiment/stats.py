@@ -34,7 +34,7 @@ from ..errors import UserInputError
 VERDICT_METRIC = "attack_acc1"
 # results.json row keys whose paired differences the report shows next to the verdict metric
 PAIRED_METRICS = ("attack_acc1", "attack_acc1_initial", "attack_acc5", "attack_acc_category", "delta_eval", "fid",
-                  "kes_test", "test_acc")
+                  "kes_test", "test_acc", "val_acc")
 CONFIDENCE = 0.95
 POWER = 0.8
 # C2b: the paper's utility cost of negative LS, in test accuracy (a fraction, like the rows' test_acc)

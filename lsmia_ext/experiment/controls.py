@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..config import flatten_overrides
 from .matched import MAX_GAP, NOT_MEASURED, family_curves, interpolate, matched_results, undefended, utility_key
-from .stats import CONFIDENCE, paired_interval
+from .stats import CONFIDENCE, POWER, paired_interval
 from .tradeoff import defense_of
 
 METRIC = "attack_acc1"
@@ -80,7 +80,7 @@ def control_comparison(rows: list[dict], targets, max_gap: float = MAX_GAP) -> l
             utility = utility_key(rows, names)
             main = _read(rows, targets, entry.name, fam, METRIC, utility, max_gap, True)
             out.append({"entry": entry.name, "alpha": entry.alpha, "family": fam, "metric": METRIC,
-                        "utility": utility, "max_gap": max_gap, **main, "confidence": CONFIDENCE,
+                        "utility": utility, "max_gap": max_gap, **main, "confidence": CONFIDENCE, "power": POWER,
                         "verdict": control_verdict(main["ci"], main["n"], fam),
                         "secondary": {m: _read(rows, targets, entry.name, fam, m, utility, max_gap, False)
                                       for m in SECONDARY}})

@@ -18,7 +18,7 @@ def controls_blocks(entries: list[dict]) -> list[tuple]:
     if not entries:
         return []
     e0 = entries[0]
-    axis = AXIS.get(e0["utility"], e0["utility"])
+    axis = AXIS[e0["utility"]]
     main = [[f"{e['entry']} (alpha {e['alpha']:+g})", e["family"], f"{e['n']} of {e['n'] + len(e['unread'])}",
              *stat_cells(e, True), with_power(e["verdict"], e["detectable_effect"], True)] for e in entries]
     other = [[f"{e['entry']} vs {e['family']}", TITLES.get(m, m) + (" (points)" if m in PERCENT else ""),

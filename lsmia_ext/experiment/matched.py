@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .stats import CONFIDENCE, holm, paired_interval
+from .stats import CONFIDENCE, POWER, holm, paired_interval
 from .tradeoff import defense_of
 
 DROPS = (0.005, 0.01, 0.02, 0.04)  # default costs in accuracy (fractions) below the undefended target
@@ -152,7 +152,7 @@ def matched_comparison(rows: list[dict], targets, drops=DROPS, metric: str = "at
                 out.append({"drop": drop, "a": a, "b": b, "metric": metric, "utility": utility, "max_gap": max_gap,
                             "seeds": seeds, "seeds_total": len(base), "unread_a": unread[a], "unread_b": unread[b],
                             "a_values": va, "b_values": vb, "diffs": diffs, **paired_interval(diffs),
-                            "confidence": CONFIDENCE})
+                            "confidence": CONFIDENCE, "power": POWER})
     for e, p_adj in zip(out, holm([e["p"] for e in out])):
         e.update(p_holm=p_adj, holm_tests=sum(x["p"] is not None for x in out), level=LEVEL,
                  verdict=matched_verdict(p_adj, e["mean"], e["n"], e["a"], e["b"]))

@@ -25,7 +25,7 @@ def _p(p) -> str:
 
 
 def _verdict(e: dict) -> str:
-    return with_power(e["verdict"], e.get("detectable_effect"), True)
+    return with_power(e["verdict"], e["detectable_effect"], True)
 
 
 def _key(e: dict) -> tuple:
@@ -42,7 +42,7 @@ def matched_sentence(entries: list[dict]) -> str:
         if e["verdict"].endswith("more private"):
             said.append(f"{where}: {e['verdict']} than {e['b'] if e['verdict'].startswith(e['a']) else e['a']} "
                         f"(attack Acc@1 {e['a']} - {e['b']} = {_pts(e['mean'])} points, 95 % CI {_ci(e['ci'])}, "
-                        f"Holm p {_p(e.get('p_holm'))}, {e['n']} seeds)")
+                        f"Holm p {_p(e['p_holm'])}, {e['n']} seeds)")
         elif e["verdict"] == NOT_MEASURED:
             unmeasured.append(f"{e['a']} vs {e['b']} {where}")
         else:
@@ -66,19 +66,19 @@ def matched_blocks(comparison: dict) -> list[tuple]:
     e0 = entries[0]
     header = ["cost (points)", "A", "B", "seeds read", "A attack Acc@1 %", "B attack Acc@1 %", "A - B (points)",
               "95 % CI (unadjusted)", "p (Holm)", "verdict"] + (["verdict without post-hoc points"] if late else [])
-    body = [[f"{100 * e['drop']:.1f}", e["a"], e["b"], f"{e['n']} of {e.get('seeds_total', e['n'])}",
-             _mean(e["a_values"]), _mean(e["b_values"]), _pts(e["mean"]), _ci(e["ci"]), _p(e.get("p_holm")), _verdict(e)]
+    body = [[f"{100 * e['drop']:.1f}", e["a"], e["b"], f"{e['n']} of {e['seeds_total']}",
+             _mean(e["a_values"]), _mean(e["b_values"]), _pts(e["mean"]), _ci(e["ci"]), _p(e["p_holm"]), _verdict(e)]
             + ([_verdict(without[_key(e)]) if _key(e) in without else "family absent"] if late else [])
             for e in entries]
-    axis = AXIS.get(e0.get("utility", "test_acc"), e0.get("utility"))
+    axis = AXIS[e0["utility"]]
     blocks = [("h2", "Defenses at matched utility"),
               ("p", f"Per seed, each family's curve (its settings plus the undefended target; attack Acc@1 made "
                     f"non-decreasing in {axis}) is read at the {axis} of the undefended target minus the cost, only "
                     f"on a measured point or between two measured points of that seed at most "
-                    f"{100 * e0.get('max_gap', 1.0):.1f} points apart (linear there); elsewhere the family is not "
+                    f"{100 * e0['max_gap']:.1f} points apart (linear there); elsewhere the family is not "
                     "measured on that seed, and a comparison with fewer than 2 seeds read says 'not measured'. "
                     "Differences are paired by seed. Verdict: two-sided paired t test, p adjusted with Holm's "
-                    f"method across the {e0.get('holm_tests', len(entries))} comparisons of this table, significant "
+                    f"method across the {e0['holm_tests']} comparisons of this table, significant "
                     "below 0.05; the 95 % t interval beside it is not adjusted. Beside 'no difference shown': the "
                     "smallest true difference the same seeds would detect with 80 % power (unadjusted)."),
               ("table", header, body),

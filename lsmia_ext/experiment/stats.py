@@ -236,7 +236,7 @@ def _cost_claim(rows: list[dict], claim: dict) -> dict:
     seeds, diffs = paired_differences(rows, claim["name"], claim["baseline"], "test_acc")
     stat = {"seeds": seeds, "diffs": [-d for d in diffs], **paired_interval([-d for d in diffs])}
     return {**claim, "claim": claim["claim"] + "b", "part": "small utility cost", "metric": COST_METRIC,
-            "confidence": CONFIDENCE, "threshold": PAPER_COST, "threshold_source": PAPER_COST_SOURCE,
+            "confidence": CONFIDENCE, "power": POWER, "threshold": PAPER_COST, "threshold_source": PAPER_COST_SOURCE,
             "verdict": cost_verdict(stat["ci"], stat["n"]), "detectable_effect": stat["detectable_effect"],
             "metrics": {COST_METRIC: stat}}
 
@@ -255,7 +255,7 @@ def claim_statistics(rows: list[dict], targets) -> list[dict]:
             if diffs or key == VERDICT_METRIC:
                 metrics[key] = {"seeds": seeds, "diffs": diffs, **paired_interval(diffs)}
         main = metrics[VERDICT_METRIC]
-        entry = {**claim, "metric": VERDICT_METRIC, "confidence": CONFIDENCE,
+        entry = {**claim, "metric": VERDICT_METRIC, "confidence": CONFIDENCE, "power": POWER,
                  "verdict": verdict_of(main["ci"], claim["direction"], main["n"]),
                  "detectable_effect": main["detectable_effect"], "metrics": metrics}
         if claim["direction"] > 0:

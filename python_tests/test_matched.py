@@ -99,7 +99,7 @@ def test_matched_verdict_and_words():
     assert "Holm's method across the 3 comparisons" in blocks[1][1] and "2.0 points apart" not in blocks[1][1]
     text = blocks[3][1]
     assert "negative LS more private than MID (attack Acc@1 negative LS - MID = -14.5 points" in text
-    assert "negative LS vs BiDO at a cost of 1.0 points (no difference shown (could detect ±" in text
+    assert "negative LS vs BiDO at a cost of 1.0 points (-1.2 points, CI [" in text and "; no difference shown (could detect ±" in text
     assert matched_blocks(matched_results(rows, targets[:4], drops=[0.01])) == []  # one family: no comparison
     assert "no matched-utility" in matched_sentence([])
 
@@ -165,6 +165,8 @@ def test_post_hoc_grid_points_are_reported_with_and_without():
     blocks = matched_blocks(res)
     assert blocks[2][1][-1] == "verdict without post-hoc points" and blocks[2][2][0][-1] == "not measured"
     assert "added after attack results were seen: b2" in blocks[4][1]
+    assert ("negative LS vs MID at a cost of 2.0 points: negative LS more private with them, not measured without"
+            in blocks[4][1])
     assert "matched_without_post_hoc" not in matched_results(rows, targets[:3], drops=[0.02])
 
 

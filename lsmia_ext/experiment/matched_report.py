@@ -46,7 +46,7 @@ def matched_sentence(entries: list[dict]) -> str:
         elif e["verdict"] == NOT_MEASURED:
             unmeasured.append(f"{e['a']} vs {e['b']} {where}")
         else:
-            ties.append(f"{e['a']} vs {e['b']} {where} ({_verdict(e)}, {_pts(e['mean'])} points, CI {_ci(e['ci'])})")
+            ties.append(f"{e['a']} vs {e['b']} {where} ({_pts(e['mean'])} points, CI {_ci(e['ci'])}; {_verdict(e)})")
     text = ("Told apart " + "; ".join(said) + ". ") if said else "No pair of defenses is told apart at any cost. "
     if ties:
         text += "Not told apart: " + "; ".join(ties) + ". "
@@ -84,7 +84,11 @@ def matched_blocks(comparison: dict) -> list[tuple]:
               ("table", header, body),
               ("p", matched_sentence(entries))]
     if late:
+        changed = [f"{e['a']} vs {e['b']} at a cost of {100 * e['drop']:.1f} points: {e['verdict']} with them, "
+                   + (without[_key(e)]["verdict"] if _key(e) in without else "family absent") + " without"
+                   for e in entries if _key(e) not in without or without[_key(e)]["verdict"] != e["verdict"]]
         blocks.append(("p", f"Grid points added after attack results were seen: {', '.join(late)}. The last column "
-                            "repeats the comparison without them (its own Holm adjustment). "
-                            "Without them: " + matched_sentence(comparison.get("matched_without_post_hoc") or [])))
+                            "repeats the comparison without them (with its own Holm adjustment). "
+                            + ("Verdicts that change: " + "; ".join(changed) + "." if changed else
+                               "No verdict changes without them.")))
     return blocks

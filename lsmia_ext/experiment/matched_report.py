@@ -51,7 +51,8 @@ def matched_sentence(entries: list[dict]) -> str:
     if ties:
         text += "Not told apart: " + "; ".join(ties) + ". "
     if unmeasured:
-        text += "Not measured (fewer than 2 seeds with both families inside a measured bracket): " + "; ".join(unmeasured) + "."
+        text += ("Not measured (fewer than 2 seeds with both families inside a measured bracket): "
+                 + "; ".join(unmeasured) + ".")
     return text.strip()
 
 

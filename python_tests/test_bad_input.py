@@ -190,3 +190,9 @@ def test_run_directory_of_another_kind(tmp_path):
 def test_malformed_or_unknown_override(tmp_path, item, expected):
     one_error_line(lsmia("train", "--config", "train-digits-target", "--out", tmp_path, "--set", item), "train",
                    expected)
+
+
+@pytest.mark.parametrize("item, expected", [("report.max_gap=2", "max_gap"), ("report.max_gap=0", "max_gap")])
+def test_bad_matched_bracket_width(tmp_path, item, expected):
+    one_error_line(lsmia("experiment", "--config", "experiment-digits", "--preset", "quick", "--out", tmp_path,
+                         "--set", item), "experiment", expected)

@@ -21,7 +21,7 @@ from ..config import (ConfigError, Strict, apply_overrides, config_hash, flatten
                       merge_overrides, read_yaml, resolve_config_path, validate)
 from ..data import DataConfig
 from ..metrics import EvaluateConfig
-from .matched import DROPS
+from .matched import DROPS, MAX_GAP, NOT_A_DEFENSE
 from .stages import ResolvedStages, resolve_stages
 
 DEFAULT_CONFIG = "experiment-fmnist"
@@ -72,11 +72,20 @@ class StageRef(Strict):
 
 
 class TargetEntry(Strict):
-    """One target recipe of the study: a name (row label, directory name), its alpha, extra overrides."""
+    """One target recipe of the study: a name (row label, directory name), its alpha, extra overrides.
+
+    `family` names the defense family the entry belongs to in the trade-off and the matched comparison
+    (tradeoff.defense_of), overriding the one inferred from set.defense.kind and alpha; plain hard-label
+    entries (alpha 0, no defense) with a family are control families ("train less (epochs)", "narrower
+    model"): models that are only less accurate, against which negative LS is compared at equal accuracy.
+    `added_after_attacks` marks a grid point added after attack results were seen: the matched
+    comparison is then reported with and without such points. Neither field changes a stage."""
 
     name: str
     alpha: float  # checked once, as the target's loss.alpha (the stages resolve when this config loads)
     set: dict[str, Any] = Field(default_factory=dict)
+    family: Optional[str] = None
+    added_after_attacks: bool = False
 
     @field_validator("name")
     @classmethod
@@ -84,6 +93,14 @@ class TargetEntry(Strict):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", v):
             raise ValueError(f"target name {v!r} must be letters, digits, '_', '.', '+' or '-' "
                              "(it names a directory)")
+        return v
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v):
+        if v is not None and (not v.strip() or v in NOT_A_DEFENSE):
+            raise ValueError(f"family {v!r} must be a non-empty label other than {sorted(NOT_A_DEFENSE)} "
+                             "(leave it out for the undefended target and positive LS)")
         return v
 
     @field_validator("set")
@@ -99,6 +116,9 @@ class ReportConfig(Strict):
     # costs in test accuracy (fractions below the undefended target, per seed) at which defenses are
     # compared at matched utility (experiment/matched.py); used only when the study has defense families
     matched_drops: list[float] = Field(default_factory=lambda: list(DROPS))
+    # a family's curve is read only on a measured point or between two measured points of the seed at
+    # most this far apart in utility (a fraction: 0.015 = 1.5 points of accuracy); elsewhere "not measured"
+    max_gap: float = Field(MAX_GAP, gt=0, lt=1)
 
     @field_validator("matched_drops")
     @classmethod

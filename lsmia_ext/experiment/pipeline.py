@@ -16,7 +16,7 @@ from ..config import config_hash
 from ..runio import RECORD, RunDir, update_manifest, write_json
 from .config import ExperimentConfig
 from .claims_report import ablation_summary
-from .matched import matched_comparison
+from .controls import comparisons
 from .stats import claim_statistics
 from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, run_stage
 
@@ -205,7 +205,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
         "splits": {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
                    "private_test": len(scenario.private_test)},
         "claims": claim_statistics(rows, cfg.targets),
-        "matched": matched_comparison(rows, cfg.targets, cfg.report.matched_drops),  # [] without defenses
+        **comparisons(rows, cfg.targets, cfg.report),  # "matched" ([] without defenses), "controls", ...
         "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,
         "notes": study.notes,
         "timings": {"stages": study.timings},

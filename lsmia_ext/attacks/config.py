@@ -162,18 +162,6 @@ class AttackConfig(Strict):
             raise ValueError(f"final.keep ({self.final.keep}) cannot exceed initial.keep ({self.initial.keep})")
         return self
 
-    @model_validator(mode="before")
-    @classmethod
-    def _results_version(cls, data):
-        """A dump's results_version (see RESULTS_VERSION) is accepted back only if it is this version's."""
-        if isinstance(data, dict) and "results_version" in data:
-            data = dict(data)
-            version = data.pop("results_version")
-            if version != RESULTS_VERSION:
-                raise ValueError(f"results_version {version!r}: this version writes attack results of version "
-                                 f"{RESULTS_VERSION} and takes no other")
-        return data
-
     @model_serializer(mode="wrap")
     def _dump(self, handler, info):
         """Every attack's section, the absent ones with their defaults: the dump feeds the stage hashes

@@ -69,7 +69,7 @@ def kernel_inception_distance(feats_real: torch.Tensor, feats_fake: torch.Tensor
     # per subset: within-real term (fixed for the bootstrap too) and the point estimate
     within_real = torch.stack([_within(k_rr[r][:, r]) for r in real_sets])
     point = torch.tensor([mmd2_unbiased(k_ff[f][:, f], k_rr[r][:, r], k_fr[f][:, r])
-                          for f, r in zip(fake_sets, real_sets)])
+                          for f, r in zip(fake_sets, real_sets)], dtype=torch.float64)
     out = {"kid": point.mean().item(), "kid_ci_low": None, "kid_ci_high": None, "kid_subset_size": s}
     if bootstrap:
         # cross[a, j]: mean kernel of fake image a with real subset j

@@ -63,7 +63,7 @@ class _Study:
     def prior(self) -> tuple[Path, str]:
         from ..priors import train_prior
 
-        d, h = self.out / "prior", self._with_data(config_hash(self.stages.prior))
+        d, h = self.out / "prior", self._with_data(self.stages.prior.run_hash())
         self.prior_result = self._record("prior", run_stage("prior", d, h, lambda: train_prior(self.stages.prior, d),
                                                             self.log))
         return d, h
@@ -74,6 +74,17 @@ class _Study:
         h = self._with_data(cfg.run_hash())
         result = self._record(key, run_stage(key, d, h, lambda: train_classifier(cfg, d), self.log))
         return d, h, result
+
+    def val_acc(self, result: dict, model_dir: Path, scenario) -> float | None:
+        """The classifier's validation accuracy: from its result, or scored now for a target trained before
+        the validation split existed (its images were never trained on, so no retraining is needed)."""
+        if "val_acc" in result or not len(scenario.private_val):
+            return finite_or_none(result.get("val_acc"))
+        from ..models import load_classifier
+        from ..train.evaluate import evaluate_classifier
+
+        model = load_classifier(model_dir)
+        return evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"]
 
     def eval_model(self):
         from ..models import load_classifier
@@ -167,7 +178,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
             t_dir, t_hash, t_result = study.classifier(f"target:{key}", out / "targets" / key, study.stages.targets[(entry.name, seed)])
             a_dir, a_hash = study.attack(key, seed, t_dir, t_hash, prior_dir, p_hash)
             evaluation = study.evaluation(key, a_dir, a_hash, e_hash, scenario)
-            rows.append({**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc"))})
+            rows.append({**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc")),
+                         "val_acc": study.val_acc(t_result, t_dir, scenario)})
             runs.append({"name": entry.name, "seed": seed, "target": str(t_dir.relative_to(out)),
                          "attack": str(a_dir.relative_to(out)),
                          "evaluation": str((out / "evaluations" / key).relative_to(out))})
@@ -186,11 +198,14 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
             "num_threads": torch.get_num_threads(),
         },
         "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")),
+                       "val_acc": study.val_acc(eval_result, eval_dir, scenario),
                        "train_acc": finite_or_none(eval_result.get("train_acc")), "dir": "eval_model"},
         "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds",
                                                          "category_share_prior", "category_share_public_test",
                                                          "category_share_min_ratio")},
         "runs": runs,
+        "splits": {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
+                   "private_test": len(scenario.private_test)},
         "claims": claim_statistics(rows, cfg.targets),
         "matched": matched_comparison(rows, cfg.targets, cfg.report.matched_drops),  # [] without defenses
         "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,

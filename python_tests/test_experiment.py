@@ -16,7 +16,7 @@ from lsmia_ext.experiment import load_experiment_config, run_experiment, summari
 ROW_KEYS = {"name", "alpha", "seed", "test_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial",
             "attack_acc5_initial", "delta_eval", "fid", "precision", "recall", "density", "coverage", "kes_train",
             "kes_test", "attack_acc_category", "attack_acc_category_initial", "train_acc", "kid", "kid_ci_low",
-            "kid_ci_high", "test_acc_sampling"}
+            "kid_ci_high", "test_acc_sampling", "val_acc"}
 ARGS = ["experiment", "--config", "experiment-digits", "--preset", "quick"]
 
 
@@ -44,9 +44,10 @@ def test_quick_preset_end_to_end(study):
         # whole classes, not identity sub-classes: "the right category" is the class itself, not reported
         assert row["attack_acc_category"] is None and row["attack_acc_category_initial"] is None
         assert row["test_acc_sampling"] is None  # no MID target
+        assert row["val_acc"] is None  # the digits preset has no validation split
         assert row["kid_ci_low"] <= row["kid"] <= row["kid_ci_high"]
         for key in ROW_KEYS - {"name", "attack_acc5", "attack_acc5_initial", "attack_acc_category",
-                               "attack_acc_category_initial", "test_acc_sampling"}:
+                               "attack_acc_category_initial", "test_acc_sampling", "val_acc"}:
             assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (key, row[key])
         assert 0.0 <= row["attack_acc1"] <= 1.0 and 0.0 <= row["test_acc"] <= 1.0
         assert row["test_acc"] > 0.5  # the targets really learned the 5 private digits

@@ -22,10 +22,12 @@ from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none
 
 RESULTS_FILE = "results.json"
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
-    "test_acc": "test_acc", "ece": "ece", "attack_acc1": "acc1", "attack_acc5": "acc5",
+    "test_acc": "test_acc", "test_acc_sampling": "test_acc_sampling", "ece": "ece",
+    "attack_acc1": "acc1", "attack_acc5": "acc5",
     "attack_acc1_initial": "acc1_initial", "attack_acc5_initial": "acc5_initial",
     "attack_acc_category": "acc_category", "attack_acc_category_initial": "acc_category_initial",
-    "delta_eval": "delta_eval", "fid": "fid", "precision": "precision", "recall": "recall",
+    "delta_eval": "delta_eval", "fid": "fid", "kid": "kid", "kid_ci_low": "kid_ci_low", "kid_ci_high": "kid_ci_high",
+    "precision": "precision", "recall": "recall",
     "density": "density", "coverage": "coverage", "kes_train": "kes_train", "kes_test": "kes_test",
 }
 

@@ -83,3 +83,20 @@ def test_c1_finer_identities_on_fashion_mnist():
     assert min(_per_class(sc, "test")) >= 15
     counts = torch.bincount(sc.identities.labels[sc.identities.labels >= 0])
     print("images per private identity:", sorted(counts[list(sc.identities.private)].tolist()))
+
+
+def test_pilot_rule_takes_the_smallest_k_with_a_five_point_gap():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("c1_study", Path(__file__).parents[1] / "bench" / "c1_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    choose_k, pilot_row = study.choose_k, study.pilot_row
+    row = {"name": "hard", "seed": 0, "attack_acc1": 0.80, "attack_acc_category": 0.86, "val_acc": 0.7, "test_acc": 0.72}
+    pilot = pilot_row({"rows": [{**row, "name": "hard_n25"}, row]})
+    assert pilot["gap"] == pytest.approx(0.06, abs=1e-12) and pilot["val_acc"] == 0.7
+    small = {**pilot, "gap": 0.04}
+    assert choose_k({6: pilot, 8: small}) == 6
+    assert choose_k({6: small, 8: pilot}) == 8
+    assert choose_k({6: small, 8: small}) == 8  # neither reaches 5 points: the finer construction, said so

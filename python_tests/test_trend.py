@@ -2,6 +2,7 @@
 its interval and verdict on a hand-computed case, which entries form a trend, and its report section."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -71,3 +72,23 @@ def test_report_section_has_table_and_plot(tmp_path):
     assert table[2][0][3] == "+3.7" and table[2][0][-1] == "reproduced"  # points per +0.1 alpha
     assert (tmp_path / "plot_trend.png").stat().st_size > 1000
     assert trend_blocks(tmp_path, r, []) == []
+
+
+def test_pipeline_writes_the_trend_of_a_smaller_training_set(tmp_path):
+    """End to end on digits: three alphas >= 0 of a 40-image recipe, 2 seeds: results["trend"], the report
+    section and its plot; the entries train on 40 images per class and are scored on the shared validation."""
+    from lsmia_ext.experiment import load_experiment_config, run_experiment
+
+    small = {"data": {"train_per_class": 40}}
+    targets = [{"name": f"a{a}", "alpha": a, "set": small} for a in (0.0, 0.1, 0.2)]
+    overrides = {"data.train_per_class": 80, "data.val_per_class": 20, "targets": targets}
+    cfg = load_experiment_config("experiment-digits", "quick", 2, overrides)
+    results = run_experiment(cfg, tmp_path, log=lambda *_: None)
+    (t,) = results["trend"]
+    assert t["label"] == "data.train_per_class=40" and t["seeds"] == [0, 1] and t["n"] == 2
+    assert all(r["val_acc"] is not None for r in results["rows"])
+    assert [c["claim"] for c in results["claims"]] == ["C1.1", "C1.2"]
+    md = (tmp_path / "report.md").read_text()
+    assert "## Trend: attack Acc@1 over alpha >= 0" in md and (tmp_path / "plot_trend.png").stat().st_size > 1000
+    train = json.loads((tmp_path / "targets" / "a0.0_seed0" / "data_manifest.json").read_text())["private"]
+    assert len(train["train_indices"]) == 40 * 5 and "val_indices" not in train

@@ -7,6 +7,7 @@ replaces every stage's data, so all stages see the same scenario and split.
 
 `targets` is generic: every entry is {name, alpha, set}; `set` holds TrainConfig overrides on top of
 the shared target recipe, so other defences (MID, BiDO, ...) plug in as entries with their own fields.
+Of the data, an entry may lower only data.train_per_class (stages.entry_data: a prefix of the same split).
 """
 from __future__ import annotations
 
@@ -105,9 +106,15 @@ class TargetEntry(Strict):
 
     @field_validator("set")
     @classmethod
-    def _no_alpha(cls, v):
-        if "loss.alpha" in flatten_overrides(v):
+    def _set(cls, v):
+        flat = flatten_overrides(v)
+        if "loss.alpha" in flat:
             raise ValueError("set the target's alpha with the entry's `alpha`, not with set: loss.alpha")
+        data_keys = sorted(k for k in flat if (k == "data" or k.startswith("data.")) and k != "data.train_per_class")
+        if data_keys:
+            raise ValueError(f"a target entry's set may change only data.train_per_class of the data (fewer "
+                             f"training images per class, stages.entry_data), got {data_keys}: the experiment's "
+                             "`data` is every stage's")
         return v
 
 

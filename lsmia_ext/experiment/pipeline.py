@@ -18,6 +18,7 @@ from .config import ExperimentConfig
 from .claims_report import ablation_summary
 from .controls import comparisons
 from .stats import claim_statistics
+from .trend import trend_statistics
 from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, run_stage
 
 RESULTS_FILE = "results.json"
@@ -207,6 +208,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
         "splits": {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
                    "private_test": len(scenario.private_test)},
         "claims": claim_statistics(rows, cfg.targets),
+        "trend": trend_statistics(rows, cfg.targets),  # [] without a recipe of 3 alphas >= 0 (trend.py)
         **comparisons(rows, cfg.targets, cfg.report),  # "matched" ([] without defenses), "controls", ...
         "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,
         "notes": study.notes,

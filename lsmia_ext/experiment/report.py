@@ -17,6 +17,7 @@ from .claims_report import ablation_blocks, claims_blocks, verdict_sentence
 from .controls_report import controls_blocks
 from .matched_report import matched_blocks
 from .tradeoff import tradeoff_blocks
+from .trend_report import trend_blocks
 
 METRICS = [  # (results.json row key, column title)
     ("test_acc", "test acc"), ("val_acc", "val acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
@@ -220,6 +221,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
         plot_against_alpha(rows, key, label, out / fname)
         blocks.append(("img", fname, f"{label} against alpha"))
     blocks += claims_blocks(out, rows, results["claims"], PERCENT)
+    blocks += trend_blocks(out, rows, results.get("trend") or [])  # only with 3 alphas >= 0 in one recipe
     blocks += controls_blocks(results.get("controls") or [])  # only with a control family and a negative-LS entry
     if results.get("ablation"):
         blocks += ablation_blocks(results["ablation"], PERCENT)

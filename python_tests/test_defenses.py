@@ -263,8 +263,12 @@ def test_shipped_defense_sweep_config_resolves_every_family():
 
     cfg = load_experiment_config("experiment-fmnist-defenses")
     families = [defense_of(t) for t in cfg.targets]
-    assert set(families) == {"none", "negative LS", "MID", "BiDO"}
-    assert all(families.count(f) >= 4 for f in ("negative LS", "MID", "BiDO"))  # a curve per defense, not a point
+    assert set(families) == {"none", "negative LS", "MID", "BiDO", "train less", "narrower model"}
+    # a curve per defense, not a point; the controls are the study's own
+    assert all(families.count(f) >= 4 for f in ("negative LS", "MID", "BiDO"))
+    controls = {t.name: t for t in cfg.targets if t.family}
+    study_controls = {t.name: t for t in load_experiment_config("experiment-fmnist").targets if t.family}
+    assert controls == study_controls and len(controls) >= 6
     # the same scenario, recipes and attack as the default study: only the targets differ
     default = load_experiment_config("experiment-fmnist")
     assert cfg.data == default.data and cfg.data.identities is not None

@@ -15,6 +15,8 @@ nodes already running finish, and the first error is raised again, unchanged.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import sys
@@ -37,6 +39,7 @@ class Node:
     deps: tuple[str, ...] = ()
     resources: Mapping[str, float] = field(default_factory=dict)
     threads: Optional[int] = None
+    output: Optional[str] = None  # on a Dask worker the node's stdout/stderr (prints, progress bars) go here
 
 
 def check_graph(nodes: Sequence[Node]) -> None:
@@ -66,9 +69,11 @@ def quiet(*_args) -> None:
     """The log of a stage on a Dask worker: the driver reports progress, not the workers."""
 
 
-def run_node(fn: Callable[..., dict], args: tuple, threads: Optional[int], log=print, stop: Optional[str] = None):
-    """Runs one node here (a Dask task runs this on its worker). `stop` names a Dask Event set when the
-    study stops: a node that has not started by then returns None without running."""
+def run_node(fn: Callable[..., dict], args: tuple, threads: Optional[int], log=print, stop: Optional[str] = None,
+             output: Optional[str] = None):
+    """Runs one node here (a Dask task runs this on its worker, one task per worker process at a time).
+    `stop` names a Dask Event set when the study stops: a node that has not started by then returns None
+    without running. `output`: a file that receives the node's stdout and stderr."""
     import torch
 
     if stop is not None:
@@ -78,7 +83,11 @@ def run_node(fn: Callable[..., dict], args: tuple, threads: Optional[int], log=p
             return None
     if threads:
         torch.set_num_threads(threads)
-    return fn(*args, log=log)
+    if output is None:
+        return fn(*args, log=log)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return fn(*args, log=log)
 
 
 class SequentialExecutor:
@@ -144,15 +153,15 @@ def local_cluster(workers: int, threads: int, gpus: Optional[int] = None):
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    env = {"TQDM_DISABLE": "1", **{k: os.environ[k] for k in THREAD_VARS if k in os.environ}}
+    env = {k: os.environ[k] for k in THREAD_VARS if k in os.environ}  # not Dask's OMP_NUM_THREADS=1
     spec = {}
     for i in range(workers):
         resources = {"threads": threads, **({"GPU": 1} if i < gpus else {})}
         cuda = {"CUDA_VISIBLE_DEVICES": str(i) if i < gpus else ""} if gpus else {}
         spec[i] = {"cls": Nanny, "options": {"nthreads": 1, "host": "127.0.0.1", "resources": resources,
-                                             "env": {**env, **cuda}, "dashboard": False}}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
-        return SpecCluster(workers=spec, scheduler={"cls": Scheduler, "options": {
+                                             "env": cuda, "dashboard": False, "silence_logs": logging.WARNING}}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        return SpecCluster(workers=spec, silence_logs=logging.WARNING, scheduler={"cls": Scheduler, "options": {
             "host": "127.0.0.1", "dashboard": False, "dashboard_address": None}})
 
 
@@ -169,14 +178,17 @@ def _drive(client, nodes: Sequence[Node], progress: "Progress") -> dict[str, dic
     def submit_ready():
         for key, n in list(waiting.items()):
             if all(d in done for d in n.deps):
-                fut = client.submit(run_node, n.fn, n.args, n.threads, quiet, stop.name, key=f"{key}-{token}",
+                fut = client.submit(run_node, n.fn, n.args, n.threads, quiet, stop.name, n.output, key=f"{key}-{token}",
                                     resources=dict(n.resources) or None, pure=False)
                 running[fut] = n
                 del waiting[key]
 
     submit_ready()
     while running:
-        finished, _ = wait(list(running), timeout=1.0, return_when="FIRST_COMPLETED")
+        try:
+            finished = wait(list(running), timeout=1.0, return_when="FIRST_COMPLETED").done
+        except TimeoutError:  # nothing finished this second: redraw the progress
+            finished = set()
         for fut in finished:
             n = running.pop(fut)
             try:

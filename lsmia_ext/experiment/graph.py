@@ -101,9 +101,11 @@ def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, eval_dir: Pat
 def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str], str], gpu: bool) -> list[Node]:
     """The nodes of the study (keys as in results.json timings: prior, eval_model, target:K, attack:K,
     evaluation:K); `with_data` adds the identity assignment to a stage hash; `gpu` marks the training
-    and attack stages that run on CUDA as needing a GPU."""
+    and attack stages that run on CUDA as needing a GPU. On a Dask worker a stage's prints go to
+    OUT/logs/KEY.log."""
     threads = cfg.num_threads
     res = {"threads": threads or 1}
+    node = lambda key, *a: Node(key, *a, output=str(out / "logs" / f"{key.replace(':', '_')}.log"))  # noqa: E731
 
     def on(stage_cfg) -> dict:
         uses_cuda = stage_cfg.device == "cuda" or (stage_cfg.device == "auto" and gpu)
@@ -111,8 +113,8 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
 
     p_dir, p_hash = out / "prior", with_data(config_hash(stages.prior))
     e_dir, e_hash = out / "eval_model", with_data(stages.eval_model.run_hash())
-    nodes = [Node("prior", prior_stage, (stages.prior, p_dir, p_hash), (), res, threads),
-             Node("eval_model", classifier_stage, ("eval_model", stages.eval_model, e_dir, e_hash), (),
+    nodes = [node("prior", prior_stage, (stages.prior, p_dir, p_hash), (), res, threads),
+             node("eval_model", classifier_stage, ("eval_model", stages.eval_model, e_dir, e_hash), (),
                   on(stages.eval_model), threads)]
     for seed in cfg.seeds:
         acfg = stages.attacks[seed]
@@ -122,10 +124,10 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
             a_dir, a_hash = out / "attacks" / key, attack_hash(acfg, t_hash, p_hash)
             v_dir, v_hash = out / "evaluations" / key, evaluation_hash(cfg.evaluate, a_hash, e_hash)
             nodes += [
-                Node(f"target:{key}", classifier_stage, (f"target:{key}", tcfg, t_dir, t_hash), (), on(tcfg), threads),
-                Node(f"attack:{key}", attack_stage, (f"attack {key}", acfg, a_dir, a_hash, t_dir, p_dir, cfg.data),
+                node(f"target:{key}", classifier_stage, (f"target:{key}", tcfg, t_dir, t_hash), (), on(tcfg), threads),
+                node(f"attack:{key}", attack_stage, (f"attack {key}", acfg, a_dir, a_hash, t_dir, p_dir, cfg.data),
                      ("prior", f"target:{key}"), on(acfg), threads),
-                Node(f"evaluation:{key}", evaluation_stage, (f"evaluation {key}", v_dir, v_hash, a_dir, e_dir, e_hash,
+                node(f"evaluation:{key}", evaluation_stage, (f"evaluation {key}", v_dir, v_hash, a_dir, e_dir, e_hash,
                                                              cfg.evaluate, cfg.data), ("eval_model", f"attack:{key}"),
                      res, threads)]
     return nodes

@@ -168,6 +168,7 @@ def local_cluster(workers: int, threads: int, gpus: Optional[int] = None):
 def _drive(client, nodes: Sequence[Node], progress: "Progress") -> dict[str, dict]:
     from distributed import Event, wait
 
+    _check_resources(client, nodes, progress.log)
     token = uuid.uuid4().hex[:8]
     stop = Event(f"lsmia-stop-{token}", client=client)
     waiting = {n.key: n for n in nodes}
@@ -209,6 +210,19 @@ def _drive(client, nodes: Sequence[Node], progress: "Progress") -> dict[str, dic
     if failure is not None:
         raise failure[1]
     return done
+
+
+def _check_resources(client, nodes: Sequence[Node], log) -> None:
+    """A node whose resources no worker offers would wait forever: refuse the graph now instead."""
+    if not client.scheduler_info()["workers"]:
+        log("[experiment] waiting for a Dask worker to join the cluster")
+        client.wait_for_workers(1)
+    offers = [w.get("resources", {}) for w in client.scheduler_info()["workers"].values()]
+    for n in nodes:
+        if not any(all(o.get(r, 0) >= v for r, v in n.resources.items()) for o in offers):
+            need = ", ".join(f"{r}={v:g}" for r, v in n.resources.items())
+            raise UserInputError(f"stage {n.key} needs the Dask resources {need}, which no worker of the cluster "
+                                 f"offers ({offers}): start workers with `dask worker --resources \"{need}\"`")
 
 
 def _processing(client, running) -> dict[str, str]:

@@ -61,7 +61,7 @@ class _Study:
         if outcome.get("reference_s") is not None and "reference" not in self.timings:
             wall = round(outcome["reference_s"], 2)
             self.timings["reference"] = {"wall_s": wall, "reused": False, "original_wall_s": wall,
-                                         "worker": outcome["worker"], "after": ["eval_model"]}
+                                         "worker": outcome["worker"], "part_of": f"evaluation:{key}"}
         return self._record(f"evaluation:{key}", outcome)
 
     def row(self, entry, seed: int, evaluation: dict) -> dict:

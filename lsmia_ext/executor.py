@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Optional, Sequence
 from .errors import UserInputError
 
 NEEDS_DASK = "pip install '.[dask]' (or pip install 'dask[distributed]')"
+CONNECT_TIMEOUT = "10s"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -98,12 +99,11 @@ class SequentialExecutor:
         return {n.key: run_node(n.fn, n.args, n.threads, log) for n in nodes}
 
 
-def _import_distributed():
+def _need_distributed() -> None:
     try:
-        import distributed
+        import distributed  # noqa: F401
     except ImportError:
         raise UserInputError(f"--workers / --scheduler run stages on Dask, which is not installed: {NEEDS_DASK}") from None
-    return distributed
 
 
 class DaskExecutor:
@@ -116,7 +116,7 @@ class DaskExecutor:
             raise UserInputError("give either --workers N or --scheduler ADDRESS")
         if workers is not None and workers < 1:
             raise UserInputError(f"--workers must be >= 1, got {workers}")
-        _import_distributed()
+        _need_distributed()
         self.workers, self.scheduler, self.threads, self.gpus = workers, scheduler, threads, gpus
         self.stream = progress_stream or sys.stderr
 
@@ -124,9 +124,17 @@ class DaskExecutor:
         from distributed import Client
 
         if self.scheduler is not None:
-            if self.scheduler.endswith(".json"):
-                return Client(scheduler_file=self.scheduler), None
-            return Client(self.scheduler), None
+            where = {"scheduler_file": self.scheduler} if self.scheduler.endswith(".json") else \
+                {"address": self.scheduler}
+            if "scheduler_file" in where and not os.path.isfile(self.scheduler):  # Dask would wait for it forever
+                raise UserInputError(f"--scheduler {self.scheduler}: no such scheduler file; give tcp://HOST:PORT of "
+                                     "a running `dask scheduler` or the JSON file of its --scheduler-file")
+            try:
+                return Client(**where, timeout=CONNECT_TIMEOUT), None
+            except (OSError, ValueError) as e:  # refused, timed out, not an address, no such file
+                raise UserInputError(f"--scheduler {self.scheduler}: no Dask scheduler answers there within "
+                                     f"{CONNECT_TIMEOUT} ({type(e).__name__}: {e}); give tcp://HOST:PORT of a "
+                                     "running `dask scheduler` or its --scheduler-file JSON") from None
         cluster = local_cluster(self.workers, self.threads, self.gpus)
         return Client(cluster), cluster
 

@@ -17,6 +17,7 @@ from lsmia_ext.attacks.descent import descend
 from lsmia_ext.attacks.identity import ce_loss, identity_loss, max_margin_loss, poincare_loss
 from lsmia_ext.attacks.miface import total_variation
 from lsmia_ext.attacks.ppa import candidate_pool, final_selection, initial_selection
+from lsmia_ext.attacks.results import RESULT_KEYS
 from lsmia_ext.attacks.views import confidences, draw_views, match_channels, random_resized_crop
 from lsmia_ext.config import ConfigError, available_configs
 from lsmia_ext.priors.interface import Generator
@@ -172,7 +173,7 @@ def test_full_crop_is_identity_and_flip_mirrors():
 
 def test_channel_matching():
     grey = torch.rand(2, 1, 5, 5)
-    assert torch.equal(match_channels(grey, 3), grey.expand(-1, 3, -1, -1))
+    assert torch.equal(match_channels(grey, 3), grey.expand(-1, 3, -1, -1))  # a view, no arithmetic
     rgb = torch.zeros(1, 3, 2, 2)
     rgb[:, 1] = 1.0
     assert match_channels(rgb, 1).flatten().tolist() == pytest.approx([0.587] * 4)
@@ -241,12 +242,12 @@ def test_ppa_writes_run_dir_and_beats_initial_confidence(target, generator, tmp_
     assert res["labels"].tolist() == [4] * 3 + [0] * 3 + [2] * 3
     assert res["latents"].shape == (9, generator.w_dim)
     assert res["initial_confidences"].shape == (3, 6)
-    # the kept samples as the initial selection drew them: their pre-optimisation images, row for row,
-    # each among the class's top initial candidates and less confident than after optimisation
-    assert res["initial_images"].shape == res["images"].shape
-    init_conf = target(res["initial_images"]).softmax(1).gather(1, res["labels"][:, None]).squeeze(1)
-    top = res["initial_confidences"].repeat_interleave(3, dim=0)
-    assert all(any(abs(c - t) < 1e-4 for t in row) for c, row in zip(init_conf.tolist(), top.tolist()))
+    # every candidate the initial selection kept, before optimisation, grouped by class, best first: their
+    # target confidences are the initial selection's (row for row), below the final images'
+    init = res["initial_selection_images"]
+    assert init.shape == (18, 1, 8, 8) and res["initial_selection_labels"].tolist() == [4] * 6 + [0] * 6 + [2] * 6
+    init_conf = target(init).softmax(1).gather(1, res["initial_selection_labels"][:, None]).squeeze(1)
+    torch.testing.assert_close(init_conf, res["initial_confidences"].reshape(-1), rtol=1e-4, atol=1e-5)
     assert init_conf.mean() < res["confidences"].mean()
     # optimisation + selection end far above the candidates' start and far above chance (1/5)
     assert res["confidences"].mean() > 0.9 > res["initial_confidences"].mean() + 0.2
@@ -258,6 +259,35 @@ def test_ppa_writes_run_dir_and_beats_initial_confidence(target, generator, tmp_
     assert record["timings"]["images_x_steps_per_s"] > 0 and record["timings"]["image_steps"] == 3 * 6 * 15
     assert all((tmp_path / "grids" / f"class_{c}.png").stat().st_size > 0 for c in (4, 0, 2))
     assert summary["num_images"] == 9 and set(summary["per_class_confidence"]) == {4, 0, 2}
+
+
+def test_initial_selection_accuracy_does_not_depend_on_the_final_selection(target, generator, scenario, tmp_path):
+    """"Before optimisation" is scored on every candidate the initial selection kept (keep x classes images):
+    two attacks with the same initial settings and seed but another final selection (and optimisation)
+    score the same initial accuracy, while their final images differ. Same code path and seed up to the
+    initial selection, so the initial images are bit-equal."""
+    from lsmia_ext.metrics import EvaluateConfig, KesConfig, build_reference, score_attack
+    from lsmia_ext.metrics.evaluate import INITIAL_SELECTION, load_attack_results, load_initial_images
+
+    runs = {"a": small_cfg(final=dict(keep=3, transforms=4)),
+            "b": small_cfg(final=dict(keep=2, transforms=9, crop_scale=(0.3, 0.6)), optim=dict(steps=5))}
+    torch.manual_seed(1)
+    eval_model = TinyTarget().eval()  # any fixed classifier: the point is what it is applied to
+    ref = build_reference(eval_model, scenario)
+    cfg = EvaluateConfig(kes=KesConfig(steps=2, batch_size=8), kid_bootstrap=20, kid_subsets=5)
+    scores = {}
+    for name, acfg in runs.items():
+        run_attack(acfg, target, generator, tmp_path / name, classes=[4, 0, 2])
+        _, images, labels = load_attack_results(tmp_path / name)
+        initial = load_initial_images(tmp_path / name, images, labels)
+        assert initial[2] == INITIAL_SELECTION and initial[0].shape[0] == 6 * 3
+        scores[name] = score_attack(images, labels, eval_model, ref, cfg, initial), initial
+    (a, init_a), (b, init_b) = scores["a"], scores["b"]
+    assert torch.equal(init_a[0], init_b[0]) and torch.equal(init_a[1], init_b[1])
+    assert (a["n_images"], b["n_images"]) == (9, 6) and a["n_initial"] == b["n_initial"] == 18
+    for key in ("acc1_initial", "acc5_initial"):
+        assert a[key] == b[key], key
+    assert a["initial_scored_on"] == b["initial_scored_on"] == INITIAL_SELECTION
 
 
 def test_resume_after_interruption_gives_identical_results(target, generator, tmp_path, monkeypatch):
@@ -283,8 +313,8 @@ def test_resume_after_interruption_gives_identical_results(target, generator, tm
     summary = run_attack(cfg, target, generator, tmp_path / "resumed")
     assert summary["resumed_batches"] == 1
     whole, resumed = (load_checkpoint(tmp_path / d / "results.pt") for d in ("whole", "resumed"))
-    for key in ("images", "labels", "latents", "confidences", "initial_confidences", "initial_images"):
-        assert torch.equal(whole[key], resumed[key]), key
+    for key in RESULT_KEYS:
+        assert torch.equal(whole[key], resumed[key]), key  # the same batches through the same code and threads
     with pytest.raises(ValueError, match=r"another config \(differs in settings.seed\)"):
         run_attack(small_cfg(classes_per_batch=2, seed=4), target, generator, tmp_path / "resumed")
 
@@ -320,7 +350,7 @@ def test_sharding_splits_batches_by_rank_and_rank0_gathers(target, generator, tm
     run_attack(cfg, target, generator, tmp_path / "sharded")
     single, sharded = (load_checkpoint(tmp_path / d / "results.pt") for d in ("single", "sharded"))
     for key in ("images", "labels", "latents", "confidences"):
-        assert torch.equal(single[key], sharded[key]), key
+        assert torch.equal(single[key], sharded[key]), key  # each batch whole, same code and threads
 
 
 @pytest.mark.slow
@@ -337,7 +367,7 @@ def test_two_ranks_give_the_same_images_as_one_process(target, generator, tmp_pa
     mp.spawn(_rank_worker, args=(2, port, str(state_path), str(tmp_path / "sharded")), nprocs=2)
     single, sharded = (load_checkpoint(tmp_path / d / "results.pt") for d in ("single", "sharded"))
     for key in ("images", "labels", "latents", "confidences", "initial_confidences"):
-        assert torch.equal(single[key], sharded[key]), key
+        assert torch.equal(single[key], sharded[key]), key  # whole batches, 1 thread on both sides (one_thread)
     assert read_json(tmp_path / "sharded" / "attack.json")["world_size"] == 2
     assert sorted(p.name for p in (tmp_path / "sharded" / "partial").iterdir()) == [
         "batch_000.pt", "batch_001.pt", "batch_002.pt"]
@@ -409,6 +439,52 @@ def test_bad_configs_name_the_value():
         load_attack_config("attack-ppa", {"optim.stepz": 3})
     with pytest.raises(ConfigError, match="loss"):
         load_attack_config("attack-ppa", {"optim.loss": "l1"})
+
+
+def test_dump_carries_the_results_version_and_target_sampling_only_when_on():
+    from lsmia_ext.attacks.config import RESULTS_VERSION
+
+    cfg = small_cfg()
+    dump = cfg.model_dump(mode="json")
+    assert dump["results_version"] == RESULTS_VERSION == 2 and "target_sampling" not in dump
+    assert small_cfg(target_sampling=True).model_dump(mode="json")["target_sampling"] is True
+
+
+@pytest.fixture(scope="module")
+def mid_target(scenario):
+    """A MID target (small_cnn + bottleneck) on the digits 0-4, its std raised so sampling visibly matters."""
+    from lsmia_ext.defenses import MID
+    from lsmia_ext.models import build_model
+
+    torch.manual_seed(0)
+    net = MID(beta=0.0, bottleneck_dim=16).wrap(build_model("small_cnn", 5, 1, 8))
+    x, y = scenario.tensors("private_train")
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    net.train()
+    for _ in range(30):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    with torch.no_grad():
+        net.trunk[-1].encoder.bias[16:] += 5.0  # std = softplus(raw) instead of softplus(raw - 5)
+    return net.eval()
+
+
+def test_target_sampling_attacks_a_mid_target_with_seeded_noise(mid_target, generator, tmp_path):
+    x = torch.rand(4, 1, 8, 8)
+    mean_logits = mid_target(x)
+    runs = {"mean": small_cfg(), "sampled": small_cfg(target_sampling=True),
+            "again": small_cfg(target_sampling=True)}
+    res = {}
+    for name, cfg in runs.items():
+        run_attack(cfg, mid_target, generator, tmp_path / name, classes=[0, 3])
+        res[name] = load_checkpoint(tmp_path / name / "results.pt")
+        record = read_json(tmp_path / name / "attack.json")["target_sampling"]
+        assert record == {"on": name != "mean", "mid_bottlenecks": 1}
+    for key in RESULT_KEYS:  # same code path, same seeds: the sampled attack repeats exactly
+        assert torch.equal(res["sampled"][key], res["again"][key]), key
+    assert not torch.equal(res["sampled"]["initial_confidences"], res["mean"]["initial_confidences"])
+    assert torch.equal(mid_target(x), mean_logits)  # handed back deterministic
 
 
 def test_shipped_attack_configs_load():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -65,6 +66,8 @@ def user_model(folders):
     batch = torch.export.Dim("batch", min=1)
     torch.export.save(torch.export.export(net, (torch.rand(2, 1, 8, 8),), dynamic_shapes={"x": {0: batch}}),
                       str(d / "model.pt2"))
+    for b in (2, 3):  # exported the usual way, without dynamic_shapes: specialised to batches of b
+        torch.export.save(torch.export.export(net, (torch.rand(b, 1, 8, 8),)), str(d / f"static{b}.pt2"))
     torch.save(net, d / "model.pickle.pt")
     torch.save(net.state_dict(), d / "model_state.pt")
     wide = ExampleNet(7, width=8).eval()
@@ -109,14 +112,15 @@ def test_torchscript_and_export_wrap_into_the_classifier_contract(user_model):
 
 
 @pytest.mark.parametrize("case", ["pickle", "state_dict", "outputs", "image_size", "empty_folder", "compare",
-                                  "no_contract"])
+                                  "no_contract", "private_test_missing", "private_test_classes"])
 def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path):
     _, d = user_model
     model, extra, private = d / "model.ts.pt", list(CONTRACT), folders / "private"
     expected = {
         "pickle": "--trust-pickle", "state_dict": "holds only weights", "outputs": "outputs 7 classes but --private",
         "image_size": "cannot take 1 x 16 x 16 images", "empty_folder": "holds no images",
-        "compare": "--compare nls retrains", "no_contract": "state the model's input contract"}[case]
+        "compare": "--compare nls retrains", "no_contract": "state the model's input contract",
+        "private_test_missing": "--private-test", "private_test_classes": "missing: digit_4; not in --private: digit_7"}[case]
     if case == "pickle":
         model = d / "model.pickle.pt"
     elif case == "state_dict":
@@ -133,6 +137,12 @@ def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path):
         extra += ["--compare", "nls"]
     elif case == "no_contract":
         extra = []
+    elif case == "private_test_missing":
+        extra += ["--private-test", tmp_path / "nowhere"]
+    elif case == "private_test_classes":
+        _held_out(folders, tmp_path / "held_out", per_class=1)
+        (tmp_path / "held_out" / "digit_4").rename(tmp_path / "held_out" / "digit_7")
+        extra += ["--private-test", tmp_path / "held_out"]
     rc, _, err = lsmia("audit", "--model", model, "--private", private, "--public", folders / "public",
                        "--out", tmp_path / "run", *extra)
     err = err.strip()
@@ -141,8 +151,53 @@ def test_user_mistakes_get_one_clear_line(case, folders, user_model, tmp_path):
     assert not (tmp_path / "run" / "prior").exists()  # refused before any stage ran
 
 
-def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model, tmp_path):
+@pytest.mark.parametrize("b", [2, 3])
+def test_static_batch_export_is_fed_at_its_batch_size(user_model, b):
+    """torch.export without dynamic_shapes takes batches of exactly b (anything else fails a guard);
+    the model wrapper feeds it chunks of b, pads the last and drops the padded outputs."""
+    net, d = user_model
+    with pytest.raises(Exception, match="size"):
+        torch.export.load(str(d / f"static{b}.pt2")).module()(torch.rand(b + 1, 1, 8, 8))
+    model = load_model(model_spec(d / f"static{b}.pt2", image_size=8, channels=1, mean=[0.5], std=[0.5]))
+    assert model.static_batch == b and f"batches of exactly {b}" in model.batch_note
+    for n in (0, 1, b, 2 * b + 1, 7):
+        x = torch.rand(n, 1, 8, 8)
+        # the program runs the network's aten ops on each chunk; rows do not interact, but the batch of b
+        # can sum in another order than n rows at once: float32 rounding of ~100-term dot products
+        torch.testing.assert_close(model(x), net((x - 0.5) / 0.5), atol=1e-5, rtol=1e-5)
+    xg = torch.rand(5, 1, 8, 8, requires_grad=True)
+    model(xg)[:, 0].sum().backward()  # attacks differentiate through the padding and the chunks
+    assert xg.grad.abs().sum() > 0
+    dynamic = load_model(model_spec(d / "model.pt2", image_size=8, channels=1, mean=[0.5], std=[0.5]))
+    assert dynamic.static_batch is None and dynamic.batch_note is None
+
+
+def test_loading_a_torchscript_model_emits_no_deprecation_warning(user_model):
     _, d = user_model
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load_model(model_spec(d / "model.ts.pt", image_size=8, channels=1, mean=[0.5], std=[0.5]))
+        load_model(model_spec(d / "static2.pt2", image_size=8, channels=1, mean=[0.5], std=[0.5]))
+    assert not [w for w in seen if issubclass(w.category, FutureWarning)], [str(w.message) for w in seen]
+    with warnings.catch_warnings(record=True) as seen:  # only our own loads are quiet, not torch's API
+        warnings.simplefilter("always")
+        torch.jit.load(str(d / "model.ts.pt"))
+    assert any(issubclass(w.category, FutureWarning) for w in seen)
+
+
+def _held_out(folders, root, per_class=6):
+    """A --private-test folder: the first images of each private class (their digits indices and labels)."""
+    idx = []
+    for cls in sorted(p for p in (folders / "private").iterdir()):
+        (root / cls.name).mkdir(parents=True)
+        for p in sorted(cls.iterdir())[:per_class]:
+            shutil.copy(p, root / cls.name / p.name)
+            idx.append(int(p.stem))
+    return torch.tensor(idx)
+
+
+def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model, tmp_path):
+    net, d = user_model
     out = tmp_path / "audit"
     assert _audit(folders, d / "model.ts.pt", out, *CONTRACT, *_tiny_args()) == 0
     results = json.loads((out / "audit.json").read_text())
@@ -152,6 +207,8 @@ def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model
         assert isinstance(row[key], float), key
     md = (out / "report.md").read_text()
     assert f"{100 * row['acc1']:.1f} % of them" in md and "Classes that leak most" in md
+    slice_label = "accuracy on a held-back slice of --private (may include training images)"
+    assert results["test_acc_source"] == slice_label and slice_label in md and results["target_batch"] is None
     for name in ("report.html", "grid_model_ppa.png", "model.yaml", "manifest.json"):
         assert (out / name).stat().st_size > 0, name
     assert {"prior", "eval_model", "attack model ppa", "evaluate model ppa"} <= set(results["timings"]["stages"])
@@ -164,18 +221,37 @@ def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model
                 "test_acc", "ece"):
         assert ev[key] == (None if row[key] is None else pytest.approx(row[key], rel=1e-6, abs=1e-9)), key
 
-    # rerun: every stage reused
-    assert _audit(folders, d / "model.ts.pt", out, *CONTRACT, *_tiny_args()) == 0
+    # rerun: every stage reused; torch's deprecation warnings about our own loads stay quiet
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert _audit(folders, d / "model.ts.pt", out, *CONTRACT, *_tiny_args()) == 0
+    assert not [w for w in seen if issubclass(w.category, FutureWarning)], [str(w.message) for w in seen]
     stages = json.loads((out / "audit.json").read_text())["timings"]["stages"]
     assert all(stages[k]["reused"] for k in ("prior", "eval_model", "attack model ppa", "evaluate model ppa"))
 
-    # the .pt2 export of the same network, with the prior and evaluation model of the first audit
+    # a .pt2 export of the same network specialised to batches of 2, with the first audit's prior and
+    # evaluation model
     out2 = tmp_path / "audit_pt2"
-    assert _audit(folders, d / "model.pt2", out2, *CONTRACT, "--prior", str(out / "prior"), "--eval-model",
+    assert _audit(folders, d / "static2.pt2", out2, *CONTRACT, "--prior", str(out / "prior"), "--eval-model",
                   str(out / "eval_model"), *_tiny_args()) == 0
-    (row2,) = json.loads((out2 / "audit.json").read_text())["rows"]
+    results2 = json.loads((out2 / "audit.json").read_text())
+    (row2,) = results2["rows"]
     assert not (out2 / "prior").exists() and not (out2 / "eval_model").exists()
     assert row2["test_acc"] == pytest.approx(row["test_acc"])
+    assert "batches of exactly 2" in results2["target_batch"] and "batches of exactly 2" in (out2 / "report.md").read_text()
+
+    # --private-test: the model's utility on the user's held-out folder
+    idx = _held_out(folders, tmp_path / "held_out")
+    out3 = tmp_path / "audit_held_out"
+    assert _audit(folders, d / "model.ts.pt", out3, *CONTRACT, "--prior", str(out / "prior"), "--eval-model",
+                  str(out / "eval_model"), "--private-test", tmp_path / "held_out", *_tiny_args()) == 0
+    results3 = json.loads((out3 / "audit.json").read_text())
+    raw = load_digits()
+    expected = (net((raw.images[idx].float() / 255 - 0.5) / 0.5).argmax(1) == raw.labels[idx]).float().mean()
+    assert results3["rows"][0]["test_acc"] == pytest.approx(expected.item())
+    label = f"accuracy on --private-test {(tmp_path / 'held_out').resolve()} ({len(idx)} images)"
+    assert results3["test_acc_source"] == label and label in (out3 / "report.md").read_text()
+    assert results3["rows"][0]["acc1"] == pytest.approx(row["acc1"])  # the attack itself is the same
 
 
 @pytest.mark.slow

@@ -213,3 +213,19 @@ def test_run_directory_of_another_kind(tmp_path):
 def test_malformed_or_unknown_override(tmp_path, item, expected):
     one_error_line(lsmia("train", "--config", "train-digits-target", "--out", tmp_path, "--set", item), "train",
                    expected)
+
+
+@pytest.mark.parametrize("item, expected", [("report.max_gap=2", "max_gap"), ("report.max_gap=0", "max_gap")])
+def test_bad_matched_bracket_width(tmp_path, item, expected):
+    one_error_line(lsmia("experiment", "--config", "experiment-digits", "--preset", "quick", "--out", tmp_path,
+                         "--set", item), "experiment", expected)
+
+
+@pytest.mark.parametrize("size, item, expected", [
+    (60, "targets=[{name: a, alpha: 0.0, set: {data: {seed: 3}}}]", "only data.train_per_class"),
+    (60, "targets=[{name: a, alpha: 0.0, set: {data: {train_per_class: 500}}}]", "got 500"),
+    ("null", "targets=[{name: a, alpha: 0.0, set: {data: {train_per_class: 5}}}]", "data.train_per_class (None"),
+])
+def test_target_entry_may_only_lower_the_training_set(tmp_path, size, item, expected):
+    one_error_line(lsmia("experiment", "--config", "experiment-digits", "--preset", "quick", "--out", tmp_path,
+                         "--set", f"data.train_per_class={size}", "--set", item), "experiment", expected)

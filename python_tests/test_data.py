@@ -163,6 +163,7 @@ def test_augment_is_seeded_in_range_and_respects_hflip():
     aug = BatchAugment(cfg, allows_hflip=True)
     a = aug(x, torch.Generator().manual_seed(3))
     b = aug(x, torch.Generator().manual_seed(3))
+    # the same code, input and random draws twice: bit-equal by construction
     assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
     assert not torch.allclose(a, x)
     assert not BatchAugment(cfg, allows_hflip=False).hflip
@@ -174,3 +175,38 @@ def test_augment_is_seeded_in_range_and_respects_hflip():
     assert not BatchAugment(AugmentConfig(), allows_hflip=True).active
     with pytest.raises(ValueError, match="crop_scale"):
         AugmentConfig(crop_scale=(0.9, 0.5))
+
+
+def _ids(sc, split):
+    return set(sc._private.__dict__[f"{split}_idx"].tolist())
+
+
+@pytest.mark.parametrize("train_per_class", [None, 60])
+def test_validation_split_is_disjoint_and_sized(train_per_class):
+    sc = load_scenario(digits(train_per_class=train_per_class, val_per_class=20))
+    train, val, test = _ids(sc, "train"), _ids(sc, "val"), _ids(sc, "test")
+    assert not (train & val) and not (train & test) and not (val & test)
+    _, yv = sc.tensors("private_val")
+    assert torch.bincount(yv).tolist() == [20] * 5
+    if train_per_class:
+        _, yt = sc.tensors("private_train")
+        assert torch.bincount(yt).tolist() == [60] * 5
+
+
+def test_validation_from_unused_images_keeps_training_split_and_hashes():
+    from lsmia_ext.train import TrainConfig
+
+    plain, with_val = digits(train_per_class=60), digits(train_per_class=60, val_per_class=20)
+    a, b = load_scenario(plain), load_scenario(with_val)
+    assert torch.equal(a._private.train_idx, b._private.train_idx)  # integer indices
+    assert torch.equal(a._private.test_idx, b._private.test_idx)
+    assert len(a.private_val) == 0 and "val_per_class" not in plain.model_dump()
+    cfg = lambda d: TrainConfig(data=d, model={"name": "small_cnn"}, epochs=1)  # noqa: E731
+    assert cfg(plain).run_hash() == cfg(with_val).run_hash()
+    # without train_per_class the validation images come out of the training split: another hash
+    assert cfg(digits()).run_hash() != cfg(digits(val_per_class=20)).run_hash()
+
+
+def test_validation_that_cannot_be_drawn_is_a_clear_error():
+    with pytest.raises(ValueError, match="no image left for the validation split"):
+        load_scenario(digits(train_per_class=1000, val_per_class=5))

@@ -56,9 +56,35 @@ def test_mid_forward_is_stochastic_in_training_and_deterministic_at_eval():
     assert model.features(x).shape == (6, 8)
     model.eval()
     a, b = model(x), model(x)
-    assert torch.equal(a, b)
+    assert torch.equal(a, b)  # the same code on the same input twice: bit-equal by construction
     mu = model.trunk[-1].encoder(model.trunk[0]((x - 0.5) / 0.5)).chunk(2, 1)[0]
     torch.testing.assert_close(model.features(x), mu)  # eval features are the bottleneck mean
+
+
+def test_mid_sampling_at_eval_is_seeded_and_off_by_default():
+    """sample_at_eval: z = mu + std * eps in eval mode (the MID authors' forward), eps from a seeded generator;
+    the default (and seed None) is the deterministic mean."""
+    from lsmia_ext.defenses.mid import sample_at_eval
+
+    torch.manual_seed(0)
+    model = MID(beta=0.1, bottleneck_dim=8).wrap(build_model("small_cnn", 5, 1, 8)).eval()
+    x = torch.rand(200, 1, 8, 8)
+    mean_logits = model(x)
+    assert torch.equal(model(x), mean_logits)  # mean mode: deterministic
+    assert sample_at_eval(model, 7) == 1
+    first, second = model(x), model(x)
+    assert not torch.equal(first, mean_logits) and not torch.equal(first, second)  # noise, fresh each pass
+    sample_at_eval(model, 7)
+    assert torch.equal(model(x), first)  # same seed, same code path: the same draws
+    # z - mu is std * N(0, 1) with std = softplus(raw - 5): zero the encoder, raw = 5 gives std = log 2
+    enc = model.trunk[-1].encoder
+    with torch.no_grad():
+        enc.weight.zero_()
+        enc.bias.copy_(torch.cat([torch.zeros(8), torch.full((8,), 5.0)]))
+    z = model.features(x)  # 1600 draws: std within 6 % is about 3.4 standard errors
+    assert abs(z.mean().item()) < 4 * math.log(2) / 40 and z.std().item() == pytest.approx(math.log(2), rel=0.06)
+    assert sample_at_eval(model, None) == 1 and torch.equal(model.features(x), torch.zeros(200, 8))
+    assert sample_at_eval(build_model("small_cnn", 5, 1, 8), 7) == 0  # no bottleneck: nothing to sample
 
 
 def test_mid_extra_loss_is_beta_times_the_kl_of_the_last_forward():
@@ -184,7 +210,7 @@ def test_short_training_run_per_defense(tmp_path, overrides):
     model = load_classifier(tmp_path)
     assert not model.training
     x = torch.rand(4, 1, 8, 8)
-    assert torch.equal(model(x), model(x))
+    assert torch.equal(model(x), model(x))  # the same code on the same input twice
     if "defense.kind=mid" in overrides:
         assert model.feature_dim == 16 and model.features(x).shape == (4, 16)
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)

@@ -15,7 +15,8 @@ from lsmia_ext.experiment import load_experiment_config, run_experiment, summari
 
 ROW_KEYS = {"name", "alpha", "seed", "test_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial",
             "attack_acc5_initial", "delta_eval", "fid", "precision", "recall", "density", "coverage", "kes_train",
-            "kes_test", "attack_acc_category", "attack_acc_category_initial", "train_acc"}
+            "kes_test", "attack_acc_category", "attack_acc_category_initial", "train_acc", "kid", "kid_ci_low",
+            "kid_ci_high", "test_acc_sampling", "val_acc"}
 ARGS = ["experiment", "--config", "experiment-digits", "--preset", "quick"]
 
 
@@ -42,8 +43,11 @@ def test_quick_preset_end_to_end(study):
         assert row["attack_acc5"] is None and row["attack_acc5_initial"] is None  # 5 classes: top-5 is trivial
         # whole classes, not identity sub-classes: "the right category" is the class itself, not reported
         assert row["attack_acc_category"] is None and row["attack_acc_category_initial"] is None
+        assert row["test_acc_sampling"] is None  # no MID target
+        assert row["val_acc"] is None  # the digits scenario has no validation split
+        assert row["kid_ci_low"] <= row["kid"] <= row["kid_ci_high"]
         for key in ROW_KEYS - {"name", "attack_acc5", "attack_acc5_initial", "attack_acc_category",
-                               "attack_acc_category_initial"}:
+                               "attack_acc_category_initial", "test_acc_sampling", "val_acc"}:
             assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (key, row[key])
         assert 0.0 <= row["attack_acc1"] <= 1.0 and 0.0 <= row["test_acc"] <= 1.0
         assert row["test_acc"] > 0.5  # the targets really learned the 5 private digits
@@ -57,10 +61,12 @@ def test_quick_preset_end_to_end(study):
         assert (study / name).stat().st_size > 0, name
     md = (study / "report.md").read_text()
     assert "| ls_neg | -0.05 |" in md and "grid_hard_seed0.png" in md
-    # one seed: both claims found, paired, and inconclusive by construction
+    # one seed: both claims found (C2 in its two halves), paired, and inconclusive by construction
     claims = results["claims"]
     assert [(c["claim"], c["name"], c["baseline"], c["direction"]) for c in claims] == [
-        ("C1", "ls_pos", "hard", 1), ("C2", "ls_neg", "hard", -1)]
+        ("C1", "ls_pos", "hard", 1), ("C2a", "ls_neg", "hard", -1), ("C2b", "ls_neg", "hard", -1)]
+    assert claims[2]["metric"] == "test_acc_cost" and claims[2]["threshold"] == 0.035
+    assert results["matched"] == [] and results["controls"] == []  # no defense family, no control family
     assert all(c["verdict"] == "inconclusive (1 seed)" for c in claims)
     assert claims[0]["metrics"]["attack_acc1"]["diffs"] == [pytest.approx(results["rows"][0]["attack_acc1"]
                                                                           - results["rows"][1]["attack_acc1"])]
@@ -165,10 +171,10 @@ def test_ablation_study_claims_appear_under_their_heading(study, tmp_path):
     md = (out / "report.md").read_text()
     section = md.split("## Ablation: prior without the private domain")[1]
     assert f"Study {study}: digits" in section
-    assert "| C1 | ls_pos (alpha +0.1) - hard (alpha 0) | higher |" in section
+    assert "| C1 | ls_pos (alpha +0.1) - hard (alpha 0) | attack Acc@1 higher |" in section
     assert "inconclusive (1 seed)" in section
     assert "Ablation: prior without the private domain" in (out / "report.html").read_text()
     ablation = json.loads((out / "results.json").read_text())["ablation"]
-    assert ablation["dir"] == str(study) and [c["claim"] for c in ablation["claims"]] == ["C1", "C2"]
+    assert ablation["dir"] == str(study) and [c["claim"] for c in ablation["claims"]] == ["C1", "C2a", "C2b"]
     with pytest.raises(ConfigError, match="holds no results.json"):
         load_experiment_config("experiment-digits", ablation=tmp_path / "missing")

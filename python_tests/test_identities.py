@@ -34,7 +34,7 @@ def test_digits_identities_are_disjoint_cover_every_category_and_are_determinist
     assert again.identities.sha256 == sc.identities.sha256
     other = load_scenario(digits_identities(split_seed=1))  # another split of the same sub-classes
     assert other.identities.private != sc.identities.private
-    assert torch.equal(other.identities.labels, sc.identities.labels)
+    assert torch.equal(other.identities.labels, sc.identities.labels)  # integer labels
     assert sc.manifest()["identities_sha256"] == sc.identities.sha256
 
 

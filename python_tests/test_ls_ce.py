@@ -97,16 +97,19 @@ def test_all_ignored_mean_is_nan_like_torch_and_sum_is_zero():
     assert torch.count_nonzero(xg.grad) == 0
 
 
-def test_empty_batch_like_torch():
-    x = torch.zeros(0, 5, requires_grad=True)
-    t = torch.zeros(0, dtype=torch.long)
+@pytest.mark.parametrize("shape", [(0, 5), (0, 5, 2, 3), (0, 5, 0)], ids=str)
+def test_empty_batch_like_torch(shape):
+    x = torch.zeros(shape, requires_grad=True)
+    t = torch.zeros((0, *shape[2:]), dtype=torch.long)
     for reduction in ("mean", "sum", "none"):
         ours = fused_ls_ce(x, t, 0.1, reduction=reduction)
         theirs = F.cross_entropy(x, t, label_smoothing=0.1, reduction=reduction)
         assert ours.shape == theirs.shape
         torch.testing.assert_close(ours, theirs, equal_nan=True)
+        with torch.no_grad():  # the op path
+            torch.testing.assert_close(fused_ls_ce(x, t, 0.1, reduction=reduction), theirs.detach(), equal_nan=True)
     fused_ls_ce(x, t, 0.1, reduction="sum").backward()
-    assert x.grad.shape == (0, 5)
+    assert x.grad.shape == shape
 
 
 @pytest.mark.parametrize("k", [6, 300])  # small-K and per-row paths

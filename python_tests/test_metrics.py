@@ -12,7 +12,8 @@ from torch import nn
 
 from conftest import lsmia
 from lsmia_ext.metrics import (KesConfig, attack_accuracy, extract_features, feature_distance, fit_to_model,
-                               frechet_distance, knowledge_extraction, prdc, prdc_per_class, target_utility)
+                               frechet_distance, kernel_inception_distance, knowledge_extraction, prdc, prdc_per_class, target_utility)
+from lsmia_ext.metrics.evaluate import FINAL_SELECTED_BEFORE, INITIAL_SELECTION, load_initial_images
 from lsmia_ext.models import Classifier
 
 torch.set_num_threads(1)
@@ -157,6 +158,91 @@ def test_frechet_rejects_bad_input():
         frechet_distance(torch.randn(4, 3), torch.randn(5, 2))
     with pytest.raises(ValueError, match="NaN"):
         frechet_distance(torch.tensor([[0.0], [float("nan")]]), torch.randn(5, 1))
+
+
+# ---------------------------------------------------------------- KID
+def _mmd2_numpy(x, y):
+    """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3, by explicit loops (the definition)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    d = x.shape[1]
+    k = lambda a, b: (a @ b / d + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_the_definition_on_a_tiny_case():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g) + 0.7
+    # subsets of size min(1000, 4, 4) = 4 are both whole sets: every subset gives the same MMD^2
+    out = kernel_inception_distance(y, x, subsets=3, bootstrap=0)
+    assert out["kid"] == pytest.approx(_mmd2_numpy(x, y), rel=1e-9) and out["kid_subset_size"] == 4
+    assert out["kid_ci_low"] is None and out["kid_ci_high"] is None
+    # with subsets of the larger real set: the mean over subsets, each by the definition
+    real = torch.randn(7, 3, generator=g)
+    sub = kernel_inception_distance(real, x, subsets=50, bootstrap=0, seed=3)["kid"]
+    gen = torch.Generator().manual_seed(3)
+    real_sets = [torch.randperm(7, generator=gen)[:4] for _ in range(50)]
+    fake_sets = [torch.randperm(4, generator=gen)[:4] for _ in range(50)]
+    expect = np.mean([_mmd2_numpy(x[f], real[r]) for f, r in zip(fake_sets, real_sets)])
+    assert sub == pytest.approx(expect, rel=1e-9)
+
+
+def test_kid_bootstrap_replicate_leaves_out_pairs_of_one_image():
+    """One replicate by brute force: draws with replacement, within-fake pairs of distinct source images."""
+    from lsmia_ext.metrics.kid import _replicate, polynomial_kernel
+
+    g = torch.Generator().manual_seed(5)
+    fake, real = torch.randn(6, 3, generator=g).double(), torch.randn(9, 3, generator=g).double()
+    real_sets = [torch.randperm(9, generator=g)[:6] for _ in range(4)]
+    k_ff = polynomial_kernel(fake, fake)
+    cross = torch.stack([polynomial_kernel(fake, real[r]).mean(1) for r in real_sets], dim=1)
+    within_real = torch.tensor([_within_np(real[r]) for r in real_sets], dtype=torch.float64)
+    rep = _replicate(k_ff, cross, within_real, 6, 6, torch.Generator().manual_seed(11)).item()
+    draws = torch.randint(6, (1, 6), generator=torch.Generator().manual_seed(11))[0].tolist()
+    f = fake.numpy()
+    kf = lambda a, b: (f[a] @ f[b] / 3 + 1.0) ** 3  # noqa: E731
+    pairs = [(i, j) for i in draws for j in draws if i != j]  # ordered pairs of draws of two different images
+    within_fake = np.mean([kf(i, j) for i, j in pairs])
+    per_subset = [within_fake + within_real[s].item()
+                  - 2 * np.mean([(f[i] @ real[r].numpy().T / 3 + 1.0) ** 3 for i in draws])
+                  for s, r in enumerate(real_sets)]
+    assert rep == pytest.approx(np.mean(per_subset), rel=1e-9)
+
+
+def _within_np(y):
+    y = y.numpy()
+    n, d = len(y), y.shape[1]
+    return sum((y[i] @ y[j] / d + 1.0) ** 3 for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+
+
+def test_kid_near_zero_for_one_distribution_and_positive_for_shifted_gaussians():
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(1000, 16, generator=g)
+    same = kernel_inception_distance(real, torch.randn(200, 16, generator=g), subsets=20, bootstrap=100)
+    shifted = kernel_inception_distance(real, torch.randn(200, 16, generator=g) + 0.5, subsets=20, bootstrap=100)
+    for out in (same, shifted):  # the percentile interval around its own point estimate
+        assert out["kid_ci_low"] <= out["kid"] <= out["kid_ci_high"]
+    assert same["kid_ci_low"] < 0 < same["kid_ci_high"]  # one distribution: 0 inside the interval
+    assert shifted["kid_ci_low"] > same["kid_ci_high"]  # a shift of 0.5 per dimension: clearly above
+    # population value for a mean shift delta (x.y/d terms): E k(x,x') + E k(y,y') - 2 E k(x,y) > 0, and the
+    # shifted estimate is far larger than the same-distribution one
+    assert shifted["kid"] > 10 * abs(same["kid"])
+    again = kernel_inception_distance(real, torch.randn(200, 16, generator=torch.Generator().manual_seed(9)))
+    assert again == kernel_inception_distance(real, torch.randn(200, 16, generator=torch.Generator().manual_seed(9)))
+
+
+def test_kid_rejects_bad_input():
+    with pytest.raises(ValueError, match="N >= 2"):
+        kernel_inception_distance(torch.randn(5, 3), torch.randn(1, 3))
+    with pytest.raises(ValueError, match="widths differ"):
+        kernel_inception_distance(torch.randn(5, 3), torch.randn(5, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        kernel_inception_distance(torch.randn(5, 1), torch.tensor([[0.0], [float("nan")]]))
+    with pytest.raises(ValueError, match="subset_size >= 2"):
+        kernel_inception_distance(torch.randn(5, 3), torch.randn(5, 3), subset_size=1)
 
 
 # ---------------------------------------------------------------- PRDC
@@ -382,8 +468,57 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path):
     assert sorted(res["prdc_per_class"]) == [str(c) for c in range(sc.num_classes)] and res["prdc_skipped_classes"] == []
     # before optimisation: the same labels on images of other classes (reversed order), so far lower
     assert res["acc1_initial"] is not None and res["acc1_initial"] < res["acc1"] - 0.3
+    # a results.pt of attack results version 1 (initial_images only): scored as before, and labelled so
+    assert res["initial_scored_on"] == FINAL_SELECTED_BEFORE and res["n_initial"] == len(picks)
+    # KID beside FID, and the note that FID is biased on this few images
+    assert res["kid_ci_low"] <= res["kid"] <= res["kid_ci_high"] and "compare KID" in res["fid_note"]
+    assert res["test_acc_sampling"] is None  # no MID bottleneck in this target
     assert res["test_acc"] > 0.7 and np.isfinite(res["fid"]) and res["fid"] >= 0
     assert "manifest.json" in {p.name for p in attack_dir.iterdir()}
+
+
+def test_initial_selection_images_are_read_whole_and_checked(tmp_path):
+    """Version 2 results: every initial-selection candidate (any count) with its own labels."""
+    from lsmia_ext.runio import save_checkpoint
+
+    images, labels = torch.rand(4, 1, 8, 8), torch.tensor([0, 0, 1, 1])
+    init, init_labels = torch.rand(10, 1, 8, 8), torch.tensor([0] * 5 + [1] * 5)
+    save_checkpoint(tmp_path / "results.pt", {"images": images, "labels": labels, "initial_selection_images": init,
+                                              "initial_selection_labels": init_labels, "initial_images": images})
+    got = load_initial_images(tmp_path, images, labels)
+    assert torch.equal(got[0], init) and torch.equal(got[1], init_labels) and got[2] == INITIAL_SELECTION
+    save_checkpoint(tmp_path / "results.pt", {"images": images, "labels": labels, "initial_selection_images": init,
+                                              "initial_selection_labels": init_labels[:9]})
+    with pytest.raises(ValueError, match="initial_selection_labels has 9 entries but there are 10 images"):
+        load_initial_images(tmp_path, images, labels)
+    save_checkpoint(tmp_path / "results.pt", {"images": images, "labels": labels,
+                                              "initial_selection_images": torch.empty(0)})
+    assert load_initial_images(tmp_path, images, labels) is None  # GMI / MI-Face: no initial selection
+
+
+def test_sampled_utility_scores_a_mid_target_with_noise_and_hands_it_back(digits):
+    from lsmia_ext.defenses import MID
+    from lsmia_ext.metrics import EvaluateConfig, PrivateReference
+    from lsmia_ext.metrics.evaluate import sampled_utility
+    from lsmia_ext.models import build_model
+
+    _, sc = digits
+    x, y = sc.tensors("private_test")
+    ref = PrivateReference(x, y, x, y, torch.zeros(len(x), 2), sc.num_classes)
+    torch.manual_seed(0)
+    plain = build_model("small_cnn", sc.num_classes, sc.channels, sc.image_size).eval()
+    assert sampled_utility(plain, ref, EvaluateConfig()) == dict.fromkeys(
+        ("test_acc_sampling", "test_nll_sampling", "ece_sampling"))
+    mid = MID(beta=0.0, bottleneck_dim=16).wrap(build_model("small_cnn", sc.num_classes, sc.channels,
+                                                             sc.image_size)).eval()
+    with torch.no_grad():
+        mid.trunk[-1].encoder.bias[16:] += 8.0  # large noise: the sampled NLL differs from the mean's
+    mean_logits = mid(x)
+    cfg = EvaluateConfig(seed=4)
+    sampled = sampled_utility(mid, ref, cfg)
+    assert sampled == sampled_utility(mid, ref, cfg)  # seeded
+    assert sampled["test_nll_sampling"] != pytest.approx(target_utility(mid, x, y)["test_nll"], rel=1e-3)
+    assert torch.equal(mid(x), mean_logits)  # back to z = mu
 
 
 def test_lsmia_evaluate_reports_missing_run_dir(tmp_path):

@@ -49,6 +49,7 @@ def test_pretrained_local_state_dict_grey_input(tmp_path):
     torch.save(imagenet.state_dict(), tmp_path / "r18.pth")
     model = build_model("resnet18", 4, 1, 32, pretrained=tmp_path / "r18.pth").eval()
     trunk = model.trunk
+    # the loader runs this same sum on a copy of the same tensor, and copies the rest: bit-equal
     assert torch.equal(trunk.conv1.weight, imagenet.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(trunk.layer3[1].conv2.weight, imagenet.layer3[1].conv2.weight)
     # a grey image sees the pretrained response to the same image repeated to RGB
@@ -72,7 +73,7 @@ def test_checkpoint_roundtrip(tmp_path):
     loaded = load_classifier(tmp_path)
     x = torch.rand(3, 1, 28, 28)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
-    assert torch.equal(loaded(x), model(x))
+    assert torch.equal(loaded(x), model(x))  # copied weights, the same code and input: bit-equal
     save_checkpoint(tmp_path / "other.pt", {"weights": {}})
     with pytest.raises(ValueError, match="not a classifier checkpoint"):
         load_classifier(tmp_path / "other.pt")

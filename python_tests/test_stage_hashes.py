@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from lsmia_ext.config import config_hash
 from lsmia_ext.experiment.config import load_experiment_config
 from lsmia_ext.experiment.stages import attack_hash, evaluation_hash, resolve_stages
 
@@ -17,7 +16,7 @@ PINNED = json.loads((Path(__file__).parent / "stage_hashes.json").read_text())
 def stage_hashes(name: str) -> dict:
     cfg = load_experiment_config(name)
     stages = resolve_stages(cfg)
-    prior, eval_model = config_hash(stages.prior), stages.eval_model.run_hash()
+    prior, eval_model = stages.prior.run_hash(), stages.eval_model.run_hash()
     hashes = {"prior": prior, "eval_model": eval_model}
     for (entry, seed), target in stages.targets.items():
         t = target.run_hash()

@@ -8,8 +8,9 @@ import pytest
 
 from lsmia_ext.experiment import stats
 from lsmia_ext.experiment.claims_report import claims_table, verdict_sentence
-from lsmia_ext.experiment.stats import (claim_statistics, find_claims, paired_interval, t_critical,
-                                        verdict_of)
+from lsmia_ext.errors import UserInputError
+from lsmia_ext.experiment.stats import (PAPER_COST, claim_statistics, cost_verdict, detectable_effect, find_claims,
+                                        holm, paired_interval, paired_p_value, seeds_needed, t_critical, verdict_of)
 
 
 def test_t_interval_matches_hand_computation():
@@ -55,7 +56,8 @@ def test_verdict_logic(diffs, direction, expected):
 
 
 def test_one_seed_has_no_interval_and_bad_input_is_refused():
-    assert paired_interval([0.3]) == {"n": 1, "mean": 0.3, "sd": None, "ci": None}
+    assert paired_interval([0.3]) == {"n": 1, "mean": 0.3, "sd": None, "ci": None, "p": None,
+                                      "detectable_effect": None}
     with pytest.raises(ValueError, match="finite"):
         paired_interval([0.1, math.nan])
     with pytest.raises(ValueError, match="direction"):
@@ -75,6 +77,10 @@ def test_claims_pair_each_alpha_with_the_baseline_of_the_same_recipe():
     assert [(c["claim"], c["name"], c["baseline"], c["direction"]) for c in claims] == [
         ("C1", "ls_pos", "hard", 1), ("C2.1", "ls_neg", "hard", -1), ("C2.2", "neg_nowd", "hard_nowd", -1)]
     assert find_claims([{"name": "hard", "alpha": 0.0}]) == []  # no pair: no claim, no error
+    # a control family's hard-label entry (same recipe, but labelled) is never a claim's baseline
+    control = {"name": "hard_short", "alpha": 0.0, "set": {}, "family": "train less (epochs)"}
+    assert [c["baseline"] for c in find_claims([control, *TARGETS[:3]])] == ["hard", "hard"]
+    assert find_claims([control, TARGETS[2]]) == []
 
 
 def _rows(values: dict[str, list[float | None]]) -> list[dict]:
@@ -85,17 +91,94 @@ def _rows(values: dict[str, list[float | None]]) -> list[dict]:
 
 def test_claim_statistics_pair_by_seed_and_skip_missing():
     rows = _rows({"ls_pos": [0.60, 0.50, 0.70], "hard": [0.65, 0.61, 0.60], "ls_neg": [0.54, 0.51, None]})
-    c1, c2 = claim_statistics(rows, TARGETS[:3])
+    for r in rows:  # test accuracy of ls_neg known only on seed 0
+        r["test_acc"] = None if r["name"] == "ls_neg" and r["seed"] else r["test_acc"]
+    c1, c2, c2b = claim_statistics(rows, TARGETS[:3])
     assert c1["metrics"]["attack_acc1"]["diffs"] == pytest.approx([-0.05, -0.11, 0.10])
     assert c1["verdict"] == "inconclusive"
     assert c2["metrics"]["attack_acc1"]["seeds"] == [0, 1]  # seed 2 has no ls_neg number
     assert c2["verdict"] == "reproduced"  # -11 and -10 points: even t(0.975, 1) keeps the interval below 0
+    assert (c2["claim"], c2["part"], c2b["claim"], c2b["part"]) == ("C2a", "attack drop", "C2b", "small utility cost")
     assert c1["metrics"]["test_acc"]["mean"] == pytest.approx(0.0)
     assert "fid" not in c1["metrics"]  # no number on either side: left out
-    header, body = claims_table([c1, c2], {"attack_acc1"})
+    header, body = claims_table([c1, c2, c2b], {"attack_acc1"})
     assert body[0][3] == "s0: -5.0, s1: -11.0, s2: +10.0" and body[1][-1] == "reproduced"
-    assert "C2 (ls_neg (alpha -0.05) - hard (alpha 0), paper: attack Acc@1 lower): reproduced" in verdict_sentence([c1, c2])
+    # C1: diffs -5, -11, +10 points, sd 10.82 points: the detectable effect stands beside "inconclusive"
+    assert c1["detectable_effect"] == pytest.approx(detectable_effect(c1["metrics"]["attack_acc1"]["sd"], 3))
+    assert body[0][-1] == f"inconclusive (could detect ±{100 * c1['detectable_effect']:.1f} points at 80 % power)"
+    assert body[2][2] == "cost below 3.5 points" and body[2][-1] == "inconclusive (1 seed)"  # equal test accs
+    text = verdict_sentence([c1, c2, c2b])
+    assert "C2a (ls_neg (alpha -0.05) - hard (alpha 0), paper: attack Acc@1 lower): reproduced" in text
+    assert "below the paper's 3.5 points" in text
     assert verdict_sentence([]).startswith("No claim to test")
+
+
+def test_detectable_effect_on_a_hand_computed_case():
+    # sd 5 points, 5 seeds: the usual approximation (t(0.975, 4) + t(0.80, 4)) * sd / sqrt(n) with the
+    # table values 2.7764 and 0.9410 gives 3.7174 * 0.05 / 2.2361 = 0.08312; the exact noncentral-t effect
+    # is a little larger (the approximation ignores the spread of the noncentral t): within 2 %
+    approx = (2.7764 + 0.9410) * 0.05 / math.sqrt(5)
+    assert approx == pytest.approx(0.083124, abs=1e-5)
+    exact = detectable_effect(0.05, 5)
+    assert approx < exact < 1.02 * approx
+    from scipy.stats import nct, t
+    crit, nc = t.ppf(0.975, 4), exact * math.sqrt(5) / 0.05
+    assert nct.sf(crit, 4, nc) + nct.cdf(-crit, 4, nc) == pytest.approx(0.80, abs=1e-6)  # power at that effect
+    # many seeds: the approximation is near exact (both about 0.5292 sd at n = 30)
+    assert detectable_effect(1.0, 30) == pytest.approx((2.04523 + 0.85419) / math.sqrt(30), rel=1e-3)
+    assert detectable_effect(0.05, 5, power=0.9) > exact and detectable_effect(0.05, 10) < exact
+    assert detectable_effect(None, 5) is None and detectable_effect(0.05, 1) is None
+    assert detectable_effect(0.0, 4) == 0.0
+    with pytest.raises(UserInputError, match="sd"):
+        detectable_effect(-0.1, 4)
+    with pytest.raises(UserInputError, match="power"):
+        detectable_effect(0.1, 4, power=1.5)
+
+
+def test_seeds_needed_inverts_the_detectable_effect():
+    assert seeds_needed(0.05, 0.0841) == 5 and seeds_needed(0.05, 0.0840) == 6  # detectable(5) = 0.08410
+    # normal approximation: ((1.960 + 0.8416) * sd / effect)^2 = 196.2 seeds; t quantiles ask for a few more
+    assert 196 < seeds_needed(0.05, 0.01) <= 200
+    assert seeds_needed(0.0, 0.01) == 2
+    with pytest.raises(UserInputError, match="effect"):
+        seeds_needed(0.05, 0.0)
+
+
+def test_p_value_and_holm_by_hand():
+    # diffs -11, -8, -9 points: t = 9.3333 / (1.5275 / sqrt 3) = 10.583; with 2 degrees of freedom
+    # P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2 = 0.004405, so p = 0.008810
+    r = paired_interval([-0.11, -0.08, -0.09])
+    tt = 0.093333 / (0.0152753 / math.sqrt(3))
+    assert r["p"] == pytest.approx(1 - tt / math.sqrt(tt ** 2 + 2), rel=1e-4)
+    assert r["p"] == pytest.approx(0.008810, abs=2e-6)
+    assert paired_p_value(0.1, 0.0, 3) == 0.0 and paired_p_value(0.0, 0.0, 3) == 1.0
+    # Holm, m = 4: sorted 0.005, 0.01, 0.03, 0.04 -> 4 * 0.005, 3 * 0.01, 2 * 0.03, max(0.06, 1 * 0.04)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.02, None, 0.5]) == [pytest.approx(0.04), None, pytest.approx(0.5)]  # None takes no part
+    assert holm([0.5, 0.6]) == [1.0, 1.0] and holm([]) == []  # capped at 1, kept non-decreasing
+    with pytest.raises(UserInputError, match="p-values"):
+        holm([1.5])
+
+
+@pytest.mark.parametrize("costs, expected", [
+    ([0.02, 0.02, 0.015], "reproduced"),    # mean 1.83 points, CI [1.1, 2.6] below 3.5
+    ([0.06, 0.07, 0.065], "reversed"),      # CI [5.3, 7.7] above 3.5
+    ([0.02, 0.05, 0.03], "inconclusive"),   # CI [-0.5, 7.2] holds 3.5
+])
+def test_cost_half_of_c2(costs, expected):
+    rows = [{"name": n, "alpha": a, "seed": s, "attack_acc1": 0.5, "test_acc": 0.90 - (c if a else 0.0)}
+            for s, c in enumerate(costs) for n, a in (("hard", 0.0), ("ls_neg", -0.05))]
+    c2a, c2b = claim_statistics(rows, TARGETS[1:3])
+    assert c2b["metrics"]["test_acc_cost"]["diffs"] == pytest.approx(costs)  # baseline - entry, positive
+    assert c2b["threshold"] == PAPER_COST == 0.035 and "3.5 points" in c2b["threshold_source"]
+    assert c2b["verdict"] == expected == cost_verdict(c2b["metrics"]["test_acc_cost"]["ci"], 3)
+    assert c2a["verdict"] == "inconclusive"  # equal attack accuracies
+
+
+def test_several_negative_alphas_split_each_claim():
+    targets = TARGETS[1:3] + [{"name": "ls_neg2", "alpha": -0.1, "set": {}}]
+    rows = [{"name": n, "alpha": 0.0, "seed": 0, "attack_acc1": 0.5, "test_acc": 0.9} for n in ("hard", "ls_neg", "ls_neg2")]
+    assert [c["claim"] for c in claim_statistics(rows, targets)] == ["C2.1a", "C2.1b", "C2.2a", "C2.2b"]
 
 
 def test_one_seed_study_is_inconclusive():

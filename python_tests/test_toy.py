@@ -52,7 +52,7 @@ def test_manual_backward_matches_autograd(blobs):
 def test_copies_start_equal_and_train_apart(blobs):
     x, y = blobs
     fresh = toy.StackedMLP(3, 20, 3, seed=17)
-    assert torch.equal(fresh.w1[0], fresh.w1[2])
+    assert torch.equal(fresh.w1[0], fresh.w1[2])  # copies of one initialisation
     model = trained_a_little(x, y)
     assert not torch.allclose(model.w3[1], model.w3[2])  # alpha = 0.1 and -0.1 pull differently
 
@@ -79,7 +79,7 @@ def test_attack_stops_each_path_on_its_own(blobs):
     s = toy.ToySettings(alphas=(0.0, 0.1, -0.1), max_attack_steps=400)
     res = toy.attack(model.folded(), s)
     assert res["paths"].shape[0] == 3 and res["paths"].shape[1] == int(res["steps"].max()) + 1
-    assert torch.equal(res["paths"][:, 0], torch.tensor([s.start] * 3))
+    assert torch.equal(res["paths"][:, 0], torch.tensor([s.start] * 3))  # the start is stored, not computed
     for i in range(3):
         n = int(res["steps"][i])
         assert bool(res["converged"][i]) == (res["confidence"][i] > s.stop_confidence)

@@ -67,6 +67,7 @@ def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     assert seen == [1, 2]  # continued at epoch 1, did not redo epoch 0
     a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["model"]
+    # the same ops in the same order, same process and threads, resumed from an exact copy: bit-equal
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for key in ("test_acc", "test_nll", "ece", "train_loss", "alpha"):
         assert resumed[key] == reference[key]
@@ -140,3 +141,18 @@ def test_imagefolder_training_through_dataloader(tmp_path):
     assert final["test_acc"] == 1.0  # two flat colours
     files = json.loads((tmp_path / "run" / "data_manifest.json").read_text())["private"]["train_files"]
     assert len(files) == 16
+
+
+def test_validation_split_is_scored_and_changes_no_weight(tmp_path):
+    over = ["epochs=2", "data.train_per_class=60"]
+    plain = train_classifier(digits_cfg(*over), tmp_path / "plain")
+    scored = train_classifier(digits_cfg(*over, "data.val_per_class=20"), tmp_path / "val")
+    assert "val_acc" not in plain and 0.0 <= scored["val_acc"] <= 1.0
+    hist = json.loads((tmp_path / "val" / "metrics.json").read_text())["epochs"]
+    assert all("val_acc" in row for row in hist)
+    # The validation forward passes are no-grad, eval-mode and draw no random numbers: the training computes
+    # the same operations in the same order, so the weights are bit-equal by construction.
+    a = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "val" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert plain["test_acc"] == scored["test_acc"]

@@ -4,6 +4,8 @@
 #include <ATen/MemoryOverlap.h>
 #include <torch/library.h>
 
+#include <limits>
+
 #include "cpu/dispatch.h"
 #include "ls_ce_checks.h"
 #include "ls_ce_math.h"
@@ -126,7 +128,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ls_ce_forward_with_grad_cpu(
   Forward f(logits, target, weight, alpha, ignore_index);
   at::Tensor grad = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
   f.call.out = grad.data_ptr();
-  f.call.grad_scale = mean ? 1.0 / f.denom : 1.0;
+  // a mean over no weight (all rows ignored, or of weight 0) is NaN, and so is its gradient, as in torch
+  f.call.grad_scale = !mean ? 1.0 : f.denom != 0.0 ? 1.0 / f.denom : std::numeric_limits<double>::quiet_NaN();
   kernels().ls_ce_forward_grad(f.call);
   return {f.loss, grad, at::scalar_tensor(f.denom, f.loss.options())};
 }

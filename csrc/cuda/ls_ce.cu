@@ -1,6 +1,7 @@
 // CUDA label-smoothed cross-entropy (math: csrc/ls_ce_math.h). Accumulates in float32 (float64 for
-// float64 logits). A row (n, j) of logits viewed as (N, K, M) is handled by one warp (K <= 1024,
-// 8 rows per block) or one block (larger K). Forward: a max pass, then one pass for sum exp(z - m)
+// float64 logits). A row (n, j) of logits viewed as (N, K, M) is handled by one thread ((N, K, M)
+// maps with M >= 32 contiguous and K <= 1024: adjacent threads read adjacent logits, where a warp
+// would walk its row with stride M), one warp (K <= 1024, 8 rows per block) or one block (larger K). Forward: a max pass, then one pass for sum exp(z - m)
 // and sum w (z - m) (the second read mostly hits L1/L2); only the per-row logsumexp is saved.
 // No host synchronisation anywhere: an out-of-range label is a device-side assert (as in torch's
 // nll_loss; the row's message is printed), the weight sum and the in-place gradient scale are read
@@ -25,11 +26,33 @@ namespace lsmia::cuda {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kRowsPerWarpBlock = 8;  // warp-per-row launches: blockDim = (32, 8)
-constexpr int kBlockThreads = 512;    // block-per-row launches
+constexpr int kRowsPerThreadBlock = 256;  // thread-per-row launches: blockDim = 256
+constexpr int kRowsPerWarpBlock = 8;      // warp-per-row launches: blockDim = (32, 8)
+constexpr int kBlockThreads = 512;        // block-per-row launches
 constexpr int64_t kWarpRowMaxK = 1024;
 
 enum Mode { kForward, kBackward, kForwardGrad };
+enum RowMode : int { kThreadRows, kWarpRows, kBlockRows };
+
+// Logits (N, K) or (N, K, M) -> how their rows are spread over the threads (see the top).
+RowMode row_mode(const at::Tensor& logits) {
+  if (logits.size(1) > kWarpRowMaxK) return kBlockRows;
+  const bool maps = logits.dim() == 3;
+  return maps && logits.size(2) >= kWarp && logits.stride(2) == 1 ? kThreadRows : kWarpRows;
+}
+
+int64_t rows_per_block(RowMode mode) {
+  return mode == kThreadRows ? kRowsPerThreadBlock : mode == kWarpRows ? kRowsPerWarpBlock : 1;
+}
+
+// The grid of a launch is 1-D: refuse (before anything is allocated) a row count it cannot cover.
+void check_grid(const at::Tensor& logits) {
+  const int64_t R = logits.size(0) * (logits.dim() == 3 ? logits.size(2) : 1);
+  const int64_t per = rows_per_block(row_mode(logits)), blocks = (R + per - 1) / per;
+  TORCH_CHECK_VALUE(blocks <= static_cast<int64_t>(INT_MAX), "fused_ls_ce: ", R, " rows of ", logits.size(1),
+                    " classes need ", blocks, " CUDA blocks, more than a grid holds (", INT_MAX,
+                    "); split the batch");
+}
 
 template <typename scalar_t, typename acc_t>
 struct Args {
@@ -46,7 +69,7 @@ struct Args {
   const acc_t* g;      // backward: (N, M) with strides gs0, gs1; forward_grad: one value
   int64_t gs0, gs1;
   scalar_t* out;       // contiguous (N, K, M), or the logits themselves
-  bool warp_rows;
+  RowMode mode;
 };
 
 struct MaxOp {
@@ -58,12 +81,13 @@ struct SumOp {
   __device__ T operator()(T a, T b) const { return a + b; }
 };
 
-// Reduction over the threads of a row: its warp, or its block (every thread gets the result).
+// Reduction over the threads of a row: none, its warp, or its block (every thread gets the result).
 template <typename T, typename Op>
-__device__ T row_reduce(T v, Op op, T* smem, bool warp_rows) {
+__device__ T row_reduce(T v, Op op, T* smem, RowMode mode) {
+  if (mode == kThreadRows) return v;
 #pragma unroll
   for (int off = kWarp / 2; off > 0; off /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
-  if (warp_rows) return v;
+  if (mode == kWarpRows) return v;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   __syncthreads();  // smem may still be read by the previous reduction
   if (lane == 0) smem[warp] = v;
@@ -78,15 +102,16 @@ __global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
   __shared__ acc_t smem[kBlockThreads / kWarp];
   int64_t r;
   int lane, stride;
-  if (a.warp_rows) {
-    r = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
-    lane = threadIdx.x;
-    stride = kWarp;
-    if (r >= a.N * a.M) return;  // the whole warp: no shuffle is left half-done
-  } else {
+  if (a.mode == kBlockRows) {
     r = blockIdx.x;
     lane = threadIdx.x;
     stride = blockDim.x;
+  } else {
+    const bool warp = a.mode == kWarpRows;
+    r = static_cast<int64_t>(blockIdx.x) * (warp ? blockDim.y : blockDim.x) + (warp ? threadIdx.y : threadIdx.x);
+    lane = warp ? static_cast<int>(threadIdx.x) : 0;
+    stride = warp ? kWarp : 1;
+    if (r >= a.N * a.M) return;  // a warp row: the whole warp, so no shuffle is left half-done
   }
   const int64_t n = r / a.M, j = r - n * a.M, K = a.K;
   const scalar_t* x = a.x + n * a.xs0 + j * a.xs2;
@@ -117,7 +142,7 @@ __global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
     } else {
       acc_t m = -std::numeric_limits<acc_t>::infinity();
       for (int64_t k = lane; k < K; k += stride) m = lsmia::ls_ce_max(m, static_cast<acc_t>(x[k * a.xs1]));
-      m = row_reduce(m, MaxOp(), smem, a.warp_rows);
+      m = row_reduce(m, MaxOp(), smem, a.mode);
       acc_t s = acc_t(0), d = acc_t(0);
       if (lsmia::ls_ce_finite(m)) {
         for (int64_t k = lane; k < K; k += stride) {
@@ -126,8 +151,8 @@ __global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
           d += a.w != nullptr ? a.w[k] * t : t;
         }
       }
-      s = row_reduce(s, SumOp(), smem, a.warp_rows);
-      d = row_reduce(d, SumOp(), smem, a.warp_rows);
+      s = row_reduce(s, SumOp(), smem, a.mode);
+      d = row_reduce(d, SumOp(), smem, a.mode);
       const acc_t loss = lsmia::ls_ce_finish_row(m, lsmia::ls_ce_log(s), d, z_y, w_y, W, a.alpha, K, l);
       if (lane == 0) {
         a.loss[r] = loss;
@@ -160,12 +185,13 @@ void launch(const at::Tensor& logits, const at::Tensor& target, const at::Tensor
             const at::Tensor& out) {
   const bool maps = logits.dim() == 3;
   const int64_t N = logits.size(0), K = logits.size(1), M = maps ? logits.size(2) : 1, R = N * M;
-  if (R == 0 || K == 0) return;
-  const bool warp_rows = K <= kWarpRowMaxK;
-  TORCH_CHECK_VALUE(warp_rows || R <= static_cast<int64_t>(INT_MAX), "fused_ls_ce: at most ", INT_MAX,
-                    " rows on CUDA for K > ", kWarpRowMaxK, ", got ", R);
-  const dim3 grid(static_cast<unsigned>(warp_rows ? (R + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock : R));
-  const dim3 block = warp_rows ? dim3(kWarp, kRowsPerWarpBlock) : dim3(kBlockThreads);
+  if (R == 0 || K == 0) return;  // every op has run check_grid before allocating
+  const RowMode mode = row_mode(logits);
+  const int64_t per = rows_per_block(mode);
+  const dim3 grid(static_cast<unsigned>((R + per - 1) / per));
+  const dim3 block = mode == kThreadRows ? dim3(kRowsPerThreadBlock)
+                     : mode == kWarpRows ? dim3(kWarp, kRowsPerWarpBlock)
+                                         : dim3(kBlockThreads);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "ls_ce_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -190,7 +216,7 @@ void launch(const at::Tensor& logits, const at::Tensor& target, const at::Tensor
     a.gs0 = g.defined() && g.dim() > 0 ? g.stride(0) : 0;
     a.gs1 = g.defined() && g.dim() > 1 ? g.stride(1) : 0;
     a.out = out.defined() ? out.data_ptr<scalar_t>() : nullptr;
-    a.warp_rows = warp_rows;
+    a.mode = mode;
     ls_ce_kernel<scalar_t, acc_t, kMode><<<grid, block, 0, stream>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -200,6 +226,7 @@ std::tuple<at::Tensor, at::Tensor> ls_ce_forward_cuda(const at::Tensor& logits, 
                                                       const std::optional<at::Tensor>& weight, double alpha,
                                                       int64_t ignore_index) {
   lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
+  check_grid(logits);
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
   const auto acc = lsmia::ls_ce_acc_dtype(logits.scalar_type());
   at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
@@ -216,6 +243,7 @@ at::Tensor ls_ce_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& lo
   lsmia::check_ls_ce_inputs(logits, target, weight, alpha);
   lsmia::check_ls_ce_row_tensor(grad_loss, target, logits, "grad_loss", lsmia::ls_ce_acc_dtype(logits.scalar_type()));
   lsmia::check_ls_ce_row_tensor(lse, target, logits, "lse", at::kDouble);
+  check_grid(logits);
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
   at::Tensor grad = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
   const at::Tensor w = lsmia::ls_ce_weight(weight, logits);
@@ -233,6 +261,7 @@ at::Tensor ls_ce_forward_grad_cuda(at::Tensor logits, const at::Tensor& target,
                         grad_scale.scalar_type() == acc,
                     "ls_ce_forward_grad_: grad_scale must be one ", acc, " value on ", logits.device());
   at::assert_no_internal_overlap(logits);
+  check_grid(logits);
   const c10::cuda::OptionalCUDAGuard guard(logits.device());
   at::Tensor loss = at::empty(target.sizes(), logits.options().dtype(acc));
   at::Tensor lse = at::empty(target.sizes(), logits.options().dtype(at::kDouble));

@@ -29,6 +29,13 @@ class Attack:
 
 ATTACKS: Registry[Attack] = Registry("attack")  # filled by ppa.py, gmi.py, miface.py
 
+# What RUN_DIR/results.pt holds (attacks/results.py). It is part of every attack's dump, hence of its run
+# directory hash, its resume fingerprints and the experiment's attack stage hash, so an attack written
+# under another version is rerun (experiment) or refused (a standalone run directory), never mixed.
+# 1 (absent): `initial_images`, the final samples' images before optimisation.
+# 2: `initial_selection_images` / `_labels`, every candidate the initial selection kept.
+RESULTS_VERSION = 2
+
 
 def _check_range(name: str, pair: tuple[float, float], low: float, high: float) -> None:
     a, b = pair
@@ -125,6 +132,11 @@ class AttackConfig(Strict):
     # Images per forward pass when scoring without gradients (initial and final selection).
     score_batch_size: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # MID targets (defenses/mid.py): sample their bottleneck z = mu + std * eps in every forward pass of
+    # the attack, as the MID authors' code runs its targets (off: z = mu, the deterministic target). The
+    # noise is seeded from (seed, batch). Targets without a bottleneck are unaffected; attack.json records
+    # how many bottlenecks sampled.
+    target_sampling: bool = False
     initial: InitialSelection = InitialSelection()
     optim: Optimisation = Optimisation()
     final: FinalSelection = FinalSelection()
@@ -153,11 +165,16 @@ class AttackConfig(Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler, info):
         """Every attack's section, the absent ones with their defaults: the dump feeds the stage hashes
-        and the resume fingerprints, which were computed when every config carried every section."""
+        and the resume fingerprints, which were computed when every config carried every section.
+        Plus results_version (what results.pt holds), and target_sampling only when it is on (off
+        keeps the hashes of attacks that existed before it)."""
         data = handler(self)
         for name, section in OWN_SECTIONS.items():
             if name in data and data[name] is None:
                 data[name] = section().model_dump(mode=info.mode)
+        if not data.get("target_sampling", True):
+            del data["target_sampling"]
+        data["results_version"] = RESULTS_VERSION
         return data
 
     @property

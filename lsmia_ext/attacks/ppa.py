@@ -78,7 +78,9 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
     n_cls = classes.numel()
     w, init_conf = initial_selection(pool, pool_conf, classes, cfg.initial.keep)
     labels = classes.repeat_interleave(cfg.initial.keep)
-    w_initial = w  # descend returns new latents; these stay the initial selection's
+    # every kept candidate before optimisation, so "before" is scored on the initial selection itself,
+    # independent of what the final selection later picks
+    initial_images = render_all(generator.synthesis, w, cfg.score_batch_size)
     t1 = time.perf_counter()
     # the optimisation differentiates the generator's unclamped output (PPA: clip false); selection and
     # the delivered images use the clamped images that evaluation sees
@@ -89,10 +91,8 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
     t3 = time.perf_counter()
     timings = {"initial_selection_s": t1 - t0, "optimisation_s": t2 - t1, "final_selection_s": t3 - t2,
                "image_steps": labels.numel() * cfg.optim.steps}
-    # The kept samples as the initial selection drew them (their pre-optimisation latents rendered),
-    # so the evaluation can score the attack before and after optimisation on the same samples.
-    initial_images = render_all(generator.synthesis, w_initial[keep], cfg.score_batch_size)
-    return batch_result(cfg, target, images[keep], labels[keep], w[keep], init_conf, timings, initial_images)
+    return batch_result(cfg, target, images[keep], labels[keep], w[keep], init_conf, timings,
+                        (initial_images, labels))
 
 
 ATTACKS.register("ppa", Attack(attack_batch, needs_prior=True))

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .. import dist
 from ..config import config_hash
+from ..defenses.mid import sample_at_eval
 from ..ops import LatentAdam
 from ..runio import RECORD, RunDir, load_checkpoint, save_checkpoint
 from . import gmi, miface, ppa  # noqa: F401  (each registers its attack in ATTACKS)
@@ -46,9 +47,21 @@ def check_classes(classes: Sequence[int] | torch.Tensor | None, num_classes: int
     return [int(c) for c in ids]
 
 
-def batch_seed(seed: int, index: int) -> int:
-    """A well-mixed seed for batch `index`, independent of any global RNG stream."""
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def batch_seed(seed: int, index: int, stream: int = 0) -> int:
+    """A well-mixed seed for batch `index`, independent of any global RNG stream; `stream` > 0 gives
+    independent seeds for other uses of the same batch (stream 0 is the attack's own)."""
+    entropy = [seed & 0xFFFFFFFF, index] + ([stream] if stream else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+POOL, NOISE = 1, 2  # seed streams: target noise while scoring the candidate pool / attacking batch i
+
+
+def _target_noise(cfg: AttackConfig, target: nn.Module, index: int, stream: int) -> None:
+    """With cfg.target_sampling, (re)seeds the target's MID bottleneck noise for one unit of work, so a
+    batch samples the same noise whether it runs first, after a restart or on another rank."""
+    if cfg.target_sampling:
+        sample_at_eval(target, batch_seed(cfg.seed, index, stream))
 
 
 @contextmanager
@@ -110,21 +123,13 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     # torch.optim imports torch._dynamo when the first optimiser is built (seconds on a busy CPU);
     # pay that before the timed stages so images x steps per second measures the steps themselves.
     LatentAdam([torch.zeros(1, 1, requires_grad=True)], lr=1e-3, betas=(0.9, 0.999))
-    with frozen(target, generator, discriminator):
-        context = {"device": device, "discriminator": discriminator}
-        if cfg.attack == "ppa" and todo:
-            t0 = time.perf_counter()
-            pool = ppa.candidate_pool(cfg, generator, cfg.seed, device)
-            context.update(pool=pool, pool_conf=ppa.score_pool(cfg, target, generator, pool))
-            extra_timings["pool_scoring_s"] = time.perf_counter() - t0
-        for i in tqdm(todo, desc=f"{cfg.attack} batches (rank {dist.rank()})", disable=not todo, leave=False):
-            rng = torch.Generator().manual_seed(batch_seed(cfg.seed, i))
-            cls = torch.tensor(batches[i], device=device)
-            attack_batch = ATTACKS.get(cfg.attack).attack_batch
-            result = attack_batch(cfg, target, generator=generator, classes=cls, rng=rng, **context)
-            result.update(fingerprint=fingerprints[i], classes=batches[i])
-            save_checkpoint(_partial(out_dir, i), result)
-
+    sampled = sample_at_eval(target, None)  # number of MID bottlenecks; z = mu unless target_sampling
+    try:
+        with frozen(target, generator, discriminator):
+            _run_batches(cfg, target, generator, discriminator, device, out_dir, batches, fingerprints, todo,
+                         extra_timings)
+    finally:
+        sample_at_eval(target, None)  # the caller gets its target back deterministic
     dist.barrier()
     summary = {"attack": cfg.attack, "classes": ids, "run_dir": str(out_dir), "resumed_batches": len(mine) - len(todo)}
     if not dist.is_main():
@@ -135,7 +140,8 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     record = {"attack": cfg.attack, "settings": settings, "seed": cfg.seed, "classes": ids,
               "target": None if target_path is None else str(target_path),
               "prior": None if prior_path is None else str(prior_path),
-              "world_size": dist.world_size(), "timings": timings}
+              "world_size": dist.world_size(), "timings": timings,
+              "target_sampling": {"on": cfg.target_sampling, "mid_bottlenecks": sampled}}
     write_run(out_dir, merged, record)
     conf = merged["confidences"]
     summary.update(num_images=int(conf.numel()), mean_confidence=float(conf.mean()),
@@ -143,6 +149,25 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
                    timings=timings)
     run.finish(summary, config=RECORD)
     return summary
+
+
+def _run_batches(cfg, target, generator, discriminator, device, out_dir, batches, fingerprints, todo, timings):
+    """Attacks the batches `todo` and saves each to RUN_DIR/partial/ (PPA scores its candidate pool first)."""
+    context = {"device": device, "discriminator": discriminator}
+    if cfg.attack == "ppa" and todo:
+        _target_noise(cfg, target, 0, POOL)
+        t0 = time.perf_counter()
+        pool = ppa.candidate_pool(cfg, generator, cfg.seed, device)
+        context.update(pool=pool, pool_conf=ppa.score_pool(cfg, target, generator, pool))
+        timings["pool_scoring_s"] = time.perf_counter() - t0
+    for i in tqdm(todo, desc=f"{cfg.attack} batches (rank {dist.rank()})", disable=not todo, leave=False):
+        rng = torch.Generator().manual_seed(batch_seed(cfg.seed, i))
+        _target_noise(cfg, target, i, NOISE)
+        cls = torch.tensor(batches[i], device=device)
+        attack_batch = ATTACKS.get(cfg.attack).attack_batch
+        result = attack_batch(cfg, target, generator=generator, classes=cls, rng=rng, **context)
+        result.update(fingerprint=fingerprints[i], classes=batches[i])
+        save_checkpoint(_partial(out_dir, i), result)
 
 
 def _partial(out_dir: Path, index: int) -> Path:

@@ -4,13 +4,12 @@
     model = load_model(model_spec("model.ts.pt", image_size=28, channels=1))  # Classifier contract, checked
     run_audit(load_audit_config(), "model.ts.pt", "private/", "public/", "runs/audit",
               contract={"image_size": 28, "channels": 1}, compare=None)
-Model kinds and the input contract: spec.py; the wrapper: wrap.py; the stages: pipeline.py.
+Model kinds and the input contract: lsmia_ext/models/spec.py; loading: models/loading.py; the wrapper:
+models/foreign.py (re-exported here); the stages: pipeline.py.
 """
+from ..models import MODEL_KINDS, ForeignClassifier, ModelSpec, load_model, model_spec, sniff
 from .config import AuditConfig, load_audit_config
-from .load import load_model, model_spec, sniff
 from .pipeline import run_audit
-from .spec import MODEL_KINDS, ModelSpec
-from .wrap import ForeignClassifier
 
 __all__ = ["AuditConfig", "ForeignClassifier", "MODEL_KINDS", "ModelSpec", "load_audit_config", "load_model",
            "model_spec", "run_audit", "sniff"]

@@ -15,6 +15,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "code) or an `lsmia train` run directory")
     parser.add_argument("--private", required=True, metavar="DIR", help="private images, one sub-folder per class "
                         "(sorted folder names = the model's class order)")
+    parser.add_argument("--private-test", default=None, metavar="DIR",
+                        help="held-out private images the model never trained on, the same class sub-folders as "
+                             "--private: the model's test accuracy is measured on them (default: a held-back slice "
+                             "of --private, which may include the model's training images)")
     parser.add_argument("--public", required=True, metavar="DIR",
                         help="public images (no labels needed; a flat folder or sub-folders)")
     parser.add_argument("--prior", default=None, metavar="RUN_DIR", help="reuse a generator prior")
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 "trust_pickle": args.trust_pickle}
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     results = run_audit(cfg, args.model, args.private, args.public, args.out, prior=args.prior,
-                        eval_model=args.eval_model, attacks=attacks, compare=args.compare, contract=contract)
+                        eval_model=args.eval_model, private_test=args.private_test, attacks=attacks, compare=args.compare, contract=contract)
     main = results["rows"][0]
     print(f"attack Acc@1 {100 * main['acc1']:.1f} % (chance {100 / len(results['classes']):.1f} %); "
           f"wrote {args.out}/report.md, report.html, audit.json in {results['timings']['total_wall_s']:.0f} s")

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from ..models import available_models, register_model
+from ..models import ForeignClassifier, ModelSpec, available_models, register_model
+from ..models.loading import build_module, probe
 from ..runio import load_checkpoint, save_checkpoint, write_text
-from .load import build_module, probe
-from .spec import ModelSpec
-from .wrap import ForeignClassifier
 
 SPEC_FILE = "model.yaml"
 

@@ -33,6 +33,28 @@ def private_classes(root: str | Path) -> list[str]:
     return classes
 
 
+def private_test_set(root: str | Path, classes: list[str], image_size: int, channels: int):
+    """--private-test: held-out images in the same class sub-folders as --private -> (images, labels)."""
+    from ..data.datasets import ImageFolderImages
+    from ..data.sources import scan_imagefolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--private-test {root} is not a directory (the class sub-folders of --private, "
+                                "with held-out images)")
+    have = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if have != classes:
+        missing, extra = sorted(set(classes) - set(have)), sorted(set(have) - set(classes))
+        raise ValueError(f"--private-test {root} must have the class sub-folders of --private ({len(classes)}); "
+                         f"missing: {', '.join(missing[:5]) or 'none'}; not in --private: {', '.join(extra[:5]) or 'none'}")
+    empty = [c for c in classes if not _images(root / c)]
+    if empty:
+        raise ValueError(f"--private-test class folder {root / empty[0]} holds no images "
+                         f"({len(empty)} empty folder(s)); every class needs held-out images")
+    raw = scan_imagefolder(root)
+    return ImageFolderImages(raw.files, raw.labels, image_size, channels).tensors()
+
+
 def check_public(root: str | Path) -> int:
     """Number of public images (a flat folder or sub-folders; labels are not needed)."""
     root = Path(root)

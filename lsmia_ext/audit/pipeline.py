@@ -14,11 +14,11 @@ import yaml
 
 from ..config import config_hash
 from ..experiment.stages import attack_hash, evaluation_hash, run_stage
+from ..models import load_model, model_spec
 from ..runio import check_out_dir, file_sha256, update_manifest, write_json, write_text
 from .compare import SPEC_FILE, not_retrainable, retrain_arch, target_of_retrained
 from .config import AuditConfig
-from .folders import audit_data, folder_fingerprint, private_classes
-from .load import load_model, model_spec
+from .folders import audit_data, folder_fingerprint, private_classes, private_test_set
 
 RESULTS_FILE = "audit.json"
 
@@ -45,6 +45,7 @@ class _Audit:
     def __init__(self, cfg: AuditConfig, out: Path, log):
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.timings: dict[str, dict] = {}
+        self.utilities: dict[str, dict] = {}  # --private-test utility per target key
         self._eval_model = self._reference = None
 
     def stage(self, key: str, d: Path, h: str, fn) -> dict:
@@ -86,7 +87,7 @@ def _check_classes(model, classes: list[str], private: Path) -> None:
 def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: str | Path, out: str | Path,
               prior: str | Path | None = None, eval_model: str | Path | None = None,
               attacks: tuple[str, ...] = ("ppa",), compare: str | None = None, contract: dict | None = None,
-              log=print) -> dict:
+              private_test: str | Path | None = None, log=print) -> dict:
     """Runs (or reuses) every stage of the audit and writes OUT/audit.json, OUT/report.md, OUT/report.html."""
     from ..data import load_scenario
     from ..train import TrainConfig
@@ -110,6 +111,8 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     _check_classes(target, classes, Path(private))
     data = audit_data(private, public, target.image_size, target.in_channels, cfg.test_fraction,
                       cfg.train_per_class, cfg.data_seed)
+    held_out = (None if private_test is None else
+                private_test_set(private_test, classes, target.image_size, target.in_channels))
     out = audit.out
     out.mkdir(parents=True, exist_ok=True)
     spec = spec.model_copy(update={"num_classes": target.num_classes, "image_size": target.image_size,
@@ -141,6 +144,8 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
             acfg = cfg.attacks[name].load(_attack_config_model())
             a_dir, a_hash = _attack(audit, acfg, t, prior_dir, p_hash, data)
             evaluation = _evaluate(audit, t, name, a_dir, a_hash, e_hash, eval_dir, scenario)
+            if held_out is not None:  # the model's utility on the user's held-out folder instead
+                evaluation = {**evaluation, **_utility(audit, t, target, held_out)}
             rows.append({**{k: v for k, v in evaluation.items() if k != "timings"},
                          "model": t["name"], "key": t["key"], "alpha": t["alpha"], "attack": name,
                          "attack_dir": str(a_dir.relative_to(out)), "train_acc": (t["train"] or {}).get("train_acc")})
@@ -148,6 +153,10 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     results = {"model": spec.dump(), "contract": spec.contract_text(),
                "target_features": getattr(target, "feature_source", "penultimate features"),
                "private": str(Path(private).resolve()), "public": str(Path(public).resolve()),
+               "target_batch": getattr(target, "batch_note", None),
+               "test_acc_source": (f"accuracy on --private-test {Path(private_test).resolve()} "
+                                   f"({held_out[1].numel()} images)" if held_out is not None else
+                                   "accuracy on a held-back slice of --private (may include training images)"),
                "classes": classes, "num_private_train": len(scenario.private_train),
                "num_private_test": len(scenario.private_test), "num_public": len(scenario.public_train) +
                len(scenario.public_test), "prior": str(prior_dir), "eval_model": str(eval_dir),
@@ -228,6 +237,18 @@ def _attack(audit: _Audit, acfg, t: dict, prior_dir: Path, p_hash: str, data) ->
 
     audit.stage(f"attack {t['key']} {acfg.attack}", d, h, go)
     return d, h
+
+
+def _utility(audit: _Audit, t: dict, target, held_out) -> dict:
+    """test_acc, test_nll, ece of target t on the --private-test images (computed once per target)."""
+    from ..metrics import target_utility
+    from ..models import load_classifier
+
+    if t["key"] not in audit.utilities:
+        model = target if t["key"] == "model" else load_classifier(t["target"])
+        audit.utilities[t["key"]] = target_utility(model, *held_out, batch_size=audit.cfg.evaluate.batch_size,
+                                                   n_bins=audit.cfg.evaluate.ece_bins)
+    return audit.utilities[t["key"]]
 
 
 def _evaluate(audit: _Audit, t: dict, name: str, a_dir: Path, a_hash: str, e_hash: str, eval_dir: Path,

@@ -41,8 +41,8 @@ def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) ->
         + ", ".join(f"{r['name']} ({100 * r['acc1']:.0f} %)" for r in leaks[:3]) + ".",
     ]
     if main.get("test_acc") is not None and main["test_acc"] < min(0.5, 2 * chance):
-        text.insert(0, f"WARNING: your model classifies only {_num(main['test_acc'], True)} % of the held-out private "
-                       f"images correctly (chance {100 * chance:.1f} %). Check that the sorted class folder names are "
+        text.insert(0, f"WARNING: your model classifies only {_num(main['test_acc'], True)} % of the private test "
+                       f"images correctly (chance {100 * chance:.1f} %; {results['test_acc_source']}). Check that the sorted class folder names are "
                        "the model's label order and that the input contract (size, range, mean, std) is right; "
                        "the numbers below are not meaningful otherwise.")
     hard = next((r for r in rows if r["key"] == "retrained_hard" and r["attack"] == main["attack"]), None)
@@ -74,16 +74,19 @@ def write_report(out: Path, results: dict, cfg, scenario, eval_model, reference)
                         f"{results['contract']}. Private data: {results['private']} ({len(results['classes'])} "
                         f"classes, {results['num_private_train']} images to train the evaluation model and score "
                         f"the attack, {results['num_private_test']} held out). Public data (the attacker's only "
-                        f"images): {results['public']} ({results['num_public']} images)."))
+                        f"images): {results['public']} ({results['num_public']} images)."
+                        + (f" Batches: {results['target_batch']}." if results.get("target_batch") else "")))
     blocks.append(("h2", "Summary"))
     blocks += _summary(results, rows, leaks, real)
     blocks.append(("h2", "Results"))
     header = ["model", "attack"] + [title for _, title, _ in COLUMNS]
     body = [[r["model"], r["attack"]] + [_num(r.get(k), pct) for k, _, pct in COLUMNS] for r in rows]
     blocks.append(("table", header, body))
-    blocks.append(("p", "Private test acc: accuracy on the held-out part of --private; your model may have trained "
-                        "on those images, so for it this can overstate its test accuracy (the retrained models never "
-                        "saw them). Attack Acc@1/@5: share of attack images the evaluation model assigns to the "
+    blocks.append(("p", f"Private test acc: {results['test_acc_source']}" + (
+                        "; your model may have trained on those images, so for it this can overstate its test "
+                        "accuracy (the retrained models never saw them); pass --private-test DIR to measure it on "
+                        "images it never saw" if "--private-test" not in results["test_acc_source"] else "")
+                        + ". Attack Acc@1/@5: share of attack images the evaluation model assigns to the "
                         "attacked class (Acc@5 n/a with 5 classes or fewer). delta_eval: squared feature distance to "
                         "the nearest private image of the class (lower = closer to real data). Precision/recall/"
                         "density/coverage per class, averaged (k = 3). KES: accuracy on private test images of a "

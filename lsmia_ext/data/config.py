@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from ..config import Strict
 
@@ -76,6 +76,11 @@ class DataConfig(Strict):
       image). test_fraction: share of each class held out as its test split (stratified, from seed).
     train_per_class: keep at most this many private training images per class (a seeded subset; the test
       split is unchanged), to fit a CPU time budget.
+    val_per_class: hold out at most this many private images per class as the validation split, on which
+      every choice (recipe, epochs, grid ends, the utility axis of matched comparisons) is made; the test
+      split is then reported once. With train_per_class set they come from images the training split does
+      not use (so the training images, and every training stage's hash, stay those without validation);
+      without it they are taken before the training images. None: no validation split (older configs).
     identities: build identity-like sub-classes of every category (IdentityConfig); then private and public
       classes are the sub-classes it picks and private_classes / public_classes must stay empty.
     """
@@ -90,8 +95,25 @@ class DataConfig(Strict):
     channels: Optional[Literal[1, 3]] = None
     test_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     train_per_class: Optional[int] = Field(default=None, ge=1)
+    val_per_class: Optional[int] = Field(default=None, ge=1)
     seed: int = 42
     allow_download: bool = False
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_validation(self, handler):
+        # A config without a validation split dumps (and so hashes) exactly as before the field existed.
+        data = handler(self)
+        if self.val_per_class is None:
+            data.pop("val_per_class", None)
+        return data
+
+    def training_view(self) -> dict:
+        """The dump that training stages hash: without val_per_class when the validation images are ones
+        the training split does not use (train_per_class set), so adding a validation split retrains nothing."""
+        data = self.model_dump(mode="json")
+        if self.train_per_class is not None:
+            data.pop("val_per_class", None)
+        return data
 
     @field_validator("private_classes")
     @classmethod

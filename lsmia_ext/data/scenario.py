@@ -19,7 +19,7 @@ from .datasets import ImageFolderImages, InMemoryImages, prepare_uint8
 from .identities import IdentityAssignment, assign_identities, relabel
 from .sources import RawData, load_source
 
-SPLITS = ("private_train", "private_test", "public_train", "public_test")
+SPLITS = ("private_train", "private_val", "private_test", "public_train", "public_test")
 MANIFEST_NAME = "data_manifest.json"
 ImageDataset = Union[InMemoryImages, ImageFolderImages]
 
@@ -36,9 +36,10 @@ class _Part:
     classes: list[int]
     train_idx: torch.Tensor
     test_idx: torch.Tensor
+    val_idx: torch.Tensor
 
     def sample_ids(self) -> set[str]:
-        idx = torch.cat([self.train_idx, self.test_idx]).tolist()
+        idx = torch.cat([self.train_idx, self.val_idx, self.test_idx]).tolist()
         if self.raw.files:
             return {str(self.raw.files[i].resolve()) for i in idx}
         return {f"{self.raw.key}#{i}" for i in idx}
@@ -52,12 +53,15 @@ def _check_classes(raw: RawData, classes: list[int], what: str) -> None:
 
 
 def stratified_split(labels: torch.Tensor, classes: list[int], test_fraction: float, seed: int,
-                     train_per_class: int | None = None):
+                     train_per_class: int | None = None, val_per_class: int | None = None):
     """Per class: shuffle its indices with `seed`, hold out round(n * test_fraction) (at least 1 when the
-    class has 2 or more images) as test, keep at most `train_per_class` of the rest for training.
-    Returns sorted (train_idx, test_idx)."""
+    class has 2 or more images) as test, keep at most `train_per_class` of the rest for training and at
+    most `val_per_class` for validation. With train_per_class set, validation takes the images after the
+    training ones (the training images are those of the same call without validation); without it,
+    validation takes the images before them. Returns sorted (train_idx, test_idx, val_idx); val_idx is
+    empty without val_per_class."""
     gen = torch.Generator().manual_seed(seed)
-    train, test = [], []
+    train, test, val = [], [], []
     for c in classes:
         idx = (labels == c).nonzero().flatten()
         if idx.numel() == 0:
@@ -65,15 +69,25 @@ def stratified_split(labels: torch.Tensor, classes: list[int], test_fraction: fl
         idx = idx[torch.randperm(idx.numel(), generator=gen)]
         n_test = min(max(round(idx.numel() * test_fraction), 1 if idx.numel() > 1 else 0), idx.numel() - 1)
         test.append(idx[:n_test])
-        train.append(idx[n_test:][:train_per_class])
-    return torch.cat(train).sort().values, torch.cat(test).sort().values
+        rest = idx[n_test:]
+        n_val = 0 if val_per_class is None else min(val_per_class, rest.numel() - 1)
+        if train_per_class is not None:
+            train.append(rest[:train_per_class])
+            val.append(rest[train_per_class:][:n_val])
+        else:
+            val.append(rest[:n_val])
+            train.append(rest[n_val:])
+        if val_per_class is not None and val[-1].numel() == 0:
+            raise ValueError(f"class {c} has no image left for the validation split ({idx.numel()} images: "
+                             f"{n_test} test, {train[-1].numel()} training): lower train_per_class or test_fraction")
+    return tuple(torch.cat(part).sort().values for part in (train, test, val))
 
 
 def _make_part(raw: RawData, classes: list[int], test_fraction: float, seed: int, what: str,
-               train_per_class: int | None = None) -> _Part:
+               train_per_class: int | None = None, val_per_class: int | None = None) -> _Part:
     _check_classes(raw, classes, what)
-    train_idx, test_idx = stratified_split(raw.labels, classes, test_fraction, seed, train_per_class)
-    return _Part(raw, classes, train_idx, test_idx)
+    return _Part(raw, classes, *stratified_split(raw.labels, classes, test_fraction, seed, train_per_class,
+                                                 val_per_class))
 
 
 def _detect_channels(raw: RawData) -> int:
@@ -91,7 +105,14 @@ def _remap(labels: torch.Tensor, classes: list[int]) -> torch.Tensor:
     return lut[labels]
 
 
+def _empty(image_size: int, channels: int) -> InMemoryImages:
+    return InMemoryImages(torch.empty(0, channels, image_size, image_size, dtype=torch.uint8),
+                          torch.empty(0, dtype=torch.long))
+
+
 def _dataset(part: _Part, idx: torch.Tensor, image_size: int, channels: int) -> ImageDataset:
+    if idx.numel() == 0:
+        return _empty(image_size, channels)
     labels = _remap(part.raw.labels[idx], part.classes)
     if part.raw.images is not None:
         return InMemoryImages(prepare_uint8(part.raw.images[idx], image_size, channels), labels)
@@ -104,7 +125,9 @@ def _sha256_cached(path: str) -> str:
 
 
 class Scenario:
-    """Private train/test (target) and public train/test (prior) splits of one DataConfig.
+    """Private train/val/test (target) and public train/test (prior) splits of one DataConfig.
+
+    private_val is empty unless the config sets val_per_class.
 
     Labels: private 0..P-1 in the order of private_classes, public 0..Q-1 in the order of the public classes.
     """
@@ -125,9 +148,9 @@ class Scenario:
         self.category_names = (list(identities.category_names) if identities
                                else list(private.raw.class_names))
         self.private_train = _dataset(private, private.train_idx, image_size, channels)
+        self.private_val = _dataset(private, private.val_idx, image_size, channels)
         self.private_test = _dataset(private, private.test_idx, image_size, channels)
-        empty = InMemoryImages(torch.empty(0, channels, image_size, image_size, dtype=torch.uint8),
-                               torch.empty(0, dtype=torch.long))
+        empty = _empty(image_size, channels)
         self.public_train = _dataset(public, public.train_idx, image_size, channels) if public else empty
         self.public_test = _dataset(public, public.test_idx, image_size, channels) if public else empty
 
@@ -150,7 +173,10 @@ class Scenario:
         out = {"source": raw.key, "classes": part.classes,
                "class_names": [raw.class_names[c] for c in part.classes],
                "source_sha256": {str(p): _sha256_cached(str(p)) for p in raw.sources}}
-        for name, idx in (("train", part.train_idx), ("test", part.test_idx)):
+        splits = [("train", part.train_idx), ("test", part.test_idx)]
+        if part.val_idx.numel():  # manifests of scenarios without validation stay as they were
+            splits.append(("val", part.val_idx))
+        for name, idx in splits:
             if raw.files:
                 root = Path(raw.key.split(":", 1)[1])
                 out[f"{name}_files"] = [str(raw.files[i].relative_to(root)) for i in idx.tolist()]
@@ -203,7 +229,7 @@ def load_scenario(cfg: DataConfig) -> Scenario:
         raw = relabel(raw, identities, f"identities:{identities.sha256[:16]}")
         private_classes, public_classes = list(identities.private), list(identities.public)
     private = _make_part(raw, private_classes, cfg.test_fraction, cfg.seed, "private_classes",
-                         cfg.train_per_class)
+                         cfg.train_per_class, cfg.val_per_class)
     public = _public_part(cfg, raw, public_classes)
     if public is not None:
         leaked = private.sample_ids() & public.sample_ids()

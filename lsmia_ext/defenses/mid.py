@@ -8,9 +8,11 @@ beta * KL(N(mu, std^2) || N(0, I)) (summed over the k dimensions, averaged over 
 being CE + beta * KL with beta on the authors' scale (CelebA sweeps 0.001-0.05, MNIST 0.1-0.25).
 
 Differences from the authors' code, and why:
-- At eval time z = mu. The authors' forward samples in every mode, attacks included, which makes the
-  attacked target stochastic; the attacks and metrics here need a deterministic target, and the mean is
-  the noise-free prediction of the same network (as PAPER.md section 8 records for this study).
+- At eval time z = mu by default. The authors' forward samples in every mode, attacks included, which
+  makes the attacked target stochastic; the mean is the noise-free prediction of the same network (as
+  PAPER.md section 8 records for this study). `sample_at_eval(model, seed)` switches a loaded target
+  to the authors' behaviour (seeded noise in eval mode too): AttackConfig.target_sampling attacks it
+  that way, and metrics.evaluate reports its test accuracy both ways.
 - log(std) is computed as raw - 5 where softplus(raw - 5) would underflow (raw - 5 < -20), so the KL
   stays finite where the authors' std.log() would give -inf.
 - Training protocol: the study's recipe for every target (train-fmnist-target), so only the defense
@@ -54,18 +56,32 @@ class VariationalBottleneck(nn.Module):
         self.encoder = nn.Linear(in_dim, 2 * dim)
         self.dim = dim
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.eval_noise: torch.Generator | None = None  # set by sample_at_eval: sample in eval mode too
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         mu, raw = self.encoder(f).chunk(2, dim=1)
         if not self.training:
             self.last = None
-            return mu
+            if self.eval_noise is None:
+                return mu
+            eps = torch.randn(mu.shape, generator=self.eval_noise, device=mu.device, dtype=mu.dtype)
+            return mu + std_of(raw)[0].to(mu.dtype) * eps
         std, log_std = std_of(raw)
         self.last = (mu, 2.0 * log_std)
         return mu + std.to(mu.dtype) * torch.randn_like(mu)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+def sample_at_eval(model: nn.Module, seed: int | None) -> int:
+    """Every MID bottleneck of `model` samples z = mu + std * eps in eval mode too, eps drawn from a
+    generator seeded with `seed` on the bottleneck's device (seed None: back to z = mu). Returns how many
+    bottlenecks the model has (0: nothing changed)."""
+    found = [m for m in model.modules() if isinstance(m, VariationalBottleneck)]
+    for m in found:
+        m.eval_noise = None if seed is None else torch.Generator(m.encoder.weight.device).manual_seed(seed)
+    return len(found)
 
 
 @DEFENSES.register("mid")

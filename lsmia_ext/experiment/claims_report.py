@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runio import read_json, save_figure
-from .stats import CONFIDENCE, VERDICT_METRIC, claim_statistics
+from .stats import CONFIDENCE, POWER, VERDICT_METRIC, claim_statistics, detectable_effect
 
 ABLATION_HEADING = "Ablation: prior without the private domain"
 TITLES = {"attack_acc1": "attack Acc@1", "attack_acc1_initial": "Acc@1 after initial selection",
           "attack_acc5": "attack Acc@5", "attack_acc_category": "attack in the right category", "delta_eval": "delta_eval", "fid": "FID", "kes_test": "KES test",
-          "test_acc": "test acc"}
+          "test_acc": "test acc", "val_acc": "val acc", "test_acc_cost": "test-acc cost"}
+UNDECIDED = ("inconclusive", "no difference shown")  # verdicts shown with the effect the study could detect
 
 
 def _num(value: float, pct: bool, sign: bool = True) -> str:
@@ -18,7 +19,7 @@ def _num(value: float, pct: bool, sign: bool = True) -> str:
     return f"{v:+.{1 if pct else 3}f}" if sign else f"{v:.{1 if pct else 3}f}"
 
 
-def _stat_cells(stat: dict, pct: bool) -> list[str]:
+def stat_cells(stat: dict, pct: bool) -> list[str]:
     """per-seed differences, mean, interval (points for percentages)."""
     per_seed = ", ".join(f"s{s}: {_num(d, pct)}" for s, d in zip(stat["seeds"], stat["diffs"])) or "n/a"
     mean = "n/a" if stat["mean"] is None else _num(stat["mean"], pct)
@@ -28,22 +29,47 @@ def _stat_cells(stat: dict, pct: bool) -> list[str]:
 
 
 def _comparison(c: dict) -> str:
+    if c.get("metric") == "test_acc_cost":
+        return f"cost: {c['baseline']} (alpha 0) - {c['name']} (alpha {c['alpha']:+g}), test acc"
     return f"{c['name']} (alpha {c['alpha']:+g}) - {c['baseline']} (alpha 0)"
+
+
+def _paper(c: dict) -> str:
+    if "threshold" in c:
+        return f"cost below {100 * c['threshold']:.1f} points"
+    return f"attack Acc@1 {'higher' if c['direction'] > 0 else 'lower'}"
+
+
+def effect_of(stat: dict):
+    """The effect 80 % power would find: recorded, or computed from sd and n (results of older versions)."""
+    return stat["detectable_effect"] if "detectable_effect" in stat else detectable_effect(stat.get("sd"), stat["n"])
+
+
+def with_power(verdict: str, effect, pct: bool) -> str:
+    """An undecided verdict with the smallest true difference the same seeds would have detected."""
+    if effect is None or not verdict.startswith(UNDECIDED):
+        return verdict
+    return f"{verdict} (could detect ±{_num(effect, pct, sign=False)}{' points' if pct else ''} at {100 * POWER:.0f} % power)"
+
+
+def _verdict(c: dict, pct: bool = True) -> str:
+    """The claim's verdict, with the detectable effect when undecided (its metric is an accuracy: points)."""
+    return with_power(c["verdict"], effect_of(c["metrics"][c.get("metric", VERDICT_METRIC)]), pct)
 
 
 def claims_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list[list[str]]]:
     pct = VERDICT_METRIC in percent
-    header = ["claim", "comparison", "paper: Acc@1", "per-seed difference" + (" (points)" if pct else ""),
+    header = ["claim", "comparison", "paper", "per-seed difference" + (" (points)" if pct else ""),
               "mean", f"{100 * CONFIDENCE:.0f} % t interval", "verdict"]
-    body = [[c["claim"], _comparison(c), "higher" if c["direction"] > 0 else "lower",
-             *_stat_cells(c["metrics"][VERDICT_METRIC], pct), c["verdict"]] for c in claims]
+    body = [[c["claim"], _comparison(c), _paper(c), *stat_cells(c["metrics"][c.get("metric", VERDICT_METRIC)], pct),
+             _verdict(c, pct)] for c in claims]
     return header, body
 
 
 def other_metrics_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list[list[str]]]:
     header = ["claim", "metric", "per-seed difference", "mean", f"{100 * CONFIDENCE:.0f} % t interval"]
-    body = [[c["claim"], TITLES.get(key, key) + (" (points)" if key in percent else ""), *_stat_cells(stat, key in percent)]
-            for c in claims for key, stat in c["metrics"].items() if key != VERDICT_METRIC]
+    body = [[c["claim"], TITLES.get(key, key) + (" (points)" if key in percent else ""), *stat_cells(stat, key in percent)]
+            for c in claims for key, stat in c["metrics"].items() if key != c.get("metric", VERDICT_METRIC)]
     return header, body
 
 
@@ -51,11 +77,18 @@ def verdict_sentence(claims: list[dict]) -> str:
     if not claims:
         return ("No claim to test: the study has no alpha = 0 target next to a positive or negative alpha "
                 "with the same overrides.")
-    parts = [f"{c['claim']} ({_comparison(c)}, paper: attack Acc@1 {'higher' if c['direction'] > 0 else 'lower'}): "
-             f"{c['verdict']}" for c in claims]
+    parts = [f"{c['claim']} ({_comparison(c)}, paper: {_paper(c)}): {_verdict(c)}" for c in claims]
+    cost = next((c for c in claims if "threshold" in c), None)
     return ("Verdicts computed from the paired differences of attack Acc@1 (same seed, entry minus baseline): "
             "reproduced when the 95 % t interval (n - 1 degrees of freedom) excludes 0 in the paper's "
-            "direction, reversed when it excludes 0 the other way, inconclusive otherwise. " + "; ".join(parts) + ".")
+            "direction, reversed when it excludes 0 the other way, inconclusive otherwise. "
+            + ("" if cost is None else
+               "Negative LS is claimed to protect at a small cost, so C2 has two halves: 'a' is the attack drop "
+               "above, 'b' the test-accuracy cost (baseline minus entry, same seed), reproduced when its whole "
+               f"interval lies below the paper's {100 * cost['threshold']:.1f} points ({cost['threshold_source']}), "
+               "reversed (a larger cost) when wholly above, inconclusive otherwise. ")
+            + f"Beside an undecided verdict: the smallest true difference a two-sided t test on the same seeds "
+              f"finds with {100 * POWER:.0f} % power at the observed spread. " + "; ".join(parts) + ".")
 
 
 def plot_claims(rows: list[dict], claims: list[dict], path: Path) -> Path:
@@ -66,6 +99,7 @@ def plot_claims(rows: list[dict], claims: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    claims = [c for c in claims if c.get("metric", VERDICT_METRIC) == VERDICT_METRIC]  # attack claims only
     names = list(dict.fromkeys(n for c in claims for n in (c["name"], c["baseline"])))
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6))
     for seed in sorted({r["seed"] for r in rows}):

@@ -7,6 +7,7 @@ replaces every stage's data, so all stages see the same scenario and split.
 
 `targets` is generic: every entry is {name, alpha, set}; `set` holds TrainConfig overrides on top of
 the shared target recipe, so other defences (MID, BiDO, ...) plug in as entries with their own fields.
+Of the data, an entry may lower only data.train_per_class (stages.entry_data: a prefix of the same split).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..config import (ConfigError, Strict, apply_overrides, config_hash, flatten
                       merge_overrides, read_yaml, resolve_config_path, validate)
 from ..data import DataConfig
 from ..metrics import EvaluateConfig
-from .matched import DROPS
+from .matched import DROPS, MAX_GAP, NOT_A_DEFENSE
 from .stages import ResolvedStages, resolve_stages
 
 DEFAULT_CONFIG = "experiment-fmnist"
@@ -72,11 +73,20 @@ class StageRef(Strict):
 
 
 class TargetEntry(Strict):
-    """One target recipe of the study: a name (row label, directory name), its alpha, extra overrides."""
+    """One target recipe of the study: a name (row label, directory name), its alpha, extra overrides.
+
+    `family` names the defense family the entry belongs to in the trade-off and the matched comparison
+    (tradeoff.defense_of), overriding the one inferred from set.defense.kind and alpha; plain hard-label
+    entries (alpha 0, no defense) with a family are control families ("train less (epochs)", "narrower
+    model"): models that are only less accurate, against which negative LS is compared at equal accuracy.
+    `added_after_attacks` marks a grid point added after attack results were seen: the matched
+    comparison is then reported with and without such points. Neither field changes a stage."""
 
     name: str
     alpha: float  # checked once, as the target's loss.alpha (the stages resolve when this config loads)
     set: dict[str, Any] = Field(default_factory=dict)
+    family: Optional[str] = None
+    added_after_attacks: bool = False
 
     @field_validator("name")
     @classmethod
@@ -86,11 +96,25 @@ class TargetEntry(Strict):
                              "(it names a directory)")
         return v
 
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v):
+        if v is not None and (not v.strip() or v in NOT_A_DEFENSE):
+            raise ValueError(f"family {v!r} must be a non-empty label other than {sorted(NOT_A_DEFENSE)} "
+                             "(leave it out for the undefended target and positive LS)")
+        return v
+
     @field_validator("set")
     @classmethod
-    def _no_alpha(cls, v):
-        if "loss.alpha" in flatten_overrides(v):
+    def _set(cls, v):
+        flat = flatten_overrides(v)
+        if "loss.alpha" in flat:
             raise ValueError("set the target's alpha with the entry's `alpha`, not with set: loss.alpha")
+        data_keys = sorted(k for k in flat if (k == "data" or k.startswith("data.")) and k != "data.train_per_class")
+        if data_keys:
+            raise ValueError(f"a target entry's set may change only data.train_per_class of the data (fewer "
+                             f"training images per class, stages.entry_data), got {data_keys}: the experiment's "
+                             "`data` is every stage's")
         return v
 
 
@@ -99,6 +123,9 @@ class ReportConfig(Strict):
     # costs in test accuracy (fractions below the undefended target, per seed) at which defenses are
     # compared at matched utility (experiment/matched.py); used only when the study has defense families
     matched_drops: list[float] = Field(default_factory=lambda: list(DROPS))
+    # a family's curve is read only on a measured point or between two measured points of the seed at
+    # most this far apart in utility (a fraction: 0.015 = 1.5 points of accuracy); elsewhere "not measured"
+    max_gap: float = Field(MAX_GAP, gt=0, lt=1)
 
     @field_validator("matched_drops")
     @classmethod

@@ -111,7 +111,7 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
         uses_cuda = stage_cfg.device == "cuda" or (stage_cfg.device == "auto" and gpu)
         return {**res, "GPU": 1} if uses_cuda else res
 
-    p_dir, p_hash = out / "prior", with_data(config_hash(stages.prior))
+    p_dir, p_hash = out / "prior", with_data(stages.prior.run_hash())
     e_dir, e_hash = out / "eval_model", with_data(stages.eval_model.run_hash())
     nodes = [node("prior", prior_stage, (stages.prior, p_dir, p_hash), (), res, threads),
              node("eval_model", classifier_stage, ("eval_model", stages.eval_model, e_dir, e_hash), (),

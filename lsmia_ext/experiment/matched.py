@@ -1,28 +1,40 @@
 """Defenses compared at matched utility, paired by seed (PAPER.md section 9).
 
-A defense is a curve, not a point: each of its settings trades test accuracy for attack accuracy. Per
-seed s, a family's curve is its own targets plus the undefended target (alpha 0, no defense: the
-"no cost" end every family shares), as points (test acc, attack Acc@1) sorted by test accuracy, with the
-attack accuracy made non-decreasing in test accuracy (pool-adjacent-violators: a stronger setting that
-happens to leak more on one seed is averaged with its neighbour, so the curve is a monotone trade-off),
-then read by linear interpolation; no extrapolation outside the seed's measured range.
+A defense is a curve, not a point: each of its settings trades utility for attack accuracy. Per seed s,
+a family's curve is its own targets plus the undefended target (alpha 0, no defense: the "no cost" end
+every family shares), as points (utility, attack Acc@1) sorted by utility, with the attack accuracy made
+non-decreasing in utility (pool-adjacent-violators: a stronger setting that happens to leak more on one
+seed is averaged with its neighbour, so the curve is a monotone trade-off).
 
-Utility levels are costs: level_s = test acc of the undefended target on seed s - drop. At each drop, the
-attack accuracy of families A and B at that level gives per-seed differences A - B, their mean and 95 %
-t interval (stats.paired_interval), and the verdict: A more private when the interval lies below 0, B
-when above, "no difference shown" when it contains 0; a seed counts only where both curves reach the
-level.
+Measured, not interpolated: the curve is read at utility x only on a measured point of that seed or
+between two adjacent measured points of that seed at most `max_gap` apart (default MAX_GAP, 1.5 points
+of accuracy), linearly; elsewhere (a wider gap, or outside the measured range) the family is "not
+measured" on that seed. The utility axis is the validation accuracy (row key "val_acc") when every row
+involved has one, else the test accuracy (results of studies without a validation split); each entry
+records which ("utility").
+
+Utility levels are costs: level_s = utility of the undefended target on seed s - drop. At each drop, the
+attack accuracy of families A and B at that level gives per-seed differences A - B over the seeds where
+both are read, their mean and unadjusted 95 % t interval (stats.paired_interval), the two-sided paired t
+p-value and its Holm adjustment across the whole table (every pair at every drop: the family of tests
+the table's verdicts are drawn from). Verdict: A (or B) more private when the Holm-adjusted p is below
+0.05 (the sign of the mean says which), "no difference shown" otherwise, "not measured" with fewer than
+2 seeds read. Control families (TargetEntry.family) are families like any other here.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from .stats import CONFIDENCE, paired_interval
+from .stats import CONFIDENCE, POWER, holm, paired_interval
 from .tradeoff import defense_of
 
-DROPS = (0.005, 0.01, 0.02, 0.04)  # default costs in test accuracy (fractions) below the undefended target
+DROPS = (0.005, 0.01, 0.02, 0.04)  # default costs in accuracy (fractions) below the undefended target
+MAX_GAP = 0.015  # widest bracket of measured points a curve is read inside (a fraction of accuracy)
+LEVEL = 0.05  # family-wise error rate of the matched table (Holm)
 NO_DEFENSE = "none"
 NOT_A_DEFENSE = {NO_DEFENSE, "positive LS"}
+_TOL = 1e-9  # accuracies are ratios of counts: equal points and gaps are compared to this tolerance
+NOT_MEASURED = "not measured"
 
 
 def isotonic(values: list[float]) -> list[float]:
@@ -37,82 +49,128 @@ def isotonic(values: list[float]) -> list[float]:
     return [s / c for s, c in blocks for _ in range(int(c))]
 
 
-def monotone_curve(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(test acc, attack) points -> sorted by test acc (equal test accs merged, attack averaged), attack
-    made non-decreasing in test acc."""
+def monotone_curve(points: list[tuple[float, float]], monotone: bool = True) -> list[tuple[float, float]]:
+    """(utility, metric) points -> sorted by utility (equal utilities merged, metric averaged), the metric
+    made non-decreasing in utility (unless monotone is False)."""
     if not points:
-        raise ValueError("a curve needs at least one (test acc, attack acc) point")
+        raise ValueError("a curve needs at least one (utility, attack acc) point")
     merged: dict[float, list[float]] = {}
     for x, y in points:
         merged.setdefault(float(x), []).append(float(y))
     xs = sorted(merged)
-    ys = isotonic([sum(merged[x]) / len(merged[x]) for x in xs])
-    return list(zip(xs, ys))
+    ys = [sum(merged[x]) / len(merged[x]) for x in xs]
+    return list(zip(xs, isotonic(ys) if monotone else ys))
 
 
-def interpolate(curve: list[tuple[float, float]], x: float) -> Optional[float]:
-    """The curve's value at test accuracy x (linear between its sorted points); None outside its range."""
-    if not curve or x < curve[0][0] or x > curve[-1][0]:
+def interpolate(curve: list[tuple[float, float]], x: float, max_gap: Optional[float] = None) -> Optional[float]:
+    """The curve's value at utility x: on a point, or linear between the two adjacent points around x when
+    they are at most max_gap apart (any distance when max_gap is None); None outside the curve's range or
+    inside a wider gap (not measured there)."""
+    if not curve or x < curve[0][0] - _TOL or x > curve[-1][0] + _TOL:
         return None
+    for x0, y0 in curve:
+        if abs(x - x0) <= _TOL:
+            return y0
     for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return curve[0][1]  # a single point, x on it
+        if x0 < x < x1:
+            if max_gap is not None and x1 - x0 > max_gap + _TOL:
+                return None
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
 
 
-def family_curves(rows: list[dict], targets, metric: str = "attack_acc1") -> dict[str, dict[int, list]]:
-    """{family: {seed: monotone curve}} for every defense family, each including the undefended target."""
+def utility_key(rows: list[dict], names) -> str:
+    """"val_acc" when every row of these target names has a validation accuracy, else "test_acc"."""
+    names = set(names)
+    mine = [r for r in rows if r["name"] in names]
+    return "val_acc" if mine and all(r.get("val_acc") is not None for r in mine) else "test_acc"
+
+
+def undefended(targets) -> set[str]:
+    return {t.name for t in targets if defense_of(t) == NO_DEFENSE}
+
+
+def family_curves(rows: list[dict], targets, metric: str = "attack_acc1", utility: str = "test_acc",
+                  monotone: bool = True) -> dict[str, dict[int, list]]:
+    """{family: {seed: curve}} for every family (defenses and control families; not positive LS), each
+    including the undefended target, over (utility, metric) points (module doc)."""
     family = {t.name: defense_of(t) for t in targets}
     points: dict[str, dict[int, list]] = {}
     for r in rows:
         fam = family.get(r["name"])
-        if fam is None or fam == "positive LS" or r.get("test_acc") is None or r.get(metric) is None:
+        if fam is None or fam == "positive LS" or r.get(utility) is None or r.get(metric) is None:
             continue
-        points.setdefault(fam, {}).setdefault(r["seed"], []).append((r["test_acc"], r[metric]))
+        points.setdefault(fam, {}).setdefault(r["seed"], []).append((r[utility], r[metric]))
     base = points.pop(NO_DEFENSE, {})
-    return {fam: {s: monotone_curve(pts + base.get(s, [])) for s, pts in by_seed.items()}
+    return {fam: {s: monotone_curve(pts + base.get(s, []), monotone) for s, pts in by_seed.items()}
             for fam, by_seed in points.items()}
 
 
-def matched_verdict(ci: Optional[list[float]], n: int, a: str, b: str) -> str:
-    """From the interval of attack(A) - attack(B): who is more private at this utility, or that neither is shown."""
-    if n == 0:
-        return "not reached by both"
-    if ci is None:
-        return f"inconclusive ({n} seed)"
-    if ci[1] < 0:
-        return f"{a} more private"
-    if ci[0] > 0:
-        return f"{b} more private"
+def matched_verdict(p_holm: Optional[float], mean: Optional[float], n: int, a: str, b: str) -> str:
+    """From the Holm-adjusted p of attack(A) - attack(B): who is more private at this utility, or that
+    neither is shown; "not measured" with fewer than 2 seeds read."""
+    if n < 2 or p_holm is None:
+        return NOT_MEASURED
+    if p_holm < LEVEL and mean != 0:
+        return f"{a} more private" if mean < 0 else f"{b} more private"
     return "no difference shown"
 
 
 def _order(families) -> list[str]:
+    families = list(families)  # read twice
     first = [f for f in ("negative LS", "MID", "BiDO") if f in families]
     return first + sorted(f for f in families if f not in first)
 
 
-def matched_comparison(rows: list[dict], targets, drops=DROPS, metric: str = "attack_acc1") -> list[dict]:
-    """Every pair of defense families at every drop: per-seed matched attack accuracies, paired
-    differences (A - B), t interval and verdict. [] when fewer than two defense families are present."""
-    curves = family_curves(rows, targets, metric)
-    names = {t.name for t in targets if defense_of(t) == NO_DEFENSE}
-    base = {r["seed"]: r["test_acc"] for r in rows if r["name"] in names and r.get("test_acc") is not None}
+def matched_comparison(rows: list[dict], targets, drops=DROPS, metric: str = "attack_acc1",
+                       max_gap: float = MAX_GAP) -> list[dict]:
+    """Every pair of families at every drop: per-seed matched attack accuracies read inside measured
+    brackets, paired differences (A - B), t interval, p and Holm-adjusted p, detectable effect and verdict.
+    [] when fewer than two defense families are present."""
+    targets = list(targets)
+    fams_of = {t.name: defense_of(t) for t in targets}
+    utility = utility_key(rows, [n for n, f in fams_of.items() if f != "positive LS"])
+    curves = family_curves(rows, targets, metric, utility)
+    base = {r["seed"]: r[utility] for r in rows if r["name"] in undefended(targets) and r.get(utility) is not None}
     fams = _order(f for f in curves if f not in NOT_A_DEFENSE)
     out = []
     for drop in drops:
         for i, a in enumerate(fams):
             for b in fams[i + 1:]:
-                seeds, va, vb = [], [], []
+                seeds, va, vb, unread = [], [], [], {a: [], b: []}
                 for s in sorted(base):
-                    ya = interpolate(curves[a].get(s, []), base[s] - drop)
-                    yb = interpolate(curves[b].get(s, []), base[s] - drop)
+                    ya = interpolate(curves[a].get(s, []), base[s] - drop, max_gap)
+                    yb = interpolate(curves[b].get(s, []), base[s] - drop, max_gap)
+                    for fam, y in ((a, ya), (b, yb)):
+                        if y is None:
+                            unread[fam].append(s)
                     if ya is not None and yb is not None:
                         seeds.append(s)
                         va.append(ya)
                         vb.append(yb)
-                stats = paired_interval([x - y for x, y in zip(va, vb)])
-                out.append({"drop": drop, "a": a, "b": b, "metric": metric, "seeds": seeds, "a_values": va,
-                            "b_values": vb, "diffs": [x - y for x, y in zip(va, vb)], **stats,
-                            "confidence": CONFIDENCE, "verdict": matched_verdict(stats["ci"], stats["n"], a, b)})
+                diffs = [x - y for x, y in zip(va, vb)]
+                out.append({"drop": drop, "a": a, "b": b, "metric": metric, "utility": utility, "max_gap": max_gap,
+                            "seeds": seeds, "seeds_total": len(base), "unread_a": unread[a], "unread_b": unread[b],
+                            "a_values": va, "b_values": vb, "diffs": diffs, **paired_interval(diffs),
+                            "confidence": CONFIDENCE, "power": POWER})
+    for e, p_adj in zip(out, holm([e["p"] for e in out])):
+        e.update(p_holm=p_adj, holm_tests=sum(x["p"] is not None for x in out), level=LEVEL,
+                 verdict=matched_verdict(p_adj, e["mean"], e["n"], e["a"], e["b"]))
+    return out
+
+
+def post_hoc_names(targets) -> list[str]:
+    return [t.name for t in targets if getattr(t, "added_after_attacks", False)]
+
+
+def matched_results(rows: list[dict], targets, drops=DROPS, max_gap: float = MAX_GAP) -> dict:
+    """{"matched": table} and, when some entry was added after attack results were seen,
+    "matched_without_post_hoc": the same table without those entries (and "post_hoc": their names)."""
+    targets = list(targets)
+    out = {"matched": matched_comparison(rows, targets, drops, max_gap=max_gap)}
+    late = post_hoc_names(targets)
+    if late:
+        out["post_hoc"] = late
+        out["matched_without_post_hoc"] = matched_comparison(rows, [t for t in targets if t.name not in late], drops,
+                                                             max_gap=max_gap)
     return out

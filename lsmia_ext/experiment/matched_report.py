@@ -1,8 +1,11 @@
-"""Report blocks of the matched-utility comparison (matched.py): a table per pair and drop, and the
-verdicts in words, computed from the intervals."""
+"""Report blocks of the matched-utility comparison (matched.py): a table per pair and drop (with the
+verdict without post-hoc grid points beside it when there are any), and the verdicts in words."""
 from __future__ import annotations
 
-from .matched import DROPS, matched_comparison
+from .claims_report import with_power
+from .matched import NOT_MEASURED
+
+AXIS = {"val_acc": "validation accuracy", "test_acc": "test accuracy"}
 
 
 def _pts(v) -> str:
@@ -17,38 +20,76 @@ def _mean(vals) -> str:
     return "n/a" if not vals else f"{100 * sum(vals) / len(vals):.1f}"
 
 
+def _p(p) -> str:
+    return "n/a" if p is None else f"{p:.3f}"
+
+
+def _verdict(e: dict) -> str:
+    return with_power(e["verdict"], e["detectable_effect"], True)
+
+
+def _key(e: dict) -> tuple:
+    return e["drop"], e["a"], e["b"]
+
+
 def matched_sentence(entries: list[dict]) -> str:
     """Which defense is more private at which cost (with the interval), and where nothing is told apart."""
     if not entries:
         return "Fewer than two defense families have results: no matched-utility comparison."
-    said, ties = [], []
+    said, ties, unmeasured = [], [], []
     for e in entries:
         where = f"at a cost of {100 * e['drop']:.1f} points"
         if e["verdict"].endswith("more private"):
             said.append(f"{where}: {e['verdict']} than {e['b'] if e['verdict'].startswith(e['a']) else e['a']} "
                         f"(attack Acc@1 {e['a']} - {e['b']} = {_pts(e['mean'])} points, 95 % CI {_ci(e['ci'])}, "
-                        f"{e['n']} seeds)")
+                        f"Holm p {_p(e['p_holm'])}, {e['n']} seeds)")
+        elif e["verdict"] == NOT_MEASURED:
+            unmeasured.append(f"{e['a']} vs {e['b']} {where}")
         else:
-            ties.append(f"{e['a']} vs {e['b']} {where} ({e['verdict']}"
-                        + (f", {_pts(e['mean'])} points, CI {_ci(e['ci'])}" if e["ci"] else "") + ")")
+            ties.append(f"{e['a']} vs {e['b']} {where} ({_pts(e['mean'])} points, CI {_ci(e['ci'])}; {_verdict(e)})")
     text = ("Told apart " + "; ".join(said) + ". ") if said else "No pair of defenses is told apart at any cost. "
     if ties:
-        text += "Not told apart: " + "; ".join(ties) + "."
-    return text
+        text += "Not told apart: " + "; ".join(ties) + ". "
+    if unmeasured:
+        text += ("Not measured (fewer than 2 seeds with both families inside a measured bracket): "
+                 + "; ".join(unmeasured) + ".")
+    return text.strip()
 
 
-def matched_blocks(rows: list[dict], targets, drops=DROPS) -> list[tuple]:
-    """Report blocks; [] when fewer than two defense families are present."""
-    entries = matched_comparison(rows, targets, drops)
+def matched_blocks(comparison: dict) -> list[tuple]:
+    """Report blocks of matched.matched_results' dict (results.json "matched", "matched_without_post_hoc",
+    "post_hoc"); [] when fewer than two defense families are present."""
+    entries = comparison.get("matched") or []
     if not entries:
         return []
-    body = [[f"{100 * e['drop']:.1f}", e["a"], e["b"], str(e["n"]), _mean(e["a_values"]), _mean(e["b_values"]),
-             _pts(e["mean"]), _ci(e["ci"]), e["verdict"]] for e in entries]
-    return [("h2", "Defenses at matched utility"),
-            ("p", "Per seed, each defense's curve (its settings plus the undefended target; attack Acc@1 made "
-                  "non-decreasing in test accuracy, then linear between points) is read at the test accuracy "
-                  "of the undefended target minus the cost. Differences are paired by seed; a seed counts only "
-                  "where both curves reach that accuracy (no extrapolation). Verdict from the 95 % t interval."),
-            ("table", ["cost (points)", "A", "B", "seeds", "A attack Acc@1 %", "B attack Acc@1 %",
-                       "A - B (points)", "95 % CI", "verdict"], body),
-            ("p", matched_sentence(entries))]
+    without = {_key(e): e for e in comparison.get("matched_without_post_hoc") or []}
+    late = comparison.get("post_hoc") or []
+    e0 = entries[0]
+    header = ["cost (points)", "A", "B", "seeds read", "A attack Acc@1 %", "B attack Acc@1 %", "A - B (points)",
+              "95 % CI (unadjusted)", "p (Holm)", "verdict"] + (["verdict without post-hoc points"] if late else [])
+    body = [[f"{100 * e['drop']:.1f}", e["a"], e["b"], f"{e['n']} of {e['seeds_total']}",
+             _mean(e["a_values"]), _mean(e["b_values"]), _pts(e["mean"]), _ci(e["ci"]), _p(e["p_holm"]), _verdict(e)]
+            + ([_verdict(without[_key(e)]) if _key(e) in without else "family absent"] if late else [])
+            for e in entries]
+    axis = AXIS[e0["utility"]]
+    blocks = [("h2", "Defenses at matched utility"),
+              ("p", f"Per seed, each family's curve (its settings plus the undefended target; attack Acc@1 made "
+                    f"non-decreasing in {axis}) is read at the {axis} of the undefended target minus the cost, only "
+                    f"on a measured point or between two measured points of that seed at most "
+                    f"{100 * e0['max_gap']:.1f} points apart (linear there); elsewhere the family is not "
+                    "measured on that seed, and a comparison with fewer than 2 seeds read says 'not measured'. "
+                    "Differences are paired by seed. Verdict: two-sided paired t test, p adjusted with Holm's "
+                    f"method across the {e0['holm_tests']} comparisons of this table, significant "
+                    "below 0.05; the 95 % t interval beside it is not adjusted. Beside 'no difference shown': the "
+                    "smallest true difference the same seeds would detect with 80 % power (unadjusted)."),
+              ("table", header, body),
+              ("p", matched_sentence(entries))]
+    if late:
+        changed = [f"{e['a']} vs {e['b']} at a cost of {100 * e['drop']:.1f} points: {e['verdict']} with them, "
+                   + (without[_key(e)]["verdict"] if _key(e) in without else "family absent") + " without"
+                   for e in entries if _key(e) not in without or without[_key(e)]["verdict"] != e["verdict"]]
+        blocks.append(("p", f"Grid points added after attack results were seen: {', '.join(late)}. The last column "
+                            "repeats the comparison without them (with its own Holm adjustment). "
+                            + ("Verdicts that change: " + "; ".join(changed) + "." if changed else
+                               "No verdict changes without them.")))
+    return blocks

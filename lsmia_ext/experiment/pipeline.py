@@ -17,17 +17,20 @@ from ..executor import SequentialExecutor
 from ..runio import RECORD, RunDir, write_json
 from .config import ExperimentConfig
 from .claims_report import ablation_summary
-from .graph import start_study, run_key, study_graph
-from .matched import matched_comparison
+from .controls import comparisons
+from .graph import run_key, start_study, study_graph
 from .stats import claim_statistics
+from .trend import trend_statistics
 from .stages import ResolvedStages, finite_or_none
 
 RESULTS_FILE = "results.json"
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
-    "test_acc": "test_acc", "ece": "ece", "attack_acc1": "acc1", "attack_acc5": "acc5",
+    "test_acc": "test_acc", "test_acc_sampling": "test_acc_sampling", "ece": "ece",
+    "attack_acc1": "acc1", "attack_acc5": "acc5",
     "attack_acc1_initial": "acc1_initial", "attack_acc5_initial": "acc5_initial",
     "attack_acc_category": "acc_category", "attack_acc_category_initial": "acc_category_initial",
-    "delta_eval": "delta_eval", "fid": "fid", "precision": "precision", "recall": "recall",
+    "delta_eval": "delta_eval", "fid": "fid", "kid": "kid", "kid_ci_low": "kid_ci_low", "kid_ci_high": "kid_ci_high",
+    "precision": "precision", "recall": "recall",
     "density": "density", "coverage": "coverage", "kes_train": "kes_train", "kes_test": "kes_test",
 }
 
@@ -55,6 +58,17 @@ class _Study:
         if self.identities_sha256 is None:
             return stage_hash
         return config_hash({"stage": stage_hash, "identities_sha256": self.identities_sha256})
+
+    def val_acc(self, result: dict, model_dir: Path, scenario) -> float | None:
+        """The classifier's validation accuracy: from its result, or scored now for a target trained before
+        the validation split existed (its images were never trained on, so no retraining is needed)."""
+        if "val_acc" in result or not len(scenario.private_val):
+            return finite_or_none(result.get("val_acc"))
+        from ..models import load_classifier
+        from ..train.evaluate import evaluate_classifier
+
+        model = load_classifier(model_dir)
+        return evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"]
 
     def evaluation(self, key: str, outcome: dict) -> dict:
         """An evaluation's result; the first one that built the private reference records its time."""
@@ -108,7 +122,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
     study.deps = {n.key: n.deps for n in graph}
     done = (executor or SequentialExecutor()).run(graph, log)
     study.prior_result = study._record("prior", done["prior"])
-    eval_result = study._record("eval_model", done["eval_model"])
+    eval_dir, eval_result = out / "eval_model", study._record("eval_model", done["eval_model"])
     rows, runs = [], []
     for seed in cfg.seeds:
         for entry in cfg.targets:
@@ -117,7 +131,8 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
             t_result = study._record(f"target:{key}", done[f"target:{key}"])
             study._record(f"attack:{key}", done[f"attack:{key}"])
             evaluation = study.evaluation(key, done[f"evaluation:{key}"])
-            rows.append({**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc"))})
+            rows.append({**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc")),
+                         "val_acc": study.val_acc(t_result, t_dir, scenario)})
             runs.append({"name": entry.name, "seed": seed, "target": str(t_dir.relative_to(out)),
                          "attack": str(a_dir.relative_to(out)),
                          "evaluation": str((out / "evaluations" / key).relative_to(out))})
@@ -136,13 +151,17 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
             "num_threads": torch.get_num_threads(),
         },
         "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")),
+                       "val_acc": study.val_acc(eval_result, eval_dir, scenario),
                        "train_acc": finite_or_none(eval_result.get("train_acc")), "dir": "eval_model"},
         "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds",
                                                          "category_share_prior", "category_share_public_test",
                                                          "category_share_min_ratio")},
         "runs": runs,
+        "splits": {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
+                   "private_test": len(scenario.private_test)},
         "claims": claim_statistics(rows, cfg.targets),
-        "matched": matched_comparison(rows, cfg.targets, cfg.report.matched_drops),  # [] without defenses
+        "trend": trend_statistics(rows, cfg.targets),  # [] without a recipe of 3 alphas >= 0 (trend.py)
+        **comparisons(rows, cfg.targets, cfg.report),  # "matched" ([] without defenses), "controls", ...
         "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,
         "notes": study.notes,
         "timings": {"stages": study.timings},

@@ -14,11 +14,13 @@ import torch
 
 from ..runio import save_figure, write_text
 from .claims_report import ablation_blocks, claims_blocks, verdict_sentence
+from .controls_report import controls_blocks
 from .matched_report import matched_blocks
 from .tradeoff import tradeoff_blocks
+from .trend_report import trend_blocks
 
 METRICS = [  # (results.json row key, column title)
-    ("test_acc", "test acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
+    ("test_acc", "test acc"), ("val_acc", "val acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
     ("attack_acc1_initial", "Acc@1 initial"), ("attack_acc5_initial", "Acc@5 initial"),
     ("attack_acc_category", "right category"), ("train_acc", "train acc"),
     ("delta_eval", "delta_eval"), ("fid", "FID"), ("precision", "precision"), ("recall", "recall"),
@@ -50,7 +52,7 @@ def _fmt(stat, pct: bool) -> str:
     return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
 
 
-PERCENT = {"test_acc", "train_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial", "attack_acc5_initial",
+PERCENT = {"test_acc", "val_acc", "train_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial", "attack_acc5_initial",
            "attack_acc_category", "precision", "recall", "coverage", "kes_train", "kes_test"}
 
 
@@ -234,10 +236,12 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
         plot_against_alpha(rows, key, label, out / fname)
         blocks.append(("img", fname, f"{label} against alpha"))
     blocks += claims_blocks(out, rows, results["claims"], PERCENT)
+    blocks += trend_blocks(out, rows, results.get("trend") or [])  # only with 3 alphas >= 0 in one recipe
+    blocks += controls_blocks(results.get("controls") or [])  # only with a control family and a negative-LS entry
     if results.get("ablation"):
         blocks += ablation_blocks(results["ablation"], PERCENT)
     blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
-    blocks += matched_blocks(rows, cfg.targets, cfg.report.matched_drops)  # only with two defense families or more
+    blocks += matched_blocks(results)  # only with two defense families or more
     if len(seeds) > 1:
         blocks.append(("h2", "Per seed"))
         blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],

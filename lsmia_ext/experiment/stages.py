@@ -34,7 +34,8 @@ class ResolvedStages:
 
 
 def resolve_stages(cfg) -> ResolvedStages:
-    """Builds the stage configs: the experiment's data everywhere, target seed = recipe seed + s and
+    """Builds the stage configs: the experiment's data everywhere (a target entry may train on fewer images
+    per class: entry_data), target seed = recipe seed + s and
     attack seed = recipe seed + s, so seed 0 reproduces the shipped recipes exactly."""
     from ..attacks import AttackConfig
     from ..priors import PriorConfig
@@ -50,8 +51,24 @@ def resolve_stages(cfg) -> ResolvedStages:
         for entry in cfg.targets:
             extra = merge_overrides(flatten_overrides(entry.set),
                                     {"loss.alpha": entry.alpha, "seed": base_target.seed + seed})
-            targets[(entry.name, seed)] = cfg.target.load(TrainConfig, cfg.data, extra)
+            targets[(entry.name, seed)] = cfg.target.load(TrainConfig, entry_data(cfg.data, entry.set), extra)
     return ResolvedStages(prior, eval_model, targets, attacks)
+
+
+def entry_data(data, entry_set: dict):
+    """The data a target entry trains on: the experiment's `data`, or, when the entry's `set` holds
+    data.train_per_class N (at most the experiment's), the first N of each class's training images in the
+    same seeded order (data/scenario.py stratified_split: a prefix, so a subset of the experiment's training
+    images). The entry's own data then has no validation split: the pipeline scores it on the experiment's,
+    the same images (after the experiment's training images) for every entry; test images are the same too."""
+    n = flatten_overrides(entry_set).get("data.train_per_class")
+    if n is None:
+        return data
+    if data.train_per_class is None or isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= data.train_per_class:
+        raise ValueError(f"a target's set: data.train_per_class must be an integer from 1 to the experiment's "
+                         f"data.train_per_class ({data.train_per_class}; only a smaller training set can be drawn "
+                         f"from the same split), got {n!r}")
+    return data.model_copy(update={"train_per_class": n, "val_per_class": None})
 
 
 def finite_or_none(value):

@@ -10,19 +10,37 @@ with the paper's three alphas there are two claims, C1 (alpha > 0: paper says at
 C2 (alpha < 0: it goes down); a config that also carries, say, a no-weight-decay arm gets the pair of
 claims of that arm as well. A claim is "reproduced" when the Acc@1 interval excludes 0 in the paper's
 direction, "reversed" when it excludes 0 the other way, "inconclusive" otherwise (always with 1 seed).
+
+C2 is split in the paper's two halves: C2a "attack drop" (the verdict above, on attack Acc@1) and C2b
+"small utility cost": the paired test-accuracy cost (baseline - entry), "reproduced" when its whole
+interval lies below the paper's cost (PAPER_COST, CelebA: about 3.5 points), "reversed" (a larger cost
+than the paper's) when it lies wholly above, "inconclusive" otherwise. With several negative alphas the
+halves are C2.1a / C2.1b, C2.2a / C2.2b, ...
+
+Power: beside an interval that holds 0, `detectable_effect` says how large a true mean difference the
+same number of seeds would have found (two-sided paired t test at 5 %, 80 % power, at the observed
+spread), from the noncentral t distribution; `seeds_needed` inverts it. `holm` adjusts a table of
+p-values for multiplicity (matched.py uses it across the matched-utility table).
 """
 from __future__ import annotations
 
 import math
 import statistics
+from typing import Optional
 
 from ..config import flatten_overrides
+from ..errors import UserInputError
 
 VERDICT_METRIC = "attack_acc1"
 # results.json row keys whose paired differences the report shows next to the verdict metric
 PAIRED_METRICS = ("attack_acc1", "attack_acc1_initial", "attack_acc5", "attack_acc_category", "delta_eval", "fid",
-                  "kes_test", "test_acc")
+                  "kes_test", "test_acc", "val_acc")
 CONFIDENCE = 0.95
+POWER = 0.8
+# C2b: the paper's utility cost of negative LS, in test accuracy (a fraction, like the rows' test_acc)
+PAPER_COST = 0.035
+PAPER_COST_SOURCE = "paper, CelebA: negative LS about 3.5 points of test accuracy under hard labels"
+COST_METRIC = "test_acc_cost"  # baseline test_acc - entry test_acc, per seed
 
 # two-sided 95 % critical values t(0.975, df) for df = 1..30 (used when scipy is missing)
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
@@ -45,20 +63,109 @@ def t_critical(df: int) -> float:
 
 
 def paired_interval(diffs: list[float]) -> dict:
-    """{"n", "mean", "sd", "ci"}: the t interval of the mean of paired differences; sd and ci are None
-    for fewer than 2 differences (no spread can be estimated), mean is None for none."""
+    """{"n", "mean", "sd", "ci", "p", "detectable_effect"}: the t interval of the mean of paired
+    differences, the two-sided p-value of "mean 0" and the effect 80 % power would find (same unit as the
+    differences); all but n and mean are None for fewer than 2 differences (no spread can be estimated),
+    mean is None for none."""
     vals = [float(d) for d in diffs]
     if any(not math.isfinite(v) for v in vals):
         raise ValueError(f"paired differences must be finite numbers, got {vals}")
     n = len(vals)
+    none = {"sd": None, "ci": None, "p": None, "detectable_effect": None}
     if n == 0:
-        return {"n": 0, "mean": None, "sd": None, "ci": None}
+        return {"n": 0, "mean": None, **none}
     mean = statistics.fmean(vals)
     if n == 1:
-        return {"n": 1, "mean": mean, "sd": None, "ci": None}
+        return {"n": 1, "mean": mean, **none}
     sd = statistics.stdev(vals)
     half = t_critical(n - 1) * sd / math.sqrt(n)
-    return {"n": n, "mean": mean, "sd": sd, "ci": [mean - half, mean + half]}
+    return {"n": n, "mean": mean, "sd": sd, "ci": [mean - half, mean + half], "p": paired_p_value(mean, sd, n),
+            "detectable_effect": detectable_effect(sd, n)}
+
+
+def paired_p_value(mean: float, sd: float, n: int) -> float:
+    """Two-sided p-value of the paired t test of "true mean difference 0" (n - 1 degrees of freedom);
+    with no spread (sd 0) it is 0 for a non-zero mean and 1 for a zero one."""
+    from scipy.stats import t
+
+    if n < 2:
+        raise UserInputError(f"a paired t test needs at least 2 differences, got n = {n}")
+    if sd == 0:
+        return 0.0 if mean != 0 else 1.0
+    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
+
+
+def _power(effect: float, sd: float, n: int, confidence: float) -> float:
+    """Power of the two-sided paired t test at level 1 - confidence when the true mean is `effect`:
+    P(|T| > t_crit), T noncentral t with n - 1 degrees of freedom and noncentrality effect sqrt(n) / sd."""
+    from scipy.stats import nct, t
+
+    df, nc = n - 1, effect * math.sqrt(n) / sd
+    crit = float(t.ppf(0.5 + confidence / 2, df))
+    lower = float(nct.cdf(-crit, df, nc))  # scipy returns nan far in the tail, where it is 0
+    return float(nct.sf(crit, df, nc)) + (lower if math.isfinite(lower) else 0.0)
+
+
+def _check_power_args(sd: float, power: float, confidence: float) -> None:
+    if not (isinstance(sd, (int, float)) and math.isfinite(sd) and sd >= 0):
+        raise UserInputError(f"sd must be a finite number >= 0, got {sd!r}")
+    if not 0 < confidence < 1 or not 1 - confidence < power < 1:
+        raise UserInputError(f"need 0 < confidence < 1 and 1 - confidence < power < 1, got confidence "
+                             f"{confidence!r}, power {power!r}")
+
+
+def detectable_effect(sd: Optional[float], n: int, power: float = POWER,
+                      confidence: float = CONFIDENCE) -> Optional[float]:
+    """The smallest true paired mean difference (same unit as sd) that a two-sided paired t test with n
+    differences at level 1 - confidence finds with probability `power`, if the differences spread like
+    sd. Exact, from the noncentral t; close to the usual approximation
+    (t(1 - a/2, n - 1) + t(power, n - 1)) * sd / sqrt(n), which it exceeds by about 1 % at n = 5 and
+    16 % at n = 2. None without a spread (sd None or n < 2); 0 when sd is 0."""
+    if sd is None or n < 2:
+        return None
+    _check_power_args(sd, power, confidence)
+    if sd == 0:
+        return 0.0
+    from scipy.optimize import brentq
+    from scipy.stats import t
+
+    df = n - 1
+    guess = (t.ppf(0.5 + confidence / 2, df) + t.ppf(power, df)) * sd / math.sqrt(n)
+    hi = guess
+    while _power(hi, sd, n, confidence) < power:
+        hi *= 2
+    return float(brentq(lambda d: _power(d, sd, n, confidence) - power, 0.0, hi, xtol=1e-12 * hi, rtol=1e-10))
+
+
+def seeds_needed(sd: float, effect: float, power: float = POWER, confidence: float = CONFIDENCE,
+                 max_n: int = 100_000) -> int:
+    """The fewest paired seeds (at least 2) whose detectable effect at spread sd is at most `effect`."""
+    _check_power_args(sd, power, confidence)
+    if not (isinstance(effect, (int, float)) and math.isfinite(effect) and effect > 0):
+        raise UserInputError(f"effect must be a finite number > 0, got {effect!r}")
+    if detectable_effect(sd, max_n, power, confidence) > effect:
+        raise UserInputError(f"more than {max_n} seeds would be needed to detect {effect!r} at sd {sd!r}")
+    lo, hi = 1, 2  # detectable(lo) > effect (or lo = 1, which has none), detectable(hi) <= effect
+    while detectable_effect(sd, hi, power, confidence) > effect:
+        lo, hi = hi, min(2 * hi, max_n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if detectable_effect(sd, mid, power, confidence) <= effect else (mid, hi)
+    return hi
+
+
+def holm(pvalues: list[Optional[float]]) -> list[Optional[float]]:
+    """Holm's step-down adjustment of a family of p-values (None entries take no part and stay None):
+    sorted ascending, the i-th smallest (i from 0) becomes max over j <= i of min(1, (m - j) p_(j))."""
+    idx = sorted((i for i, p in enumerate(pvalues) if p is not None), key=lambda i: pvalues[i])
+    if any(not 0 <= pvalues[i] <= 1 for i in idx):
+        raise UserInputError(f"p-values must lie in [0, 1], got {pvalues}")
+    out: list[Optional[float]] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (len(idx) - rank) * pvalues[i]))
+        out[i] = running
+    return out
 
 
 def verdict_of(ci: list[float] | None, direction: int, n: int) -> str:
@@ -86,10 +193,11 @@ def find_claims(targets) -> list[dict]:
 
     Claims are named after the paper's: C1 for positive alpha (leaks more), C2 for negative alpha (leaks
     less), numbered C1.1, C1.2, ... in config order when a sign has several entries; positive ones come
-    first. An entry without an alpha = 0 partner of the same overrides gets no claim."""
+    first. An entry without an alpha = 0 partner of the same overrides gets no claim; entries with a
+    defense or a family label (control families, tradeoff.defense_of) take no part."""
     entries = [_as_dict(t) for t in targets]
     recipe = {e["name"]: flatten_overrides(e.get("set") or {}) for e in entries}  # nested or dotted alike
-    plain = [e for e in entries if recipe[e["name"]].get("defense.kind", "none") == "none"]
+    plain = [e for e in entries if recipe[e["name"]].get("defense.kind", "none") == "none" and not e.get("family")]
     claims = []
     for number, sign in ((1, 1), (2, -1)):
         paired = []
@@ -113,9 +221,32 @@ def paired_differences(rows: list[dict], name: str, baseline: str, key: str) -> 
     return seeds, [mine[s] - base[s] for s in seeds]
 
 
+def cost_verdict(ci: Optional[list[float]], n: int, threshold: float = PAPER_COST) -> str:
+    """C2b: "reproduced" when the whole interval of the utility cost lies below the paper's cost,
+    "reversed" (larger than the paper's) when wholly above, "inconclusive" otherwise."""
+    if n == 0:
+        return "no data"
+    if ci is None:
+        return f"inconclusive ({n} seed)"
+    return "reproduced" if ci[1] < threshold else "reversed" if ci[0] > threshold else "inconclusive"
+
+
+def _cost_claim(rows: list[dict], claim: dict) -> dict:
+    """C2b of a negative-alpha claim: the paired test-accuracy cost (baseline - entry) against PAPER_COST."""
+    seeds, diffs = paired_differences(rows, claim["name"], claim["baseline"], "test_acc")
+    stat = {"seeds": seeds, "diffs": [-d for d in diffs], **paired_interval([-d for d in diffs])}
+    return {**claim, "claim": claim["claim"] + "b", "part": "small utility cost", "metric": COST_METRIC,
+            "confidence": CONFIDENCE, "power": POWER, "threshold": PAPER_COST, "threshold_source": PAPER_COST_SOURCE,
+            "verdict": cost_verdict(stat["ci"], stat["n"]), "detectable_effect": stat["detectable_effect"],
+            "metrics": {COST_METRIC: stat}}
+
+
 def claim_statistics(rows: list[dict], targets) -> list[dict]:
     """Every claim with its paired statistics per metric and the verdict (on attack Acc@1):
-    claim dict + {"verdict", "metrics": {key: {"seeds", "diffs", "n", "mean", "sd", "ci"}}}."""
+    claim dict + {"verdict", "detectable_effect", "metrics": {key: {"seeds", "diffs", "n", "mean", "sd",
+    "ci", "p", "detectable_effect"}}}; a negative-alpha claim comes as its two halves (module doc), the
+    attack drop ("C2a", part "attack drop", as above) and the cost ("C2b", part "small utility cost",
+    metric COST_METRIC, with "threshold")."""
     out = []
     for claim in find_claims(targets):
         metrics = {}
@@ -124,6 +255,11 @@ def claim_statistics(rows: list[dict], targets) -> list[dict]:
             if diffs or key == VERDICT_METRIC:
                 metrics[key] = {"seeds": seeds, "diffs": diffs, **paired_interval(diffs)}
         main = metrics[VERDICT_METRIC]
-        out.append({**claim, "metric": VERDICT_METRIC, "confidence": CONFIDENCE,
-                    "verdict": verdict_of(main["ci"], claim["direction"], main["n"]), "metrics": metrics})
+        entry = {**claim, "metric": VERDICT_METRIC, "confidence": CONFIDENCE, "power": POWER,
+                 "verdict": verdict_of(main["ci"], claim["direction"], main["n"]),
+                 "detectable_effect": main["detectable_effect"], "metrics": metrics}
+        if claim["direction"] > 0:
+            out.append(entry)
+        else:
+            out += [{**entry, "claim": claim["claim"] + "a", "part": "attack drop"}, _cost_claim(rows, claim)]
     return out

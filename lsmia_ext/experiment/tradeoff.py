@@ -1,7 +1,8 @@
 """Privacy-utility trade-off of defenses: test accuracy against attack Acc@1, the Pareto front, a table.
 
-Each target entry is assigned a defense family from its own fields (set.defense.kind first, then the sign
-of alpha), so the experiment config needs no extra labels. A point is on the Pareto front when no other
+Each target entry is assigned a defense family from its own fields (its `family` label when it has one,
+else set.defense.kind, then the sign of alpha), so the experiment config needs labels only for control
+families (weaker hard-label models). A point is on the Pareto front when no other
 point has an attack accuracy at most as high and a test accuracy at least as high, one of them strictly:
 lower attack accuracy (privacy) and higher test accuracy (utility) are both better.
 """
@@ -17,7 +18,10 @@ PARAMS = {"MID": ("beta",), "BiDO": ("lambda_x", "lambda_y")}
 
 
 def defense_of(entry) -> str:
-    """"MID" | "BiDO" (from set.defense.kind), else "negative LS" | "positive LS" | "none" from alpha."""
+    """The entry's `family` label when set, else "MID" | "BiDO" (from set.defense.kind), else
+    "negative LS" | "positive LS" | "none" from alpha."""
+    if getattr(entry, "family", None):
+        return entry.family
     kind = flatten_overrides(entry.set).get("defense.kind", "none")
     if kind in FAMILIES:
         return FAMILIES[kind]
@@ -25,10 +29,13 @@ def defense_of(entry) -> str:
 
 
 def setting_of(entry) -> str:
-    """The swept value(s) of the entry, as a short label (alpha for LS, beta for MID, lambdas for BiDO)."""
+    """The swept value(s) of the entry, as a short label (alpha for LS, beta for MID, lambdas for BiDO,
+    the overrides of a control family's entry)."""
     family, flat = defense_of(entry), flatten_overrides(entry.set)
     if family in PARAMS:
         return ", ".join(f"{p} {flat[f'defense.{p}']:g}" for p in PARAMS[family] if f"defense.{p}" in flat) or "defaults"
+    if getattr(entry, "family", None) and entry.alpha == 0:
+        return ", ".join(f"{k} {v}" for k, v in flat.items()) or "defaults"
     return f"alpha {entry.alpha:+g}"
 
 

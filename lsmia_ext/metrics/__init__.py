@@ -1,7 +1,7 @@
 """Evaluation metrics of model inversion attacks (PAPER.md section 5) and `lsmia evaluate`.
 
 Pure functions on tensors; images are [0, 1] (B, C, H, W) at any resolution (resized to the scoring
-model's input). FID and PRDC use the evaluation model's penultimate features, not Inception-v3 (no
+model's input). FID, KID and PRDC use the evaluation model's penultimate features, not Inception-v3 (no
 pretrained weights can be downloaded here), so their values compare within one study only.
 """
 from .accuracy import attack_accuracy, target_utility, topk_accuracy
@@ -11,12 +11,14 @@ from .evaluate import (FEATURE_EXTRACTOR, EvaluateConfig, KesConfig, PrivateRefe
                        evaluate_attack, load_attack_results, score_attack)
 from .features import extract_features, fit_to_model, predict_logits
 from .frechet import frechet_distance
+from .kid import kernel_inception_distance
 from .knowledge import knowledge_extraction
 from .precision_recall import prdc, prdc_per_class
 
 __all__ = [
     "FEATURE_EXTRACTOR", "EvaluateConfig", "KesConfig", "PrivateReference", "attack_accuracy", "build_reference",
     "evaluate_attack", "expected_calibration_error", "extract_features", "feature_distance", "fit_to_model",
-    "frechet_distance", "knowledge_extraction", "load_attack_results", "nearest_class_distances", "predict_logits", "prdc", "prdc_per_class",
+    "frechet_distance", "kernel_inception_distance", "knowledge_extraction", "load_attack_results",
+    "nearest_class_distances", "predict_logits", "prdc", "prdc_per_class",
     "score_attack", "target_utility", "topk_accuracy",
 ]

@@ -32,6 +32,7 @@ def run(args) -> int:
         cfg = validate(EvaluateConfig, apply_overrides({}, args.overrides), source="--set")
     eval_model = load_classifier(args.eval_model)
     result = evaluate_attack(args.attack, eval_model, cfg, out_path=args.out, eval_model_path=str(args.eval_model))
-    shown = {k: v for k, v in result.items() if isinstance(v, (int, float)) or v is None}
+    shown = {k: v for k, v in result.items()
+             if isinstance(v, (int, float)) or v is None or k in ("fid_note", "initial_scored_on")}
     print(json.dumps(shown, indent=2))
     return 0

@@ -21,6 +21,7 @@ from .accuracy import attack_accuracy, target_utility
 from .distance import nearest_class_distances
 from .features import check_images, check_labels, extract_features
 from .frechet import frechet_distance
+from .kid import FID_RELIABLE_N, kernel_inception_distance
 from .knowledge import KesConfig, knowledge_extraction
 from .precision_recall import PRDC_KEYS, prdc_per_class
 
@@ -36,6 +37,10 @@ class EvaluateConfig(Strict):
                                "used as the real set of FID and to score the KES student (seeded "
                                "subsample); delta_eval and the per-class PRDC use all of them")
     ece_bins: int = Field(15, ge=1)
+    kid_subsets: int = Field(100, ge=1, description="KID: random subsets averaged (Binkowski et al. 2018)")
+    kid_subset_size: int = Field(1000, ge=2, description="KID: images per subset (capped at the smaller set)")
+    kid_bootstrap: int = Field(200, ge=0, description="KID: bootstrap resamples of the attack images for its "
+                               "95 % interval (0: no interval)")
     seed: int = 0
     kes: KesConfig = Field(default_factory=KesConfig)
 
@@ -73,16 +78,30 @@ def scenario_from_attack(attack_meta: dict, source: str = "attack.json"):
     return load_scenario(validate(DataConfig, data, source=f"{source} settings.data"))
 
 
-def load_initial_images(attack_dir: Path, images: torch.Tensor) -> torch.Tensor | None:
-    """PPA's kept samples before optimisation (results.pt initial_images, row for row beside `images`);
-    None for attacks without an initial selection and for results written before it was stored."""
-    initial = load_checkpoint(Path(attack_dir) / "results.pt").get("initial_images")
+INITIAL_SELECTION = "initial selection (every candidate it kept, before optimisation)"
+FINAL_SELECTED_BEFORE = "final-selected latents before optimisation"  # results.pt of attack results version 1
+
+
+def load_initial_images(attack_dir: Path, images: torch.Tensor, labels: torch.Tensor):
+    """What "before optimisation" is scored on: (images, labels, label) from results.pt, or None for attacks
+    without an initial selection. Version 2 results hold every candidate PPA's initial selection kept
+    (initial_selection_images / _labels); version 1 held only the final samples' pre-optimisation images
+    (initial_images, row for row beside `images`), which depend on the final selection: they are scored
+    as before and labelled FINAL_SELECTED_BEFORE."""
+    path = Path(attack_dir) / "results.pt"
+    results = load_checkpoint(path)
+    initial = results.get("initial_selection_images")
+    if initial is not None and initial.numel():
+        init_labels = check_labels(results.get("initial_selection_labels", torch.empty(0)), initial.shape[0],
+                                   name="results.pt initial_selection_labels")
+        return check_images(initial, "results.pt initial_selection_images").float(), init_labels, INITIAL_SELECTION
+    initial = results.get("initial_images")
     if initial is None or initial.numel() == 0:
         return None
     if initial.shape != images.shape:
-        raise ValueError(f"{attack_dir / 'results.pt'}: initial_images has shape {tuple(initial.shape)} but "
+        raise ValueError(f"{path}: initial_images has shape {tuple(initial.shape)} but "
                          f"images has {tuple(images.shape)}; they must match row for row")
-    return check_images(initial, "results.pt initial_images").float()
+    return check_images(initial, "results.pt initial_images").float(), labels, FINAL_SELECTED_BEFORE
 
 
 def load_attack_results(attack_dir: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
@@ -110,14 +129,16 @@ def _subsample(n: int, limit: int, seed: int) -> torch.Tensor:
 
 
 def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: PrivateReference,
-                 cfg: EvaluateConfig | None = None, initial_images: torch.Tensor | None = None) -> dict:
+                 cfg: EvaluateConfig | None = None, initial=None) -> dict:
     """Every attack metric for attack images/labels (target label space) against the private reference.
 
     Returns flat keys: acc1, acc5, acc_category (identity scenarios: top-1 in the attacked identity's
-    category), the same with suffix _initial (the samples before optimisation, None without
-    `initial_images`), delta_eval, fid, precision, recall, density, coverage (per attacked
-    class, then averaged; prdc_per_class and prdc_skipped_classes beside them), kes_train, kes_test,
-    plus n_images, classes and per-metric timings."""
+    category), the same with suffix _initial (before optimisation, on `initial` = (images, labels, what
+    they are) from load_initial_images; None without it) with n_initial and initial_scored_on,
+    delta_eval, fid (fid_note when either set has fewer than FID_RELIABLE_N images), kid, kid_ci_low,
+    kid_ci_high (kid.py), precision, recall, density, coverage (per attacked class, then averaged;
+    prdc_per_class and prdc_skipped_classes beside them), kes_train, kes_test, plus n_images, classes
+    and per-metric timings."""
     cfg = cfg or EvaluateConfig()
     timings = {}
     t = time.perf_counter()
@@ -125,10 +146,12 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
     cats = ref.class_category
     out.update(attack_accuracy(eval_model, images, labels, topk=(1, 5), batch_size=cfg.batch_size,
                                class_category=cats))
-    initial = (attack_accuracy(eval_model, initial_images, labels, topk=(1, 5), batch_size=cfg.batch_size,
-                               class_category=cats)
-               if initial_images is not None else dict.fromkeys(("acc1", "acc5", "acc_category")))
-    out.update({f"{k}_initial": v for k, v in initial.items()})
+    before = (attack_accuracy(eval_model, initial[0], initial[1], topk=(1, 5), batch_size=cfg.batch_size,
+                              class_category=cats)
+              if initial is not None else dict.fromkeys(("acc1", "acc5", "acc_category")))
+    out.update({f"{k}_initial": v for k, v in before.items()})
+    out["n_initial"] = None if initial is None else int(initial[0].shape[0])
+    out["initial_scored_on"] = None if initial is None else initial[2]
     timings["accuracy"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -137,6 +160,11 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
     attacked = torch.isin(ref.train_labels, labels.unique()).nonzero().squeeze(1)
     keep = attacked[_subsample(attacked.numel(), cfg.max_reference, cfg.seed)]
     out["fid"] = frechet_distance(ref.train_feats[keep], fake)
+    out.update(kernel_inception_distance(ref.train_feats[keep], fake, cfg.kid_subsets, cfg.kid_subset_size,
+                                         cfg.kid_bootstrap, cfg.seed))
+    small = min(keep.numel(), fake.shape[0])
+    out["fid_note"] = (f"FID on {fake.shape[0]} attack and {keep.numel()} real images: FID is biased upward at "
+                       f"this sample size (under {FID_RELIABLE_N}); compare KID" if small < FID_RELIABLE_N else None)
     per_class = prdc_per_class(ref.train_feats[attacked], ref.train_labels[attacked], fake, labels, k=cfg.prdc_k)
     out.update({key: per_class[key] for key in PRDC_KEYS})
     out["prdc_per_class"] = per_class["per_class"]
@@ -152,14 +180,30 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
     return out
 
 
+def sampled_utility(target, reference: PrivateReference, cfg: EvaluateConfig) -> dict:
+    """A MID target's utility with its bottleneck sampling (seeded with cfg.seed), as its authors evaluate
+    it: test_acc_sampling, test_nll_sampling, ece_sampling; None for targets without a bottleneck."""
+    from ..defenses.mid import sample_at_eval
+
+    keys = ("test_acc", "test_nll", "ece")
+    if not sample_at_eval(target, cfg.seed):
+        return {f"{k}_sampling": None for k in keys}
+    try:
+        utility = target_utility(target, reference.test_images, reference.test_labels,
+                                 batch_size=cfg.batch_size, n_bins=cfg.ece_bins)
+    finally:
+        sample_at_eval(target, None)
+    return {f"{k}_sampling": utility[k] for k in keys}
+
+
 def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | None = None,
                     reference: PrivateReference | None = None, out_path: str | Path | None = None,
                     eval_model_path: str | None = None) -> dict:
     """Scores the attack in `attack_dir` and writes the result (default attack_dir/evaluation.json).
 
     Adds the target's utility on the private test set (test_acc, test_nll, ece, from the target named
-    in attack.json) and the evaluation model's own test accuracy, which bounds how far its attack
-    accuracy can be trusted."""
+    in attack.json; for MID targets also with the bottleneck sampling, suffix _sampling) and the
+    evaluation model's own test accuracy, which bounds how far its attack accuracy can be trusted."""
     from ..models import load_classifier
 
     cfg = cfg or EvaluateConfig()
@@ -174,12 +218,14 @@ def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | No
     check_labels(labels, labels.numel(), reference.num_classes, "results.pt labels")
     result = {"attack_dir": str(attack_dir), "attack": meta.get("attack"), "eval_model": eval_model_path,
               "feature_extractor": FEATURE_EXTRACTOR, "settings": cfg.model_dump(mode="json")}
-    result.update(score_attack(images, labels, eval_model, reference, cfg, load_initial_images(attack_dir, images)))
+    result.update(score_attack(images, labels, eval_model, reference, cfg,
+                               load_initial_images(attack_dir, images, labels)))
 
     t = time.perf_counter()
     target = load_classifier(target_path)
     result.update(target_utility(target, reference.test_images, reference.test_labels,
                                  batch_size=cfg.batch_size, n_bins=cfg.ece_bins))
+    result.update(sampled_utility(target, reference, cfg))
     result["eval_model_test_acc"] = attack_accuracy(eval_model, reference.test_images, reference.test_labels,
                                                     topk=(1,), batch_size=cfg.batch_size)["acc1"]
     result["timings"]["utility"] = time.perf_counter() - t

@@ -42,6 +42,9 @@ register_model("small_cnn", _small(small_cnn, "small_cnn"))
 # twice the width and no dropout: a target that can fit the fine-grained identity classes to ~100 %
 # training accuracy, as the paper's targets do
 register_model("small_cnn_wide", _small(partial(small_cnn, width=32, dropout=0.0), "small_cnn_wide"))
+# narrower small_cnn's (width w instead of 16): the "weaker hard-label model" control of the study
+for _w in (2, 3, 4, 6, 8):
+    register_model(f"small_cnn_w{_w}", _small(partial(small_cnn, width=_w), f"small_cnn_w{_w}"))
 register_model("small_resnet", _small(small_resnet, "small_resnet"))
 for _arch in TORCHVISION_ARCHS:
     register_model(_arch, torchvision_classifier(_arch))
@@ -71,17 +74,9 @@ def classifier_state(model: Classifier, name: str, **extra) -> dict:
     return {"model": model.state_dict(), "arch": arch_of(model, name), **extra}
 
 
-def load_classifier(path_or_run_dir: str | Path, map_location="cpu") -> Classifier:
-    """A trained classifier from RUN_DIR/model.pt (or the file itself): eval mode, parameters frozen
-    (attacks and metrics differentiate through it w.r.t. the input, never w.r.t. its weights).
-    A YAML model spec (lsmia_ext.audit: TorchScript, torch.export, your own module) loads too."""
-    path = Path(path_or_run_dir)
-    if path.suffix in (".yaml", ".yml"):
-        from ..audit.load import load_spec_file
-
-        return load_spec_file(path).to(map_location)
-    if path.is_dir():
-        path = path / MODEL_FILE
+def classifier_from_checkpoint(path: Path, map_location="cpu") -> Classifier:
+    """The classifier of a RUN_DIR/model.pt checkpoint (load_classifier, models/loading.py, is the
+    entry point that also takes run directories and YAML model specs): eval mode, parameters frozen."""
     ckpt = load_checkpoint(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
         raise ValueError(f"{path} is not a classifier checkpoint (needs keys 'model' and 'arch')")

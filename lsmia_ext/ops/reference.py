@@ -4,6 +4,12 @@ from __future__ import annotations
 import torch
 
 
+def mean_scale(denominator: torch.Tensor) -> torch.Tensor:
+    """1 / denominator of reduction='mean', NaN where it is 0 (all rows ignored or of weight 0): the mean
+    and its gradient are then NaN, as in F.cross_entropy (not inf)."""
+    return torch.where(denominator == 0, torch.nan, 1 / denominator)
+
+
 def ls_ce_reference(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, *,
                     weight: torch.Tensor | None = None, reduction: str = "mean", ignore_index: int = -100,
                     compute_dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -31,7 +37,7 @@ def ls_ce_reference(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0
     elif reduction == "sum":
         out = loss.sum()
     else:
-        out = loss.sum() / torch.where(valid, w_y, torch.zeros_like(w_y)).sum()
+        out = loss.sum() * mean_scale(torch.where(valid, w_y, torch.zeros_like(w_y)).sum())
     return out.to(logits.dtype)
 
 

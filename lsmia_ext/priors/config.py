@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from ..config import Strict, check_betas
+from ..config import Strict, check_betas, config_hash
 from ..data import DataConfig
 
 
@@ -59,3 +59,12 @@ class PriorConfig(Strict):
     train: GanTrainConfig = Field(default_factory=GanTrainConfig)
     fid: FidConfig = Field(default_factory=FidConfig)
     seed: int = 0
+
+    def hashed_dump(self) -> dict:
+        """The dump its hashes cover: the private validation split never reaches the prior (public data only)."""
+        data = self.model_dump(mode="json")
+        data["data"].pop("val_per_class", None)
+        return data
+
+    def run_hash(self) -> str:
+        return config_hash(self.hashed_dump())

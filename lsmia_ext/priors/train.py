@@ -49,7 +49,7 @@ def build_networks(cfg: PriorConfig, image_size: int, channels: int) -> tuple[St
 
 
 def _identity_hash(cfg: PriorConfig) -> str:
-    data = cfg.model_dump(mode="json")
+    data = cfg.hashed_dump()
     for key in _RESUMABLE_KEYS:
         data["train"].pop(key)
     return config_hash(data)

@@ -94,4 +94,6 @@ class TrainConfig(Strict):
     def run_hash(self) -> str:
         """Hash of everything that determines the trained weights (not device, threads or workers)."""
         exclude = RUNTIME_FIELDS | ({"defense"} if self.defense.kind == "none" else set())  # keeps old run hashes
-        return config_hash(self.model_dump(mode="json", exclude=exclude))
+        data = self.model_dump(mode="json", exclude=exclude)
+        data["data"] = self.data.training_view()
+        return config_hash(data)

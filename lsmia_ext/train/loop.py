@@ -101,6 +101,10 @@ def _check_world(cfg: TrainConfig, n_train: int) -> None:
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {n_train} private training images")
 
 
+def _accuracy(model, dataset, cfg: TrainConfig, device) -> float:
+    return evaluate_classifier(model, dataset, cfg.eval_batch_size, device, cfg.bf16, cfg.model.channels_last)["test_acc"]
+
+
 def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Optional[EpochHook] = None) -> dict:
     """Trains (or resumes, or returns) the run in out_dir; returns the final metrics.
 
@@ -159,6 +163,8 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
         row = {"epoch": epoch, "alpha": loss_fn.alpha, "lr": lr, "train_loss": train_loss,
                **evaluate_classifier(model, scenario.private_test, cfg.eval_batch_size, device, cfg.bf16,
                                      cfg.model.channels_last)}
+        if len(scenario.private_val):  # what choices are made on; test is recorded, not chosen on
+            row["val_acc"] = _accuracy(model, scenario.private_val, cfg, device)
         row["wall_s"] = time.perf_counter() - t0
         elapsed += row["wall_s"]
         history.append(row)
@@ -174,10 +180,10 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
             on_epoch_end(epoch, row)
         dist.barrier()
 
-    final = {k: history[-1][k] for k in ("test_acc", "test_nll", "ece", "train_loss", "alpha")}
+    final = {k: history[-1][k] for k in ("test_acc", "test_nll", "ece", "train_loss", "alpha", "val_acc")
+             if k in history[-1]}
     # training accuracy without augmentation: how close to convergence the model got (the paper: ~100 %)
-    final["train_acc"] = evaluate_classifier(model, scenario.private_train, cfg.eval_batch_size, device, cfg.bf16,
-                                             cfg.model.channels_last)["test_acc"]
+    final["train_acc"] = _accuracy(model, scenario.private_train, cfg, device)
     final.update(epochs=cfg.epochs, wall_s=elapsed, world_size=dist.world_size(),
                  num_classes=scenario.num_classes, class_names=scenario.class_names)
     if dist.is_main():

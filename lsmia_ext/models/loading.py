@@ -1,22 +1,28 @@
-"""Loading a model to audit: find out what a file is without running it, load it the safe way, wrap it
-into the Classifier contract, and check its declared input contract with one probe forward pass.
+"""Loading a classifier: an `lsmia train` run directory or checkpoint, or any model behind a model spec
+(TorchScript, torch.export, your own module): find out what a file is without running it, load it
+the safe way, wrap it into the Classifier contract, and check its declared input contract with one
+probe forward pass. Below lsmia_ext.audit (which audits what this loads) and above models.registry.
 
     spec = model_spec("model.ts.pt", image_size=28, channels=1)   # or a YAML spec, or an lsmia run dir
     model = load_model(spec)                                        # ForeignClassifier, eval mode, frozen
+    target = load_classifier("runs/target")                         # RUN_DIR/model.pt, or a .yaml spec
 """
 from __future__ import annotations
 
 import importlib
 import pickle
+import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..config import read_yaml, validate
+from .foreign import ForeignClassifier
+from .registry import MODEL_FILE, classifier_from_checkpoint
 from .spec import PICKLE_REFUSAL, ModelSpec
-from .wrap import ForeignClassifier
 
 
 def sniff(path: Path) -> str:
@@ -77,7 +83,7 @@ def _import(path: str):
 
 def build_module(spec: ModelSpec) -> nn.Module:
     """The user's network from its factory, with the spec's state dict (weights_only) when given."""
-    from ..models.torchvision_nets import _read_state_dict
+    from .torchvision_nets import _read_state_dict
 
     net = _import(spec.import_path)(**spec.kwargs)
     if not isinstance(net, nn.Module):
@@ -91,23 +97,50 @@ def build_module(spec: ModelSpec) -> nn.Module:
     return net
 
 
-def _network(spec: ModelSpec) -> tuple[nn.Module, bool]:
-    """(the raw network, whether it follows train/eval switches)."""
+def static_batch_size(program) -> int | None:
+    """The batch size a torch.export program is specialised to (exported without dynamic_shapes: the
+    first user input's dim 0 is a plain int in its input spec), or None for a dynamic batch."""
+    inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in inputs:
+            val = node.meta.get("val")
+            shape = getattr(val, "shape", None)
+            if shape is None or len(shape) == 0:
+                return None
+            return int(shape[0]) if isinstance(shape[0], int) else None
+    return None
+
+
+def _network(spec: ModelSpec) -> tuple[nn.Module, bool, int | None]:
+    """(the raw network, whether it follows train/eval switches, its static batch size or None)."""
     found = sniff(spec.path) if spec.kind in ("torchscript", "export", "pickle") else spec.kind
     if found != spec.kind:
         raise ValueError(f"{spec.path} is a {found} file, but the spec says kind: {spec.kind}")
     if spec.kind == "torchscript":
-        return torch.jit.load(str(spec.path), map_location="cpu"), True
+        with _quiet_deprecation():
+            return torch.jit.load(str(spec.path), map_location="cpu"), True, None
     if spec.kind == "export":
-        return torch.export.load(str(spec.path)).module(), False
+        with _quiet_deprecation():
+            program = torch.export.load(str(spec.path))
+        return program.module(), False, static_batch_size(program)
     if spec.kind == "module":
-        return build_module(spec), True
+        return build_module(spec), True, None
     if not spec.trust_pickle:
         raise ValueError(f"{spec.path} {PICKLE_REFUSAL}")
     net = torch.load(spec.path, map_location="cpu", weights_only=False)
     if not isinstance(net, nn.Module):
         raise ValueError(f"{spec.path} unpickled to a {type(net).__name__}, not a torch.nn.Module")
-    return net, True
+    return net, True, None
+
+
+@contextmanager
+def _quiet_deprecation():
+    """Our own loads of the user's file: torch's "`torch.jit.load` is deprecated" (and the like)
+    FutureWarning is advice to the file's author, not to the auditor; only that warning is muted,
+    only around the load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is deprecated", category=FutureWarning)
+        yield
 
 
 def _last_line(e: BaseException) -> str:
@@ -133,8 +166,6 @@ def probe(model: nn.Module, channels: int, image_size: int, what: str) -> int:
 def load_model(spec: ModelSpec) -> nn.Module:
     """The model of `spec` behind the Classifier contract, in eval mode with frozen parameters, its
     contract checked (a mismatch raises ValueError with one line saying what does not fit)."""
-    from ..models import load_classifier
-
     if spec.kind == "lsmia":
         model = load_classifier(spec.path)
         for key, have in (("image_size", model.image_size), ("channels", model.in_channels),
@@ -143,9 +174,10 @@ def load_model(spec: ModelSpec) -> nn.Module:
             if want is not None and want != have:
                 raise ValueError(f"{spec.path} was trained with {key} {have}, but {want} was given")
         return model
-    net, follows_mode = _network(spec)
+    net, follows_mode, static_batch = _network(spec)
     model = ForeignClassifier(net, spec.image_size, spec.channels, spec.num_classes or 0, spec.value_range,
-                              spec.mean, spec.std, follows_mode, source=str(spec.path or spec.import_path))
+                              spec.mean, spec.std, follows_mode, source=str(spec.path or spec.import_path),
+                              static_batch=static_batch)
     model.eval().requires_grad_(False)
     k = probe(model, spec.channels, spec.image_size, f"model {model.source}")
     if spec.num_classes is not None and k != spec.num_classes:
@@ -154,6 +186,11 @@ def load_model(spec: ModelSpec) -> nn.Module:
     return model
 
 
-def load_spec_file(path: str | Path) -> nn.Module:
-    """A model from a YAML model spec (what load_classifier does with a .yaml path)."""
-    return load_model(model_spec(path))
+def load_classifier(path_or_run_dir: str | Path, map_location="cpu") -> nn.Module:
+    """A trained classifier from RUN_DIR/model.pt (or the file itself): eval mode, parameters frozen
+    (attacks and metrics differentiate through it w.r.t. the input, never w.r.t. its weights).
+    A YAML model spec (TorchScript, torch.export, your own module) loads too."""
+    path = Path(path_or_run_dir)
+    if path.suffix in (".yaml", ".yml"):
+        return load_model(model_spec(path)).to(map_location)
+    return classifier_from_checkpoint(path / MODEL_FILE if path.is_dir() else path, map_location)

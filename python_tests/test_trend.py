@@ -1,0 +1,94 @@
+"""The dose-response trend of C1 (experiment/trend.py, trend_report.py): the per-seed least-squares slope,
+its interval and verdict on a hand-computed case, which entries form a trend, and its report section."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lsmia_ext.experiment.trend import least_squares_slope, trend_groups, trend_statistics
+from lsmia_ext.experiment.trend_report import trend_blocks
+
+ALPHAS = [0.0, 0.05, 0.1, 0.2]
+NAMES = ["hard", "pos05", "pos1", "pos2"]
+TARGETS = [{"name": n, "alpha": a} for n, a in zip(NAMES, ALPHAS)] + [
+    {"name": "neg", "alpha": -0.05},                                                    # not in the trend
+    {"name": "mid", "alpha": 0.1, "set": {"defense": {"kind": "mid"}}},                 # a defense: no part
+    {"name": "short", "alpha": 0.0, "family": "train less", "set": {"epochs": 2}},      # a control: no part
+    {"name": "h25", "alpha": 0.0, "set": {"data": {"train_per_class": 25}}},            # 2 alphas: no trend
+    {"name": "p25", "alpha": 0.1, "set": {"data.train_per_class": 25}}]
+# Acc@1 per seed for hard, pos05, pos1, pos2. Seed 0: 0.5 + 0.5 a (slope 0.5); seed 1: 0.6 + 0.3 a (0.3);
+# seed 2: mean a 0.0875, Sxx 0.021875, Sxy 0.006875: slope 11/35.
+ACC = {0: [0.5 + 0.5 * a for a in ALPHAS], 1: [0.6 + 0.3 * a for a in ALPHAS], 2: [0.40, 0.41, 0.44, 0.46]}
+
+
+def rows(acc=ACC):
+    return [{"name": n, "alpha": a, "seed": s, "attack_acc1": y} for s, ys in acc.items()
+            for n, a, y in zip(NAMES, ALPHAS, ys)]
+
+
+def test_slope_interval_and_verdict_match_hand_computation():
+    assert least_squares_slope(ALPHAS, ACC[2]) == pytest.approx(11 / 35, abs=1e-12)
+    (t,) = trend_statistics(rows(), TARGETS)
+    assert t["entries"] == NAMES and t["alphas"] == ALPHAS and t["seeds"] == [0, 1, 2]
+    assert t["slopes"] == pytest.approx([0.5, 0.3, 11 / 35], abs=1e-12)
+    # mean 0.3714286, sd sqrt(0.02489796 / 2) = 0.1115750, half-width t(0.975, 2) 4.302653 * sd / sqrt(3)
+    assert t["mean"] == pytest.approx(0.3714286, abs=1e-6)
+    assert t["sd"] == pytest.approx(0.1115750, abs=1e-6)
+    assert t["ci"] == pytest.approx([0.0942647, 0.6485925], abs=1e-5)
+    tstat = t["mean"] / (t["sd"] / math.sqrt(3))  # with 2 degrees of freedom p = 1 - t / sqrt(t^2 + 2)
+    assert t["p"] == pytest.approx(1 - tstat / math.sqrt(tstat ** 2 + 2), abs=1e-9)
+    assert t["detectable_effect"] > 0 and t["verdict"] == "reproduced"
+
+
+def test_reversed_inconclusive_and_incomplete_seeds():
+    (down,) = trend_statistics(rows({s: [1 - y for y in ys] for s, ys in ACC.items()}), TARGETS)
+    assert down["verdict"] == "reversed" and down["mean"] == pytest.approx(-0.3714286, abs=1e-6)
+    mixed = {0: ACC[0], 1: [0.6 - 0.4 * a for a in ALPHAS], 2: [0.40, 0.41, 0.44, None]}
+    (t,) = trend_statistics(rows(mixed), TARGETS)
+    assert t["seeds"] == [0, 1] and t["incomplete_seeds"] == [2]
+    assert t["slopes"] == pytest.approx([0.5, -0.4], abs=1e-12) and t["verdict"] == "inconclusive"
+    (one,) = trend_statistics(rows({0: ACC[0]}), TARGETS)
+    assert one["verdict"] == "inconclusive (1 seed)" and one["ci"] is None
+
+
+def test_trend_groups_take_plain_entries_of_one_recipe_with_three_alphas():
+    assert [g["entries"] for g in trend_groups(TARGETS)] == [NAMES]
+    three = TARGETS + [{"name": "p25b", "alpha": 0.2, "set": {"data": {"train_per_class": 25}}}]
+    groups = trend_groups(three)
+    assert [g["label"] for g in groups] == ["experiment recipe", "data.train_per_class=25"]
+    assert groups[1]["entries"] == ["h25", "p25", "p25b"]
+    assert trend_groups([t for t in TARGETS if t["name"] != "hard"]) == []  # no alpha 0: no trend
+    with pytest.raises(ValueError, match="two distinct"):
+        least_squares_slope([0.1, 0.1], [0.2, 0.3])
+
+
+def test_report_section_has_table_and_plot(tmp_path):
+    r = rows()
+    blocks = trend_blocks(tmp_path, r, trend_statistics(r, TARGETS))
+    table = next(b for b in blocks if b[0] == "table")
+    assert table[2][0][:2] == ["experiment recipe", "+0, +0.05, +0.1, +0.2"]
+    assert table[2][0][3] == "+3.7" and table[2][0][-1] == "reproduced"  # points per +0.1 alpha
+    assert (tmp_path / "plot_trend.png").stat().st_size > 1000
+    assert trend_blocks(tmp_path, r, []) == []
+
+
+def test_pipeline_writes_the_trend_of_a_smaller_training_set(tmp_path):
+    """End to end on digits: three alphas >= 0 of a 40-image recipe, 2 seeds: results["trend"], the report
+    section and its plot; the entries train on 40 images per class and are scored on the shared validation."""
+    from lsmia_ext.experiment import load_experiment_config, run_experiment
+
+    small = {"data": {"train_per_class": 40}}
+    targets = [{"name": f"a{a}", "alpha": a, "set": small} for a in (0.0, 0.1, 0.2)]
+    overrides = {"data.train_per_class": 80, "data.val_per_class": 20, "targets": targets}
+    cfg = load_experiment_config("experiment-digits", "quick", 2, overrides)
+    results = run_experiment(cfg, tmp_path, log=lambda *_: None)
+    (t,) = results["trend"]
+    assert t["label"] == "data.train_per_class=40" and t["seeds"] == [0, 1] and t["n"] == 2
+    assert all(r["val_acc"] is not None for r in results["rows"])
+    assert [c["claim"] for c in results["claims"]] == ["C1.1", "C1.2"]
+    md = (tmp_path / "report.md").read_text()
+    assert "## Trend: attack Acc@1 over alpha >= 0" in md and (tmp_path / "plot_trend.png").stat().st_size > 1000
+    train = json.loads((tmp_path / "targets" / "a0.0_seed0" / "data_manifest.json").read_text())["private"]
+    assert len(train["train_indices"]) == 40 * 5 and "val_indices" not in train

@@ -22,7 +22,7 @@ $(PY):
 install: sysdeps $(PY)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q --no-build-isolation '.[test]'
+	$(PIP) install -q --no-build-isolation '.[test,dask]'
 
 # Tests run against the installed package (pytest, not `python -m pytest`, keeps the source tree off sys.path).
 test: install

@@ -13,10 +13,13 @@ config.json + metrics.json; attack: none, it resumes from partial/ as before).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import pickle
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -112,6 +115,29 @@ def update_manifest(run_dir: Path, **artifacts: str | Path) -> dict:
         manifest["artifacts"][name] = {"path": str(rel), "sha256": file_sha256(full)}
     write_json(path, manifest)
     return manifest
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, log=print):
+    """Holds an exclusive lock on the directory `path` (flock on `.NAME.lock` beside it, which survives the
+    directory being deleted and recreated) for as long as the block runs, across processes and hosts that
+    share the file system. A second holder waits, saying who holds it; the lock dies with its process
+    (kill -9 included), so a crashed writer never blocks a rerun."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            log(f"{path} is being written by {holder}; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def check_out_dir(path: str | Path, flag: str = "--out") -> Path:

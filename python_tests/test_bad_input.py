@@ -4,6 +4,8 @@ unreadable data folders, a prior that cannot feed the target, a run directory of
 package version, a malformed --set. Tiny files only: nothing here trains."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -99,6 +101,27 @@ def test_generator_weights_that_do_not_fit_its_architecture(runs, tmp_path):
 def test_prior_that_cannot_feed_the_target(runs, tmp_path):
     save_generator(tmp_path / "generator.pt", tiny_generator(channels=2), step=0)
     one_error_line(attack(runs, runs / "target", tmp_path), "attack", "2-channel images", "1-channel target")
+
+
+# ---- experiment --workers / --scheduler ---------------------------------------------------------------
+EXPERIMENT = ["experiment", "--config", "experiment-digits", "--preset", "quick"]
+
+
+def test_workers_below_one(tmp_path):
+    one_error_line(lsmia(*EXPERIMENT, "--workers", "0", "--out", tmp_path), "experiment", "--workers must be >= 1, got 0")
+
+
+def test_workers_without_dask(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what an environment without the [dask] extra sees
+    one_error_line(lsmia(*EXPERIMENT, "--workers", "2", "--out", tmp_path), "experiment", "pip install '.[dask]'")
+
+
+@pytest.mark.parametrize("address, message", [("tcp://127.0.0.1:1", "no Dask scheduler answers there within 10s"),
+                                              ("no-such-scheduler.json", "no such scheduler file")])
+def test_scheduler_nobody_answers(tmp_path, address, message):
+    pytest.importorskip("distributed")
+    one_error_line(lsmia(*EXPERIMENT, "--scheduler", address, "--out", tmp_path), "experiment",
+                   f"--scheduler {address}: {message}")
 
 
 # ---- --out ---------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`lsmia experiment [--config NAME_OR_PATH] [--preset quick] [--seeds N] --out RUN_DIR [--ablation DIR] [--set key=value ...]`."""
+"""`lsmia experiment [--config NAME_OR_PATH] [--preset quick] [--seeds N] --out RUN_DIR [--ablation DIR]
+[--workers N | --scheduler ADDRESS] [--set key=value ...]`."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablation", default=None, metavar="OTHER_RUN_DIR",
                         help="a finished study whose paired claims the report shows as the ablation "
                              "'prior without the private domain' (same as the config field ablation)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run independent stages in parallel on a local Dask cluster of N worker processes "
+                            "(pip install '.[dask]'); same results as the default sequential run")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="run the stages on an existing Dask cluster (address or scheduler JSON file); every "
+                            "worker must see --out at the same path (a shared file system)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_experiment_config(args.config, args.preset, args.seeds, args.overrides, args.ablation)
-    results = run_experiment(cfg, args.out)
+    executor = None
+    if args.workers is not None or args.scheduler is not None:
+        from ..executor import DaskExecutor
+
+        executor = DaskExecutor(args.workers, args.scheduler, threads=cfg.num_threads or 1)
+    results = run_experiment(cfg, args.out, executor=executor)
     print(f"wrote {args.out}/results.json, report.md, report.html in {results['timings']['total_wall_s']:.0f} s")
     return 0

@@ -13,13 +13,15 @@ from pathlib import Path
 import torch
 
 from ..config import config_hash
-from ..runio import RECORD, RunDir, update_manifest, write_json
+from ..executor import SequentialExecutor
+from ..runio import RECORD, RunDir, write_json
 from .config import ExperimentConfig
 from .claims_report import ablation_summary
 from .controls import comparisons
+from .graph import run_key, start_study, study_graph
 from .stats import claim_statistics
 from .trend import trend_statistics
-from .stages import ResolvedStages, attack_hash, evaluation_hash, finite_or_none, run_stage
+from .stages import ResolvedStages, finite_or_none
 
 RESULTS_FILE = "results.json"
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
@@ -33,10 +35,6 @@ ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluat
 }
 
 
-def run_key(name: str, seed: int) -> str:
-    return f"{name}_seed{seed}"
-
-
 class _Study:
     """Holds the run directory, the resolved stages and what the stages produced."""
 
@@ -46,13 +44,13 @@ class _Study:
         self.stages: ResolvedStages = cfg.stages  # resolved once, when the config was validated
         self.timings: dict[str, dict] = {}
         self.notes: list[str] = []
-        self._reference = None
-        self._eval_model = None
+        self.deps: dict[str, tuple[str, ...]] = {}  # stage key -> the stages it waited for (report: critical path)
 
-    def _record(self, key: str, outcome) -> dict:
-        self.timings[key] = {"wall_s": round(outcome.wall_s, 2), "reused": outcome.reused,
-                             "original_wall_s": round(outcome.original_wall_s, 2)}
-        return outcome.result
+    def _record(self, key: str, outcome: dict) -> dict:
+        self.timings[key] = {"wall_s": round(outcome["wall_s"], 2), "reused": outcome["reused"],
+                             "original_wall_s": round(outcome["original_wall_s"], 2), "worker": outcome["worker"],
+                             "after": list(self.deps.get(key, ()))}
+        return outcome["result"]
 
     def _with_data(self, stage_hash: str) -> str:
         """A stage hash that also covers the identity assignment (k-means on this machine's arithmetic): a
@@ -60,21 +58,6 @@ class _Study:
         if self.identities_sha256 is None:
             return stage_hash
         return config_hash({"stage": stage_hash, "identities_sha256": self.identities_sha256})
-
-    def prior(self) -> tuple[Path, str]:
-        from ..priors import train_prior
-
-        d, h = self.out / "prior", self._with_data(self.stages.prior.run_hash())
-        self.prior_result = self._record("prior", run_stage("prior", d, h, lambda: train_prior(self.stages.prior, d),
-                                                            self.log))
-        return d, h
-
-    def classifier(self, key: str, d: Path, cfg) -> tuple[Path, str, dict]:
-        from ..train import train_classifier
-
-        h = self._with_data(cfg.run_hash())
-        result = self._record(key, run_stage(key, d, h, lambda: train_classifier(cfg, d), self.log))
-        return d, h, result
 
     def val_acc(self, result: dict, model_dir: Path, scenario) -> float | None:
         """The classifier's validation accuracy: from its result, or scored now for a target trained before
@@ -87,50 +70,13 @@ class _Study:
         model = load_classifier(model_dir)
         return evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"]
 
-    def eval_model(self):
-        from ..models import load_classifier
-
-        if self._eval_model is None:
-            self._eval_model = load_classifier(self.out / "eval_model")
-        return self._eval_model
-
-    def reference(self, scenario):
-        """The private reference of the evaluation model, built once and only if some evaluation runs."""
-        from ..metrics import build_reference
-
-        if self._reference is None:
-            t0 = time.perf_counter()
-            self._reference = build_reference(self.eval_model(), scenario, self.cfg.evaluate.batch_size)
-            self.timings["reference"] = {"wall_s": round(time.perf_counter() - t0, 2), "reused": False,
-                                         "original_wall_s": round(time.perf_counter() - t0, 2)}
-        return self._reference
-
-    def attack(self, key: str, seed: int, target_dir: Path, t_hash: str, prior_dir: Path, p_hash: str):
-        from ..attacks import run_attack
-        from ..models import load_classifier
-        from ..priors import load_generator
-
-        acfg = self.stages.attacks[seed]
-        d, h = self.out / "attacks" / key, attack_hash(acfg, t_hash, p_hash)
-
-        def go():
-            summary = run_attack(acfg, load_classifier(target_dir), load_generator(prior_dir), d,
-                                 data_config=self.cfg.data, target_path=str(target_dir), prior_path=str(prior_dir))
-            update_manifest(d, results="results.pt", attack="attack.json")
-            return summary
-
-        self._record(f"attack:{key}", run_stage(f"attack {key}", d, h, go, self.log))
-        return d, h
-
-    def evaluation(self, key: str, attack_dir: Path, a_hash: str, e_hash: str, scenario) -> dict:
-        from ..metrics import evaluate_attack
-
-        d = self.out / "evaluations" / key
-        h = evaluation_hash(self.cfg.evaluate, a_hash, e_hash)
-        go = lambda: evaluate_attack(attack_dir, self.eval_model(), self.cfg.evaluate,  # noqa: E731
-                                     reference=self.reference(scenario), out_path=d / "evaluation.json",
-                                     eval_model_path=str(self.out / "eval_model"))
-        return self._record(f"evaluation:{key}", run_stage(f"evaluation {key}", d, h, go, self.log))
+    def evaluation(self, key: str, outcome: dict) -> dict:
+        """An evaluation's result; the first one that built the private reference records its time."""
+        if outcome.get("reference_s") is not None and "reference" not in self.timings:
+            wall = round(outcome["reference_s"], 2)
+            self.timings["reference"] = {"wall_s": wall, "reused": False, "original_wall_s": wall,
+                                         "worker": outcome["worker"], "part_of": f"evaluation:{key}"}
+        return self._record(f"evaluation:{key}", outcome)
 
     def row(self, entry, seed: int, evaluation: dict) -> dict:
         row = {"name": entry.name, "alpha": entry.alpha, "seed": seed}
@@ -154,8 +100,9 @@ def _check_scenario(cfg: ExperimentConfig, stages: ResolvedStages, scenario) -> 
                              "(its classes are not mirror-symmetric): set attack.set.hflip=false")
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dict:
-    """Runs (or reuses) every stage and writes OUT/results.json, OUT/report.md, OUT/report.html."""
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, executor=None) -> dict:
+    """Runs (or reuses) every stage and writes OUT/results.json, OUT/report.md, OUT/report.html.
+    `executor` runs the stage graph (default: executor.SequentialExecutor, in this process)."""
     from ..data import load_scenario
     from .report import write_report
 
@@ -170,15 +117,20 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print) -> dic
     run.write(finished=False)  # a changed config reruns only the stages it changes (each has its own record)
     _check_scenario(cfg, study.stages, scenario)
 
-    prior_dir, p_hash = study.prior()
-    eval_dir, e_hash, eval_result = study.classifier("eval_model", out / "eval_model", study.stages.eval_model)
+    start_study(cfg.data, scenario)
+    graph = study_graph(cfg, study.stages, out, study._with_data, torch.cuda.is_available())
+    study.deps = {n.key: n.deps for n in graph}
+    done = (executor or SequentialExecutor()).run(graph, log)
+    study.prior_result = study._record("prior", done["prior"])
+    eval_dir, eval_result = out / "eval_model", study._record("eval_model", done["eval_model"])
     rows, runs = [], []
     for seed in cfg.seeds:
         for entry in cfg.targets:
             key = run_key(entry.name, seed)
-            t_dir, t_hash, t_result = study.classifier(f"target:{key}", out / "targets" / key, study.stages.targets[(entry.name, seed)])
-            a_dir, a_hash = study.attack(key, seed, t_dir, t_hash, prior_dir, p_hash)
-            evaluation = study.evaluation(key, a_dir, a_hash, e_hash, scenario)
+            t_dir, a_dir = out / "targets" / key, out / "attacks" / key
+            t_result = study._record(f"target:{key}", done[f"target:{key}"])
+            study._record(f"attack:{key}", done[f"attack:{key}"])
+            evaluation = study.evaluation(key, done[f"evaluation:{key}"])
             rows.append({**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc")),
                          "val_acc": study.val_acc(t_result, t_dir, scenario)})
             runs.append({"name": entry.name, "seed": seed, "target": str(t_dir.relative_to(out)),

@@ -163,6 +163,21 @@ def _stage_rows(timings: dict) -> list[list[str]]:
     return rows
 
 
+def own_stages(stages: dict) -> dict:
+    """The timings that are stages of their own (the private reference is `part_of` an evaluation)."""
+    return {k: t for k, t in stages.items() if not t.get("part_of")}
+
+
+def critical_path(stages: dict) -> tuple[float, list[str]]:
+    """The longest chain of stages by this run's seconds (each stage's `after` lists what it waited for):
+    the wall time no number of workers can beat. Returns (seconds, stage keys in order)."""
+    best: dict[str, tuple[float, list[str]]] = {}
+    for key, t in own_stages(stages).items():  # recorded after the stages they waited for
+        before = max((best[d] for d in t.get("after", ()) if d in best), default=(0.0, []))
+        best[key] = (before[0] + t["wall_s"], [*before[1], key])
+    return max(best.values(), default=(0.0, []))
+
+
 def scenario_sentence(cfg, scenario) -> str:
     """What is private and what the prior saw, in words."""
     ids = cfg.data.identities
@@ -247,8 +262,12 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     blocks.append(("p", "Full resolved stage configs: results.json settings.stages."))
     blocks.append(("h2", "Wall time"))
     blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(timings)))
-    blocks.append(("p", f"Total for the stages: {timings['stages_wall_s']:.1f} s with "
-                        f"{results['settings']['num_threads']} torch thread(s)."))
+    path_s, path = critical_path(timings["stages"])
+    threads = results["settings"]["num_threads"]
+    core_s = threads * sum(t["wall_s"] for t in own_stages(timings["stages"]).values())
+    blocks.append(("p", f"Total for the stages: {timings['stages_wall_s']:.1f} s with {threads} torch thread(s) per "
+                        f"stage; {core_s:.1f} core-seconds in all; critical path {path_s:.1f} s "
+                        f"({' -> '.join(path)}), the least any number of workers could take."))
     if results["notes"]:
         blocks.append(("h2", "Notes"))
         blocks += [("p", n) for n in results["notes"]]

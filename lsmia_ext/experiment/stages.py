@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import config_hash, flatten_overrides, merge_overrides
-from ..runio import RunDir
+from ..executor import where
+from ..runio import RunDir, exclusive
 
 STAMP = "stage.json"
 
@@ -87,30 +88,39 @@ class StageOutcome:
     wall_s: float          # seconds spent in this invocation (0 when reused)
     reused: bool
     original_wall_s: float  # seconds the stage took when it actually ran
+    host: str = ""          # where this invocation ran (executor.where)
+    worker: str = ""
 
 
 def run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log=print) -> StageOutcome:
-    """Runs fn() in stage_dir unless a finished run of the same hash is there (see module doc)."""
+    """Runs fn() in stage_dir unless a finished run of the same hash is there (see module doc). One process
+    at a time holds the stage directory (runio.exclusive); another one waits, then reuses its result."""
+    with exclusive(stage_dir, log):
+        return _run_stage(name, Path(stage_dir), stage_hash, fn, log)
+
+
+def _run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log) -> StageOutcome:
     stage = RunDir(stage_dir, "stage", {"stage": name}, stage_hash, record=STAMP)
+    at = where()  # host and worker, recorded in stage.json and returned
     old = stage.read()
     if old is not None:
         if old.get("config_hash") == stage_hash and old.get("finished"):
             log(f"[experiment] {name}: reused ({stage_dir}, hash {stage_hash})")
-            return StageOutcome(old["result"], 0.0, True, float(old.get("wall_s", 0.0)))
+            return StageOutcome(old["result"], 0.0, True, float(old.get("wall_s", 0.0)), **at)
         if old.get("config_hash") != stage_hash:
             log(f"[experiment] {name}: config changed (hash {old.get('config_hash')} -> {stage_hash}); rerunning")
             shutil.rmtree(stage_dir)
     elif stage.path.exists() and any(stage.path.iterdir()):
         raise FileExistsError(f"{stage_dir} exists but has no {STAMP}: it was not written by `lsmia experiment`; "
                               "move it away or choose another --out")
-    stage.write(finished=False, stage=name)
+    stage.write(finished=False, stage=name, **at)
     log(f"[experiment] {name}: running in {stage_dir}")
     t0 = time.perf_counter()
     result = _jsonable(fn())
     wall = time.perf_counter() - t0
-    stage.write(finished=True, result=result, stage=name, wall_s=wall)
+    stage.write(finished=True, result=result, stage=name, wall_s=wall, **at)
     log(f"[experiment] {name}: done in {wall:.1f} s")
-    return StageOutcome(result, wall, False, wall)
+    return StageOutcome(result, wall, False, wall, **at)
 
 
 def attack_hash(attack_cfg, target_hash: str, prior_hash: str) -> str:

@@ -1,0 +1,133 @@
+"""The study's stage graph: prior and evaluation model (shared by every seed), then per (seed, target
+entry) target -> attack (needs the prior) -> evaluation (needs the evaluation model).
+
+Each stage is a module-level function of plain arguments (configs, paths, hashes), so an executor can run
+it in another process; it goes through stages.run_stage (reuse by hash, resume, one writer per directory)
+and returns the outcome as a dict. Everything it needs besides its arguments is read from the run
+directory. The node list is in the sequential order of earlier versions.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from ..config import config_hash
+from ..executor import Node
+from .stages import ResolvedStages, attack_hash, evaluation_hash, run_stage
+
+_CACHE: dict = {}  # per process: the latest scenario and (evaluation model, private reference)
+
+
+def run_key(name: str, seed: int) -> str:
+    return f"{name}_seed{seed}"
+
+
+def start_study(data_cfg, scenario) -> None:
+    """A study starts in this process: forget the last study's reference (each study builds and times
+    its own) and let its evaluations use the scenario the driver loaded."""
+    _CACHE.clear()
+    _CACHE[("scenario", config_hash(data_cfg))] = scenario
+
+
+def _cached(key: tuple, build):
+    """One value per kind (key[0]) per process: a new key replaces the last one of its kind."""
+    if key not in _CACHE:
+        for old in [k for k in _CACHE if k[0] == key[0]]:
+            del _CACHE[old]
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def _scenario(data_cfg):
+    from ..data import load_scenario
+
+    return _cached(("scenario", config_hash(data_cfg)), lambda: load_scenario(data_cfg))
+
+
+def prior_stage(cfg, d: Path, h: str, log=print) -> dict:
+    from ..priors import train_prior
+
+    return asdict(run_stage("prior", d, h, lambda: train_prior(cfg, d), log))
+
+
+def classifier_stage(name: str, cfg, d: Path, h: str, log=print) -> dict:
+    from ..train import train_classifier
+
+    return asdict(run_stage(name, d, h, lambda: train_classifier(cfg, d), log))
+
+
+def attack_stage(name: str, acfg, d: Path, h: str, target_dir: Path, prior_dir: Path, data_cfg, log=print) -> dict:
+    from ..attacks import run_attack
+    from ..models import load_classifier
+    from ..priors import load_generator
+    from ..runio import update_manifest
+
+    def go():
+        summary = run_attack(acfg, load_classifier(target_dir), load_generator(prior_dir), d,
+                             data_config=data_cfg, target_path=str(target_dir), prior_path=str(prior_dir))
+        update_manifest(d, results="results.pt", attack="attack.json")
+        return summary
+
+    return asdict(run_stage(name, d, h, go, log))
+
+
+def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, eval_dir: Path, e_hash: str, evaluate_cfg,
+                     data_cfg, log=print) -> dict:
+    """Also returns `reference_s`: seconds spent building the evaluation model's private reference when
+    this call built it (once per process and evaluation model; never when the stage is reused)."""
+    import time
+
+    from ..metrics import build_reference, evaluate_attack
+    from ..models import load_classifier
+
+    built = {"reference_s": None}
+
+    def build():
+        t0 = time.perf_counter()
+        model = load_classifier(eval_dir)
+        ref = build_reference(model, _scenario(data_cfg), evaluate_cfg.batch_size)
+        built["reference_s"] = time.perf_counter() - t0
+        return model, ref
+
+    def go():
+        model, ref = _cached(("reference", e_hash, evaluate_cfg.batch_size, config_hash(data_cfg)), build)
+        return evaluate_attack(attack_dir, model, evaluate_cfg, reference=ref, out_path=d / "evaluation.json",
+                               eval_model_path=str(eval_dir))
+
+    return {**asdict(run_stage(name, d, h, go, log)), **built}
+
+
+def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str], str], gpu: bool) -> list[Node]:
+    """The nodes of the study (keys as in results.json timings: prior, eval_model, target:K, attack:K,
+    evaluation:K); `with_data` adds the identity assignment to a stage hash; `gpu` marks the training
+    and attack stages that run on CUDA as needing a GPU. On a Dask worker a stage's prints go to
+    OUT/logs/KEY.log."""
+    threads = cfg.num_threads
+    res = {"threads": threads or 1}
+    node = lambda key, *a: Node(key, *a, output=str(out / "logs" / f"{key.replace(':', '_')}.log"))  # noqa: E731
+
+    def on(stage_cfg) -> dict:
+        uses_cuda = stage_cfg.device == "cuda" or (stage_cfg.device == "auto" and gpu)
+        return {**res, "GPU": 1} if uses_cuda else res
+
+    p_dir, p_hash = out / "prior", with_data(stages.prior.run_hash())
+    e_dir, e_hash = out / "eval_model", with_data(stages.eval_model.run_hash())
+    nodes = [node("prior", prior_stage, (stages.prior, p_dir, p_hash), (), res, threads),
+             node("eval_model", classifier_stage, ("eval_model", stages.eval_model, e_dir, e_hash), (),
+                  on(stages.eval_model), threads)]
+    for seed in cfg.seeds:
+        acfg = stages.attacks[seed]
+        for entry in cfg.targets:
+            key, tcfg = run_key(entry.name, seed), stages.targets[(entry.name, seed)]
+            t_dir, t_hash = out / "targets" / key, with_data(tcfg.run_hash())
+            a_dir, a_hash = out / "attacks" / key, attack_hash(acfg, t_hash, p_hash)
+            v_dir, v_hash = out / "evaluations" / key, evaluation_hash(cfg.evaluate, a_hash, e_hash)
+            nodes += [
+                node(f"target:{key}", classifier_stage, (f"target:{key}", tcfg, t_dir, t_hash), (), on(tcfg), threads),
+                node(f"attack:{key}", attack_stage, (f"attack {key}", acfg, a_dir, a_hash, t_dir, p_dir, cfg.data),
+                     ("prior", f"target:{key}"), on(acfg), threads),
+                node(f"evaluation:{key}", evaluation_stage, (f"evaluation {key}", v_dir, v_hash, a_dir, e_dir, e_hash,
+                                                             cfg.evaluate, cfg.data), ("eval_model", f"attack:{key}"),
+                     res, threads)]
+    return nodes

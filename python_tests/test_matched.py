@@ -275,3 +275,13 @@ def test_old_results_of_docs_still_read(study):
     assert [b[0] for b in body] == [c["claim"] for c in old] and "C2" in verdict_sentence(old)
     new = claim_statistics(results["rows"], exp["targets"])
     assert [c["claim"] for c in new if c["claim"].startswith("C2")][:2] in (["C2a", "C2b"], ["C2.1a", "C2.1b"])
+
+
+def test_a_table_with_nothing_measured_is_one_sentence():
+    from lsmia_ext.experiment.matched_report import matched_blocks
+
+    entries = [{"drop": d, "a": "negative LS", "b": "train less", "verdict": "not measured", "max_gap": 0.015}
+               for d in (0.005, 0.01)]
+    blocks = matched_blocks({"matched": entries})
+    assert [b[0] for b in blocks] == ["h2", "p"]
+    assert "Not measured at any cost (0.5, 1.0 points)" in blocks[1][1]

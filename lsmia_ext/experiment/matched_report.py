@@ -62,6 +62,11 @@ def matched_blocks(comparison: dict) -> list[tuple]:
     entries = comparison.get("matched") or []
     if not entries:
         return []
+    if all(e["verdict"] == NOT_MEASURED for e in entries):  # e.g. a study whose families sit far below the baseline
+        costs = ", ".join(f"{100 * d:.1f}" for d in sorted({e["drop"] for e in entries}))
+        return [("h2", "Defenses at matched utility"),
+                ("p", f"Not measured at any cost ({costs} points): no two families have measured settings within "
+                      f"{100 * entries[0]['max_gap']:.1f} points of accuracy around those levels on 2 or more seeds.")]
     without = {_key(e): e for e in comparison.get("matched_without_post_hoc") or []}
     late = comparison.get("post_hoc") or []
     e0 = entries[0]

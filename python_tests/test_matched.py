@@ -285,3 +285,13 @@ def test_a_table_with_nothing_measured_is_one_sentence():
     blocks = matched_blocks({"matched": entries})
     assert [b[0] for b in blocks] == ["h2", "p"]
     assert "Not measured at any cost (0.5, 1.0 points)" in blocks[1][1]
+
+
+def test_control_verdict_names_the_family_once():
+    from lsmia_ext.experiment.controls import control_verdict
+
+    assert control_verdict([-0.3, -0.1], 3, "narrower model") == \
+        "negative LS more private than an equally accurate narrower model"
+    assert control_verdict([-0.3, -0.1], 3, "train less") == "negative LS more private than an equally accurate train less model"
+    assert control_verdict([-0.3, 0.1], 3, "train less") == "no difference shown"
+

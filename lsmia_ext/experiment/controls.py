@@ -44,7 +44,8 @@ def control_verdict(ci, n: int, family: str) -> str:
     if n < 2 or ci is None:
         return NOT_MEASURED
     if ci[1] < 0:
-        return f"negative LS more private than an equally accurate {family} model"
+        noun = family if family.endswith("model") else f"{family} model"  # "narrower model", "train less model"
+        return f"negative LS more private than an equally accurate {noun}"
     if ci[0] > 0:
         return f"{family} more private"
     return "no difference shown"

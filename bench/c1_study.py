@@ -5,13 +5,12 @@
    (attack Acc@1 in the right category minus attack Acc@1) of at least GAP; k = 8 if none does. The
    decision (with every pilot's gap and validation accuracy) goes to OUT/pilot.json before any
    positive-alpha target is trained;
-2. the study at that k in two processes (even and odd seeds, one thread each), OUT/main and OUT/main-b,
-   both starting from the pilot's prior, evaluation model and seed-0 hard-label stages (same hashes);
-3. OUT/main-b's stages are copied into OUT/main and the full config is run there once more: every stage is
-   reused, results.json and the report cover all seeds.
-Every step reuses finished stages, so the command can be rerun after an interruption.
+2. the study at that k in OUT/main, starting from the pilot's prior, evaluation model and seed-0
+   hard-label stages (same hashes), its stages on --workers local Dask workers (one thread each).
+Every step reuses finished stages, so the command can be rerun after an interruption; --pilot-only stops
+after step 1.
 
-    OMP_NUM_THREADS=1 python bench/c1_study.py --out runs/c1
+    OMP_NUM_THREADS=1 python bench/c1_study.py --out runs/c1 [--workers 2] [--pilot-only]
 """
 from __future__ import annotations
 
@@ -67,11 +66,13 @@ def copy_stages(src: Path, dst: Path, names=STAGES) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=2, help="local Dask workers for every run")
+    parser.add_argument("--pilot-only", action="store_true", help="stop after the pilot's decision")
     args = parser.parse_args()
-    out = args.out
+    out, workers = args.out, ["--workers", str(args.workers)]
     pilots: dict[int, dict] = {}
     for k in KS:
-        run(out / f"pilot-k{k}", "--set", "seeds=[0]", "--set", f"targets={PILOT_TARGETS}", *k_sets(k))
+        run(out / f"pilot-k{k}", "--set", "seeds=[0]", "--set", f"targets={PILOT_TARGETS}", *k_sets(k), *workers)
         pilots[k] = pilot_row(json.loads((out / f"pilot-k{k}" / "results.json").read_text()))
         if pilots[k]["gap"] >= GAP:
             break
@@ -79,17 +80,10 @@ def main() -> int:
     (out / "pilot.json").write_text(json.dumps({"rule": f"smallest k of {KS} with gap >= {GAP}", "pilots": pilots,
                                                 "k": k}, indent=1))
     print(f"pilot: k = {k} ({pilots})", flush=True)
-    from lsmia_ext.experiment import load_experiment_config
-
-    seeds = load_experiment_config(CONFIG).seeds
-    halves = {out / "main": seeds[0::2], out / "main-b": seeds[1::2]}
-    for d in halves:
-        copy_stages(out / f"pilot-k{k}", d)
-    procs = [lsmia(d, "--set", f"seeds={s}", *k_sets(k)) for d, s in halves.items()]
-    if any(p.wait() != 0 for p in procs):
-        raise SystemExit("a half of the study failed; rerun the same command to resume")
-    copy_stages(out / "main-b", out / "main", STAGES[2:])
-    run(out / "main", *k_sets(k))
+    if args.pilot_only:
+        return 0
+    copy_stages(out / f"pilot-k{k}", out / "main")
+    run(out / "main", *k_sets(k), *workers)
     print(f"done: {out / 'main'}/report.md", flush=True)
     return 0
 

@@ -65,7 +65,7 @@ def test_c1_config_resolves_with_two_sizes_and_two_trends():
     from lsmia_ext.experiment.trend import trend_groups
 
     cfg = load_experiment_config("experiment-fmnist-c1")
-    assert len(cfg.seeds) == 9 and cfg.data.identities.per_category == 8
+    assert len(cfg.seeds) == 9 and cfg.data.identities.per_category == 6  # the pilot's k (rationale)
     assert sorted({t.data.train_per_class for t in cfg.stages.targets.values()}) == [25, 100]
     groups = trend_groups(cfg.targets)
     assert [g["alphas"] for g in groups] == [[0.0, 0.05, 0.1, 0.2]] * 2
@@ -76,10 +76,10 @@ def test_c1_config_resolves_with_two_sizes_and_two_trends():
 def test_c1_finer_identities_on_fashion_mnist():
     cfg = load_experiment_config("experiment-fmnist-c1")
     sc = check_prefix(cfg.data, [25])
-    assert sc.num_classes == 40 and sc.num_public_classes == 40
-    assert all(sc.private_categories.count(c) == 4 == sc.public_categories.count(c) for c in range(10))
+    assert sc.num_classes == 30 and sc.num_public_classes == 30
+    assert all(sc.private_categories.count(c) == 3 == sc.public_categories.count(c) for c in range(10))
     assert not sc._private.sample_ids() & sc._public.sample_ids()  # no image on both sides
-    assert _per_class(sc, "train") == [100] * 40 and _per_class(sc, "val") == [30] * 40
+    assert _per_class(sc, "train") == [100] * 30 and _per_class(sc, "val") == [30] * 30
     assert min(_per_class(sc, "test")) >= 15
     counts = torch.bincount(sc.identities.labels[sc.identities.labels >= 0])
     print("images per private identity:", sorted(counts[list(sc.identities.private)].tolist()))

@@ -128,12 +128,18 @@ def _hold(path, started, seconds):
         (Path(path).parent / "first_done").write_text("x")
 
 
-def test_stage_lock_holds_across_processes(tmp_path):
+def _holder(tmp_path, seconds):
+    """Another process that holds the lock of tmp_path/stage for `seconds` (started and holding on return)."""
     ctx = multiprocessing.get_context("spawn")
     started = ctx.Event()
-    p = ctx.Process(target=_hold, args=(str(tmp_path / "stage"), started, 1.5))
+    p = ctx.Process(target=_hold, args=(str(tmp_path / "stage"), started, seconds))
     p.start()
     assert started.wait(60)
+    return p
+
+
+def test_stage_lock_holds_across_processes(tmp_path):
+    p = _holder(tmp_path, 1.5)
     said = []
     with exclusive(tmp_path / "stage", log=said.append):
         assert (tmp_path / "first_done").exists()  # waited for the other process
@@ -142,11 +148,7 @@ def test_stage_lock_holds_across_processes(tmp_path):
 
 
 def test_lock_dies_with_its_process(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    started = ctx.Event()
-    p = ctx.Process(target=_hold, args=(str(tmp_path / "stage"), started, 600))
-    p.start()
-    assert started.wait(60)
+    p = _holder(tmp_path, 600)
     os.kill(p.pid, signal.SIGKILL)
     p.join()
     t0 = time.monotonic()

@@ -1,5 +1,9 @@
 """`lsmia experiment [--config NAME_OR_PATH] [--preset quick] [--seeds N] --out RUN_DIR [--ablation DIR]
-[--workers N | --scheduler ADDRESS] [--set key=value ...]`."""
+[--workers N | --scheduler ADDRESS | --merge SHARD/results.json ...] [--set key=value ...]`.
+
+In seed shards: run `--set 'seeds=[0,1]' --out runs/a` here and `--set 'seeds=[2,3]' --out runs/b`
+elsewhere, then `--merge runs/a/results.json runs/b/results.json --out runs/all` with the same --config,
+--preset and --set (less the seeds) assembles the whole study without running a stage (merge.py)."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                        help="run the stages on an existing Dask cluster (address or scheduler JSON file); every "
                             "worker must see --out at the same path (a shared file system)")
+    where.add_argument("--merge", nargs="+", default=None, metavar="SHARD/results.json",
+                       help="run nothing: assemble the study from the results.json of its seed shards (runs of "
+                            "this --config/--preset/--set with other --set seeds=[...], on any machine) into "
+                            "--out; refuses a shard of another study or a seed in two shards")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +41,13 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_experiment_config(args.config, args.preset, args.seeds, args.overrides, args.ablation)
+    if args.merge is not None:
+        from .merge import merge_shards
+
+        results = merge_shards(cfg, args.merge, args.out)
+        print(f"wrote {args.out}/results.json, report.md, report.html from {len(args.merge)} shards "
+              f"(seeds {results['settings']['experiment']['seeds']})")
+        return 0
     executor = None
     if args.workers is not None or args.scheduler is not None:
         from ..executor import DaskExecutor

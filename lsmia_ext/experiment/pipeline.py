@@ -24,6 +24,8 @@ from .trend import trend_statistics
 from .stages import ResolvedStages, finite_or_none
 
 RESULTS_FILE = "results.json"
+PRIOR_KEYS = ("fid", "fid_public_train_vs_test", "steps", "train_seconds", "category_share_prior",
+              "category_share_public_test", "category_share_min_ratio")
 ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluate_attack
     "test_acc": "test_acc", "test_acc_sampling": "test_acc_sampling", "ece": "ece",
     "attack_acc1": "acc1", "attack_acc5": "acc5",
@@ -104,7 +106,6 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
     """Runs (or reuses) every stage and writes OUT/results.json, OUT/report.md, OUT/report.html.
     `executor` runs the stage graph (default: executor.SequentialExecutor, in this process)."""
     from ..data import load_scenario
-    from .report import write_report
 
     t_start = time.perf_counter()
     run = RunDir(out_dir, "experiment", cfg.model_dump(mode="json"))
@@ -139,34 +140,51 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
 
     results = {
         "rows": rows,
-        "settings": {
-            "experiment": cfg.model_dump(mode="json"),
-            "stages": {"prior": study.stages.prior.model_dump(mode="json"),
-                       "eval_model": study.stages.eval_model.model_dump(mode="json"),
-                       "targets": {run_key(n, s): c.model_dump(mode="json") for (n, s), c in study.stages.targets.items()},
-                       "attacks": {str(s): c.model_dump(mode="json") for s, c in study.stages.attacks.items()}},
-            "shared_across_seeds": ["prior", "eval_model"],
-            "per_seed": "targets retrained with TrainConfig seed = recipe seed + s; attack seed = recipe seed + s",
-            "feature_extractor": _feature_extractor(),
-            "num_threads": torch.get_num_threads(),
-        },
+        "settings": {**study_settings(cfg), "identities_sha256": study.identities_sha256,
+                     "feature_extractor": _feature_extractor(), "num_threads": torch.get_num_threads()},
         "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")),
                        "val_acc": study.val_acc(eval_result, eval_dir, scenario),
                        "train_acc": finite_or_none(eval_result.get("train_acc")), "dir": "eval_model"},
-        "prior": {k: study.prior_result.get(k) for k in ("fid", "fid_public_train_vs_test", "steps", "train_seconds",
-                                                         "category_share_prior", "category_share_public_test",
-                                                         "category_share_min_ratio")},
+        "prior": {k: study.prior_result.get(k) for k in PRIOR_KEYS},
         "runs": runs,
         "splits": {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
                    "private_test": len(scenario.private_test)},
-        "claims": claim_statistics(rows, cfg.targets),
-        "trend": trend_statistics(rows, cfg.targets),  # [] without a recipe of 3 alphas >= 0 (trend.py)
-        **comparisons(rows, cfg.targets, cfg.report),  # "matched" ([] without defenses), "controls", ...
-        "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None,
+        **study_statistics(rows, cfg),
         "notes": study.notes,
         "timings": {"stages": study.timings},
     }
     results["timings"]["stages_wall_s"] = round(time.perf_counter() - t_start, 2)
+    return write_results(run, out, results, cfg, scenario, t_start)
+
+
+def study_settings(cfg: ExperimentConfig) -> dict:
+    """results.json settings: the experiment config and every resolved stage config (the machine's own
+    entries, identities_sha256 / feature_extractor / num_threads, are added by the caller)."""
+    stages = cfg.stages
+    return {"experiment": cfg.model_dump(mode="json"),
+            "stages": {"prior": stages.prior.model_dump(mode="json"),
+                       "eval_model": stages.eval_model.model_dump(mode="json"),
+                       "targets": {run_key(n, s): c.model_dump(mode="json") for (n, s), c in stages.targets.items()},
+                       "attacks": {str(s): c.model_dump(mode="json") for s, c in stages.attacks.items()}},
+            "shared_across_seeds": ["prior", "eval_model"],
+            "per_seed": "targets retrained with TrainConfig seed = recipe seed + s; attack seed = recipe seed + s"}
+
+
+def study_statistics(rows: list[dict], cfg: ExperimentConfig) -> dict:
+    """Everything results.json computes from the rows: the paired claims, the trend, the comparisons
+    across targets ("matched", "controls", ...) and the ablation study's claims (cfg.ablation). One
+    function for a run (run_experiment) and a merge of seed shards (merge.merge_shards)."""
+    return {"claims": claim_statistics(rows, cfg.targets),
+            "trend": trend_statistics(rows, cfg.targets),  # [] without a recipe of 3 alphas >= 0 (trend.py)
+            **comparisons(rows, cfg.targets, cfg.report),  # "matched" ([] without defenses), "controls", ...
+            "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None}
+
+
+def write_results(run: RunDir, out: Path, results: dict, cfg: ExperimentConfig, scenario, t_start: float) -> dict:
+    """Writes the report, then OUT/results.json (the last file: none is there unless the report was
+    written) and the run record; adds report_s and total_wall_s to results["timings"]."""
+    from .report import write_report
+
     t_report = time.perf_counter()
     write_report(out, results, cfg, scenario)
     results["timings"]["report_s"] = round(time.perf_counter() - t_report, 2)

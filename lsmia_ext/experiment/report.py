@@ -205,8 +205,55 @@ def prior_sentence(prior: dict) -> str:
     return text
 
 
+def grid_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
+    """Attack images beside real ones for every entry of the first seed, read from the attack directory
+    results.json `runs` names (relative to OUT; a merge of seed shards names the shard's); when one of
+    them is not on this machine (a shard's run directory left behind), one line says so instead."""
+    seed = cfg.seeds[0]
+    blocks: list[tuple] = [("h2", f"Attack results beside real private images (seed {seed})")]
+    where = {(r["name"], r["seed"]): out / r["attack"] for r in results["runs"]}
+    dirs = [where.get((entry.name, seed)) for entry in cfg.targets]
+    missing = [str(d) if d is not None else f"{entry.name} seed {seed}" for d, entry in zip(dirs, cfg.targets)
+               if d is None or not d.is_dir()]
+    if missing:
+        return blocks + [("p", f"Image grids skipped: {len(missing)} attack directories of seed {seed} are not on "
+                               f"this machine (first: {missing[0]}); put the run directory of the shard that ran "
+                               "that seed beside its results.json and merge again to get them.")]
+    real = scenario.tensors("private_train")
+    for entry, attack_dir in zip(cfg.targets, dirs):
+        fname = f"grid_{entry.name}_seed{seed}.png"
+        image_grid(attack_dir, real, scenario.class_names, cfg.report.images_per_class,
+                   f"{entry.name} (alpha {entry.alpha:+g})", out / fname)
+        blocks.append(("img", fname, f"{entry.name}, alpha {entry.alpha:+g}: attack results (left), real (right)"))
+    return blocks
+
+
+def wall_time_blocks(results: dict) -> list[tuple]:
+    """The stages' seconds of this run, or, for a merge of seed shards, one line per shard."""
+    timings, threads = results["timings"], results["settings"]["num_threads"]
+    blocks: list[tuple] = [("h2", "Wall time")]
+    if "shards" in timings:
+        body = []
+        for shard in timings["shards"]:
+            path_s, _ = critical_path(shard["stages"])
+            core_s = shard["num_threads"] * sum(t["wall_s"] for t in own_stages(shard["stages"]).values())
+            body.append([shard["file"], str(shard["seeds"]), f"{shard['stages_wall_s']:.1f}", str(shard["num_threads"]),
+                         f"{core_s:.1f}", f"{path_s:.1f}"])
+        blocks.append(("table", ["shard", "seeds", "stages s", "threads", "core-seconds", "critical path s"], body))
+        blocks.append(("p", "Merged from seed shards, each run on its own (stages it reused count their reuse, "
+                            "not their original time); per-stage seconds: results.json timings.shards."))
+        return blocks
+    blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(timings)))
+    path_s, path = critical_path(timings["stages"])
+    core_s = threads * sum(t["wall_s"] for t in own_stages(timings["stages"]).values())
+    blocks.append(("p", f"Total for the stages: {timings['stages_wall_s']:.1f} s with {threads} torch thread(s) per "
+                        f"stage; {core_s:.1f} core-seconds in all; critical path {path_s:.1f} s "
+                        f"({' -> '.join(path)}), the least any number of workers could take."))
+    return blocks
+
+
 def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
-    rows, timings = results["rows"], results["timings"]
+    rows = results["rows"]
     summary = summarise(rows)
     seeds = cfg.seeds
     blocks: list[tuple] = [("h1", "Label smoothing and model inversion: experiment report")]
@@ -248,27 +295,13 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
         blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],
                        [[r["name"], f"{r['alpha']:+g}", str(r["seed"])] +
                         [_fmt(None if r.get(k) is None else (r[k], None), k in PERCENT) for k, _ in METRICS] for r in rows]))
-    blocks.append(("h2", f"Attack results beside real private images (seed {seeds[0]})"))
-    real = scenario.tensors("private_train")
-    for entry in cfg.targets:
-        key = f"{entry.name}_seed{seeds[0]}"
-        fname = f"grid_{key}.png"
-        image_grid(out / "attacks" / key, real, scenario.class_names, cfg.report.images_per_class,
-                   f"{entry.name} (alpha {entry.alpha:+g})", out / fname)
-        blocks.append(("img", fname, f"{entry.name}, alpha {entry.alpha:+g}: attack results (left), real (right)"))
+    blocks += grid_blocks(out, results, cfg, scenario)
     blocks.append(("h2", "Settings and why"))
     if cfg.rationale:
         blocks.append(("pre", cfg.rationale.strip()))
     blocks.append(("table", ["stage", "budget (identical for every alpha)"], budget_rows(results["settings"]["stages"])))
     blocks.append(("p", "Full resolved stage configs: results.json settings.stages."))
-    blocks.append(("h2", "Wall time"))
-    blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(timings)))
-    path_s, path = critical_path(timings["stages"])
-    threads = results["settings"]["num_threads"]
-    core_s = threads * sum(t["wall_s"] for t in own_stages(timings["stages"]).values())
-    blocks.append(("p", f"Total for the stages: {timings['stages_wall_s']:.1f} s with {threads} torch thread(s) per "
-                        f"stage; {core_s:.1f} core-seconds in all; critical path {path_s:.1f} s "
-                        f"({' -> '.join(path)}), the least any number of workers could take."))
+    blocks += wall_time_blocks(results)
     if results["notes"]:
         blocks.append(("h2", "Notes"))
         blocks += [("p", n) for n in results["notes"]]

@@ -124,6 +124,12 @@ def test_scheduler_nobody_answers(tmp_path, address, message):
                    f"--scheduler {address}: {message}")
 
 
+def test_merge_file_that_is_not_a_results_json(tmp_path):
+    (tmp_path / "results.json").write_text("{}")
+    one_error_line(lsmia(*EXPERIMENT, "--merge", tmp_path / "results.json", "--out", tmp_path / "merged"), "experiment",
+                   f"--merge {tmp_path / 'results.json'} is not the results.json of an `lsmia experiment` run")
+
+
 # ---- --out ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv", [
     ["train", "--config", "train-digits-target"],

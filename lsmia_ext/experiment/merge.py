@@ -38,7 +38,7 @@ from ..errors import UserInputError
 from ..runio import RunDir, differing_keys, read_json
 from .config import ExperimentConfig
 from .graph import run_key
-from .pipeline import study_settings, study_statistics, write_results
+from .pipeline import splits, study_settings, study_statistics, write_results
 
 IGNORED = ("seeds", "report", "ablation", "rationale", "num_threads")  # experiment fields that change no stage
 ENTRY_LABELS = ("family", "added_after_attacks")  # target entry fields that change no stage
@@ -60,10 +60,12 @@ def _read_shard(path: Path) -> dict:
         raise UserInputError(f"--merge {path} does not exist or is not a file: give the results.json of each "
                              "shard's `lsmia experiment` run")
     shard = read_json(path)
-    if not isinstance(shard, dict) or any(k not in shard for k in SHARD_KEYS) \
-            or not isinstance(shard["settings"], dict) or "experiment" not in shard["settings"]:
-        raise UserInputError(f"--merge {path} is not the results.json of an `lsmia experiment` run (it needs "
-                             f"{', '.join(SHARD_KEYS)} and settings.experiment)")
+    lacks = [k for k in SHARD_KEYS if k not in shard] if isinstance(shard, dict) else list(SHARD_KEYS)
+    if not lacks and not (isinstance(shard["settings"], dict) and "experiment" in shard["settings"]):
+        lacks = ["settings.experiment"]
+    if lacks:
+        raise UserInputError(f"--merge {path} is not the results.json of an `lsmia experiment` run of this version "
+                             f"(it lacks {', '.join(lacks)})")
     if "shards" in shard:
         raise UserInputError(f"--merge {path} is itself a merge of shards: give the shards' own results.json files")
     return shard
@@ -110,8 +112,7 @@ def _check_machine(paths: list[Path], shards: list[dict], scenario) -> None:
     """Splits, feature extractor and identity assignment: the same in every shard and on this machine."""
     from ..metrics import FEATURE_EXTRACTOR
 
-    here = {"splits": {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
-                       "private_test": len(scenario.private_test)},
+    here = {"splits": splits(scenario),
             "feature_extractor": FEATURE_EXTRACTOR,
             "identities_sha256": scenario.identities.sha256 if scenario.identities else None}
     for path, shard in zip(paths, shards):

@@ -147,14 +147,19 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
                        "train_acc": finite_or_none(eval_result.get("train_acc")), "dir": "eval_model"},
         "prior": {k: study.prior_result.get(k) for k in PRIOR_KEYS},
         "runs": runs,
-        "splits": {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
-                   "private_test": len(scenario.private_test)},
+        "splits": splits(scenario),
         **study_statistics(rows, cfg),
         "notes": study.notes,
         "timings": {"stages": study.timings},
     }
     results["timings"]["stages_wall_s"] = round(time.perf_counter() - t_start, 2)
     return write_results(run, out, results, cfg, scenario, t_start)
+
+
+def splits(scenario) -> dict:
+    """results.json splits: the number of private images of each split."""
+    return {"private_train": len(scenario.private_train), "private_val": len(scenario.private_val),
+            "private_test": len(scenario.private_test)}
 
 
 def study_settings(cfg: ExperimentConfig) -> dict:

@@ -7,6 +7,7 @@ Both files are rendered from one list of blocks, so they always say the same thi
 from __future__ import annotations
 
 import html
+import os
 import statistics
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def grid_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     them is not on this machine (a shard's run directory left behind), one line says so instead."""
     seed = cfg.seeds[0]
     blocks: list[tuple] = [("h2", f"Attack results beside real private images (seed {seed})")]
-    where = {(r["name"], r["seed"]): out / r["attack"] for r in results["runs"]}
+    where = {(r["name"], r["seed"]): Path(os.path.normpath(out / r["attack"])) for r in results["runs"]}
     dirs = [where.get((entry.name, seed)) for entry in cfg.targets]
     missing = [str(d) if d is not None else f"{entry.name} seed {seed}" for d, entry in zip(dirs, cfg.targets)
                if d is None or not d.is_dir()]

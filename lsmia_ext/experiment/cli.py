@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "worker must see --out at the same path (a shared file system)")
     where.add_argument("--merge", nargs="+", default=None, metavar="SHARD/results.json",
                        help="run nothing: assemble the study from the results.json of its seed shards (runs of "
-                            "this --config/--preset/--set with other --set seeds=[...], on any machine) into "
-                            "--out; refuses a shard of another study or a seed in two shards")
+                            "this --config/--preset/--set, each with its own --set seeds=[...] among this config's "
+                            "seeds, on any machine) into --out; refuses a shard of another study or a seed in two "
+                            "shards")
 
 
 def run(args: argparse.Namespace) -> int:

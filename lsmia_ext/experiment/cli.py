@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli_args import add_config_args
+from ..cli_args import add_config_args, add_executor_args, executor_from_args
 
 from .config import DEFAULT_CONFIG, PRESETS
 
@@ -19,13 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablation", default=None, metavar="OTHER_RUN_DIR",
                         help="a finished study whose paired claims the report shows as the ablation "
                              "'prior without the private domain' (same as the config field ablation)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="run independent stages in parallel on a local Dask cluster of N worker processes "
-                            "(pip install '.[dask]'); same results as the default sequential run")
-    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                       help="run the stages on an existing Dask cluster (address or scheduler JSON file); every "
-                            "worker must see --out at the same path (a shared file system)")
+    add_executor_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,11 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_experiment_config(args.config, args.preset, args.seeds, args.overrides, args.ablation)
-    executor = None
-    if args.workers is not None or args.scheduler is not None:
-        from ..executor import DaskExecutor
-
-        executor = DaskExecutor(args.workers, args.scheduler, threads=cfg.num_threads or 1)
-    results = run_experiment(cfg, args.out, executor=executor)
+    results = run_experiment(cfg, args.out, executor=executor_from_args(args, cfg.num_threads))
     print(f"wrote {args.out}/results.json, report.md, report.html in {results['timings']['total_wall_s']:.0f} s")
     return 0

@@ -178,6 +178,14 @@ def critical_path(stages: dict) -> tuple[float, list[str]]:
     return max(best.values(), default=(0.0, []))
 
 
+def parallel_sentence(stages: dict, threads: int) -> str:
+    """The stages' core-seconds and critical path, in words."""
+    path_s, path = critical_path(stages)
+    core_s = threads * sum(t["wall_s"] for t in own_stages(stages).values())
+    return (f"{core_s:.1f} core-seconds in all; critical path {path_s:.1f} s ({' -> '.join(path)}), the least any "
+            "number of workers could take.")
+
+
 def scenario_sentence(cfg, scenario) -> str:
     """What is private and what the prior saw, in words."""
     ids = cfg.data.identities
@@ -263,12 +271,9 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     blocks.append(("p", "Full resolved stage configs: results.json settings.stages."))
     blocks.append(("h2", "Wall time"))
     blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(timings)))
-    path_s, path = critical_path(timings["stages"])
     threads = results["settings"]["num_threads"]
-    core_s = threads * sum(t["wall_s"] for t in own_stages(timings["stages"]).values())
     blocks.append(("p", f"Total for the stages: {timings['stages_wall_s']:.1f} s with {threads} torch thread(s) per "
-                        f"stage; {core_s:.1f} core-seconds in all; critical path {path_s:.1f} s "
-                        f"({' -> '.join(path)}), the least any number of workers could take."))
+                        f"stage; {parallel_sentence(timings['stages'], threads)}"))
     if results["notes"]:
         blocks.append(("h2", "Notes"))
         blocks += [("p", n) for n in results["notes"]]

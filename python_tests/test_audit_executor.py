@@ -4,14 +4,17 @@ the sequential run's rows and retrained weights, with the user's own `module` fa
 worker process (which has to register the architecture itself)."""
 from __future__ import annotations
 
-import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from audit_user_net import make_net
 from conftest import lsmia
+from test_audit import _tiny_args, folders  # noqa: F401 -- the digits image folders (a fixture)
+from test_executor import _weights_sha
 from lsmia_ext.audit.compare import retrain_arch
 from lsmia_ext.audit.config import load_audit_config
 from lsmia_ext.audit.graph import audit_graph
@@ -44,3 +47,48 @@ def test_audit_stage_hashes_unchanged(tmp_path):
                             "fp-public", "model-sha", ("ppa", "gmi"), "nls")
     assert graph.hashes == PINNED
     assert [n.key for n in graph.nodes] == list(PINNED)  # the sequential order of earlier versions
+
+
+def _stage_records(out: Path) -> dict[str, dict]:
+    return {str(p.parent.relative_to(out)): json.loads(p.read_text()) for p in out.rglob("stage.json")}
+
+
+def _audit_json(out: Path) -> dict:
+    """OUT/audit.json, its run directory's path written OUT (rows name the evaluation model's directory)."""
+    return json.loads((out / "audit.json").read_text().replace(str(out), "OUT"))
+
+
+def test_compare_nls_on_two_dask_workers_equals_sequential(folders, tmp_path):
+    """The user's factory (python_tests/audit_user_net.py, not part of lsmia_ext) retrained on Dask workers:
+    each worker process registers it itself; same numbers and weights as in this process."""
+    pytest.importorskip("distributed")
+    torch.manual_seed(0)
+    torch.save(make_net(5, 8).state_dict(), tmp_path / "net.pt")
+    spec = tmp_path / "model.yaml"
+    spec.write_text(f"kind: module\nimport: audit_user_net:make_net\nkwargs: {{width: 8}}\nstate_dict: {tmp_path / 'net.pt'}\n"
+                    "image_size: 8\nchannels: 1\nmean: [0.5]\nstd: [0.5]\n")
+    runs = {}
+    for how, extra in (("sequential", []), ("dask", ["--workers", "2"])):
+        out = tmp_path / how
+        t0 = time.perf_counter()
+        code, text, err = lsmia("audit", "--model", spec, "--private", folders / "private", "--public",
+                                folders / "public", "--out", out, "--compare", "nls", *_tiny_args(*extra))
+        assert code == 0, err
+        runs[how] = out
+        print(f"{how}: {time.perf_counter() - t0:.1f} s")
+    seq, dask = (_audit_json(runs[k]) for k in ("sequential", "dask"))
+    assert [(r["key"], r["attack"]) for r in seq["rows"]] == [("model", "ppa"), ("retrained_hard", "ppa"),
+                                                             ("retrained_nls", "ppa")]
+    assert dask["rows"] == seq["rows"]  # same code, seeds, thread count and machine: the same numbers
+    for rel in ("retrained_hard/model.pt", "retrained_nls/model.pt", "eval_model/model.pt"):
+        assert _weights_sha(runs["sequential"] / rel) == _weights_sha(runs["dask"] / rel), rel
+    records = _stage_records(runs["dask"])
+    assert set(records) == set(_stage_records(runs["sequential"])) and len(records) == 10
+    workers = {k: r["worker"] for k, r in records.items()}
+    assert all(w.startswith("tcp://127.0.0.1:") for w in workers.values()), workers
+    assert len(set(workers.values())) == 2, workers  # the retrainings ran side by side
+    assert (runs["dask"] / "retrained_nls" / "model.yaml").exists()  # written on the worker, read by the attack
+    stages = dask["timings"]["stages"]
+    assert stages["attack retrained_nls ppa"]["after"] == ["prior", "train retrained_nls"]
+    assert stages["evaluate model ppa"]["after"] == ["eval_model", "attack model ppa"]
+    assert "core-seconds in all; critical path" in (runs["dask"] / "report.md").read_text()

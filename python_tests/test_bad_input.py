@@ -103,17 +103,20 @@ def test_prior_that_cannot_feed_the_target(runs, tmp_path):
     one_error_line(attack(runs, runs / "target", tmp_path), "attack", "2-channel images", "1-channel target")
 
 
-# ---- experiment --workers / --scheduler ---------------------------------------------------------------
+# ---- experiment / audit --workers / --scheduler ------------------------------------------------------
 EXPERIMENT = ["experiment", "--config", "experiment-digits", "--preset", "quick"]
+AUDIT = ["audit", "--model", "model.pt", "--private", "private", "--public", "public"]  # refused before they are read
 
 
-def test_workers_below_one(tmp_path):
-    one_error_line(lsmia(*EXPERIMENT, "--workers", "0", "--out", tmp_path), "experiment", "--workers must be >= 1, got 0")
+@pytest.mark.parametrize("argv", [EXPERIMENT, AUDIT], ids=["experiment", "audit"])
+def test_workers_below_one(tmp_path, argv):
+    one_error_line(lsmia(*argv, "--workers", "0", "--out", tmp_path), argv[0], "--workers must be >= 1, got 0")
 
 
-def test_workers_without_dask(tmp_path, monkeypatch):
+@pytest.mark.parametrize("argv", [EXPERIMENT, AUDIT], ids=["experiment", "audit"])
+def test_workers_without_dask(tmp_path, monkeypatch, argv):
     monkeypatch.setitem(sys.modules, "distributed", None)  # what an environment without the [dask] extra sees
-    one_error_line(lsmia(*EXPERIMENT, "--workers", "2", "--out", tmp_path), "experiment", "pip install '.[dask]'")
+    one_error_line(lsmia(*argv, "--workers", "2", "--out", tmp_path), argv[0], "pip install '.[dask]'")
 
 
 @pytest.mark.parametrize("address, message", [("tcp://127.0.0.1:1", "no Dask scheduler answers there within 10s"),

@@ -5,7 +5,7 @@
     run_audit(load_audit_config(), "model.ts.pt", "private/", "public/", "runs/audit",
               contract={"image_size": 28, "channels": 1}, compare=None)
 Model kinds and the input contract: lsmia_ext/models/spec.py; loading: models/loading.py; the wrapper:
-models/foreign.py (re-exported here); the stages: pipeline.py.
+models/foreign.py (re-exported here); the driver: pipeline.py; the stage graph: graph.py.
 """
 from ..models import MODEL_KINDS, ForeignClassifier, ModelSpec, load_model, model_spec, sniff
 from .config import AuditConfig, load_audit_config

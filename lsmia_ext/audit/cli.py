@@ -1,10 +1,11 @@
-"""`lsmia audit --model MODEL --private DIR --public DIR --out RUN_DIR [...]`: how much a model inversion
-attack recovers from your classifier, and (--compare nls) what negative label smoothing would change."""
+"""`lsmia audit --model MODEL --private DIR --public DIR --out RUN_DIR [--workers N | --scheduler ADDRESS]
+[...]`: how much a model inversion attack recovers from your classifier, and (--compare nls) what negative
+label smoothing would change."""
 from __future__ import annotations
 
 import argparse
 
-from ..cli_args import add_config_args
+from ..cli_args import add_config_args, add_executor_args, executor_from_args
 
 from .config import DEFAULT_AUDIT_CONFIG
 
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser, set_example="attacks.ppa.set.optim.steps=50",
                     config_help=f"audit config name or YAML (default {DEFAULT_AUDIT_CONFIG})",
                     out_help="run directory; rerunning resumes")
+    add_executor_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
                 "trust_pickle": args.trust_pickle}
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     results = run_audit(cfg, args.model, args.private, args.public, args.out, prior=args.prior,
-                        eval_model=args.eval_model, private_test=args.private_test, attacks=attacks, compare=args.compare, contract=contract)
+                        eval_model=args.eval_model, private_test=args.private_test, attacks=attacks,
+                        compare=args.compare, contract=contract, executor=executor_from_args(args, cfg.num_threads))
     main = results["rows"][0]
     print(f"attack Acc@1 {100 * main['acc1']:.1f} % (chance {100 / len(results['classes']):.1f} %); "
           f"wrote {args.out}/report.md, report.html, audit.json in {results['timings']['total_wall_s']:.0f} s")

@@ -55,13 +55,21 @@ def retrain_arch(spec: ModelSpec) -> str:
     return _registered_name(spec)
 
 
-def target_of_retrained(spec: ModelSpec, run_dir: Path) -> Path:
+def retrained_target(spec: ModelSpec, run_dir: Path) -> Path:
     """What the attack loads for a retrained model: the run directory (registry arch) or, for a module
-    factory, a module spec over the trained network's weights (loadable in any process)."""
+    factory, a module spec over the trained network's weights (loadable in any process), which
+    write_retrained_target writes when the training has finished."""
+    return Path(run_dir) if spec.kind == "lsmia" else Path(run_dir) / SPEC_FILE
+
+
+def write_retrained_target(spec: ModelSpec, run_dir: Path) -> Path:
+    """Writes retrained_target(spec, run_dir) from the finished training in run_dir (nothing to write for a
+    registry arch) and returns it."""
+    run_dir = Path(run_dir)
     if spec.kind == "lsmia":
         return run_dir
     state = load_checkpoint(run_dir / "model.pt")["model"]
     save_checkpoint(run_dir / "net_state.pt", {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
     trained = spec.model_copy(update={"state_dict": (run_dir / "net_state.pt").resolve()})
-    write_text(run_dir / SPEC_FILE, yaml.safe_dump(trained.dump(), sort_keys=False))
-    return run_dir / SPEC_FILE
+    write_text(retrained_target(spec, run_dir), yaml.safe_dump(trained.dump(), sort_keys=False))
+    return retrained_target(spec, run_dir)

@@ -1,8 +1,10 @@
 """run_audit: model -> prior -> evaluation model -> [retrained models] -> attacks -> evaluations -> report.
 
-Every stage runs through experiment.stages.run_stage: a finished stage whose hash (its resolved config,
-the hashes of what it consumes, and a fingerprint of the image folders) matches is reused, so a rerun
-after an interruption continues where it stopped and a finished audit reruns in seconds.
+The stages form a graph (graph.py) run by the experiment's executor: in this process one after another
+(default), or on Dask (`--workers N` / `--scheduler ADDRESS`). Every stage runs through
+experiment.stages.run_stage: a finished stage whose hash (its resolved config, the hashes of what it
+consumes, and a fingerprint of the image folders) matches is reused, so a rerun after an interruption
+continues where it stopped and a finished audit reruns in seconds.
 """
 from __future__ import annotations
 
@@ -12,28 +14,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..config import config_hash
-from ..experiment.stages import attack_hash, evaluation_hash, run_stage
+from ..executor import SequentialExecutor
 from ..models import load_model, model_spec
 from ..runio import check_out_dir, file_sha256, update_manifest, write_json, write_text
-from .compare import SPEC_FILE, not_retrainable, retrain_arch, target_of_retrained
+from .compare import SPEC_FILE, not_retrainable, retrain_arch
 from .config import AuditConfig
 from .folders import audit_data, folder_fingerprint, private_classes, private_test_set
+from .graph import audit_graph
 
 RESULTS_FILE = "audit.json"
-
-
-def prior_size(image_size: int, cap: int) -> int:
-    """The largest side b * 2**k (b in 4..7, k >= 1) the prior can draw, up to min(image_size, cap)."""
-    from ..priors import resolution_schedule
-
-    for size in range(min(image_size, cap), 7, -1):
-        try:
-            resolution_schedule(size)
-            return size
-        except ValueError:
-            continue
-    return 8
 
 
 def _artifact_hash(path: Path, name: str) -> str:
@@ -41,40 +30,27 @@ def _artifact_hash(path: Path, name: str) -> str:
     return file_sha256(path / name if path.is_dir() else path)
 
 
-class _Audit:
-    def __init__(self, cfg: AuditConfig, out: Path, log):
-        self.cfg, self.out, self.log = cfg, Path(out), log
-        self.timings: dict[str, dict] = {}
-        self.utilities: dict[str, dict] = {}  # --private-test utility per target key
-        self._eval_model = self._reference = None
+def _timed(timings: dict, key: str, fn):
+    """fn() run in the driver, its seconds recorded as timings[key]."""
+    t0 = time.perf_counter()
+    value = fn()
+    wall = round(time.perf_counter() - t0, 2)
+    timings[key] = {"wall_s": wall, "reused": False, "original_wall_s": wall}
+    return value
 
-    def stage(self, key: str, d: Path, h: str, fn) -> dict:
-        outcome = run_stage(key, d, h, fn, lambda m: self.log(m.replace("[experiment]", "[audit]")))
-        self.timings[key] = {"wall_s": round(outcome.wall_s, 2), "reused": outcome.reused,
-                             "original_wall_s": round(outcome.original_wall_s, 2)}
-        return outcome.result
 
-    def timed(self, key: str, fn):
-        t0 = time.perf_counter()
-        value = fn()
-        wall = round(time.perf_counter() - t0, 2)
-        self.timings[key] = {"wall_s": wall, "reused": False, "original_wall_s": wall}
-        return value
-
-    def eval_model(self, eval_dir: Path):
-        from ..models import load_classifier
-
-        if self._eval_model is None:
-            self._eval_model = load_classifier(eval_dir)
-        return self._eval_model
-
-    def reference(self, eval_dir: Path, scenario):
-        from ..metrics import build_reference
-
-        if self._reference is None:
-            self._reference = self.timed("reference", lambda: build_reference(
-                self.eval_model(eval_dir), scenario, self.cfg.evaluate.batch_size))
-        return self._reference
+def _record(timings: dict, nodes, done: dict) -> None:
+    """Each node's outcome (seconds, reused, where it ran, what it waited for) and the private reference's
+    build time, part of the first evaluation that built it."""
+    for n in nodes:
+        o = done[n.key]
+        timings[n.key] = {"wall_s": round(o["wall_s"], 2), "reused": o["reused"],
+                          "original_wall_s": round(o["original_wall_s"], 2), "worker": o["worker"],
+                          "host": o["host"], "after": list(n.deps)}
+        if o.get("reference_s") is not None and "reference" not in timings:
+            wall = round(o["reference_s"], 2)
+            timings["reference"] = {"wall_s": wall, "reused": False, "original_wall_s": wall, "worker": o["worker"],
+                                    "part_of": n.key}
 
 
 def _check_classes(model, classes: list[str], private: Path) -> None:
@@ -87,10 +63,11 @@ def _check_classes(model, classes: list[str], private: Path) -> None:
 def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: str | Path, out: str | Path,
               prior: str | Path | None = None, eval_model: str | Path | None = None,
               attacks: tuple[str, ...] = ("ppa",), compare: str | None = None, contract: dict | None = None,
-              private_test: str | Path | None = None, log=print) -> dict:
-    """Runs (or reuses) every stage of the audit and writes OUT/audit.json, OUT/report.md, OUT/report.html."""
+              private_test: str | Path | None = None, log=print, executor=None) -> dict:
+    """Runs (or reuses) every stage of the audit and writes OUT/audit.json, OUT/report.md, OUT/report.html.
+    `executor` runs the stage graph (default: executor.SequentialExecutor, in this process)."""
     from ..data import load_scenario
-    from ..train import TrainConfig
+    from ..experiment.graph import eval_reference, start_study
     from .report import write_report
 
     t_start = time.perf_counter()
@@ -105,50 +82,49 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     spec = model_spec(model, **(contract or {}))
     if compare and (why := not_retrainable(spec)):
         raise ValueError(why)
-    audit = _Audit(cfg, out, log)
-    target = audit.timed("load model", lambda: load_model(spec))
+    timings: dict[str, dict] = {}
+    target = _timed(timings, "load model", lambda: load_model(spec))
     classes = private_classes(private)
     _check_classes(target, classes, Path(private))
     data = audit_data(private, public, target.image_size, target.in_channels, cfg.test_fraction,
                       cfg.train_per_class, cfg.data_seed)
     held_out = (None if private_test is None else
                 private_test_set(private_test, classes, target.image_size, target.in_channels))
-    out = audit.out
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = spec.model_copy(update={"num_classes": target.num_classes, "image_size": target.image_size,
                                    "channels": target.in_channels})
     write_text(out / SPEC_FILE, yaml.safe_dump(spec.dump(), sort_keys=False))
-    scenario = audit.timed("load data", lambda: load_scenario(data))
-    fp_private, fp_public = folder_fingerprint(private), folder_fingerprint(public)
-
-    prior_dir, p_hash = _prior(audit, data, prior, fp_public)
-    eval_dir, e_hash, eval_result = _eval_model(audit, data, eval_model, fp_private, spec)
-
+    scenario = _timed(timings, "load data", lambda: load_scenario(data))
+    given_eval = None if eval_model is None else _given_eval_model(eval_model, data)
     model_file = spec.state_dict if spec.kind == "module" else spec.path
-    t_hash = config_hash({"spec": spec.dump(), "file": _artifact_hash(model_file, "model.pt") if model_file else None})
-    targets = [{"name": "your model", "key": "model", "alpha": None, "target": out / SPEC_FILE, "hash": t_hash,
-                "train": None}]
-    if compare:
-        arch = retrain_arch(spec)
-        for key, alpha in (("retrained_hard", 0.0), ("retrained_nls", cfg.nls.alpha)):
-            tcfg = cfg.retrain.load(TrainConfig, data, {"model.name": arch, "loss.alpha": alpha,
-                                                        "loss.warmup": cfg.nls.warmup, "loss.ramp": cfg.nls.ramp})
-            d, h = out / key, config_hash({"run": tcfg.run_hash(), "data": fp_private})
-            result = audit.stage(f"train {key}", d, h, lambda tcfg=tcfg, d=d: _train(tcfg, d))
-            targets.append({"name": f"retrained, alpha {alpha:+g}", "key": key, "alpha": alpha,
-                            "target": target_of_retrained(spec, d), "hash": h, "train": result})
+    arch = retrain_arch(spec) if compare or spec.kind == "lsmia" else None  # registers a module factory here
+    graph, prior_dir, eval_dir, e_hash = audit_graph(
+        cfg, out, data, spec, arch, folder_fingerprint(private), folder_fingerprint(public),
+        _artifact_hash(model_file, "model.pt") if model_file else None, attacks, compare,
+        prior=None if prior is None else _given_prior(prior),
+        eval_model=None if given_eval is None else given_eval[:2], gpu=torch.cuda.is_available())
 
+    start_study(data, scenario)  # evaluations in this process use the scenario loaded above
+    t_stages = time.perf_counter()
+    done = (executor or SequentialExecutor()).run(graph.nodes, lambda m: log(m.replace("[experiment]", "[audit]")))
+    stages_wall = round(time.perf_counter() - t_stages, 2)
+    _record(timings, graph.nodes, done)
+    eval_result = given_eval[2] if given_eval else done["eval_model"]["result"]
+    utilities = {}  # --private-test utility per target key
     rows = []
-    for t in targets:
+    for t in graph.targets:
+        train = done[t.train]["result"] if t.train else {}
         for name in attacks:
-            acfg = cfg.attacks[name].load(_attack_config_model())
-            a_dir, a_hash = _attack(audit, acfg, t, prior_dir, p_hash, data)
-            evaluation = _evaluate(audit, t, name, a_dir, a_hash, e_hash, eval_dir, scenario)
+            evaluation = done[f"evaluate {t.key} {name}"]["result"]
             if held_out is not None:  # the model's utility on the user's held-out folder instead
-                evaluation = {**evaluation, **_utility(audit, t, target, held_out)}
+                if t.key not in utilities:
+                    utilities[t.key] = _utility(cfg, target if t.key == "model" else t.path, held_out)
+                evaluation = {**evaluation, **utilities[t.key]}
             rows.append({**{k: v for k, v in evaluation.items() if k != "timings"},
-                         "model": t["name"], "key": t["key"], "alpha": t["alpha"], "attack": name,
-                         "attack_dir": str(a_dir.relative_to(out)), "train_acc": (t["train"] or {}).get("train_acc")})
+                         "model": t.name, "key": t.key, "alpha": t.alpha, "attack": name,
+                         "attack_dir": str(graph.attack_dirs[(t.key, name)].relative_to(out)),
+                         "train_acc": train.get("train_acc")})
 
     results = {"model": spec.dump(), "contract": spec.contract_text(),
                "target_features": getattr(target, "feature_source", "penultimate features"),
@@ -162,101 +138,44 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
                len(scenario.public_test), "prior": str(prior_dir), "eval_model": str(eval_dir),
                "eval_model_test_acc": eval_result.get("test_acc"), "attacks": list(attacks), "compare": compare,
                "rows": rows, "config": cfg.model_dump(mode="json"), "num_threads": torch.get_num_threads(),
-               "timings": {"stages": audit.timings}}
-    reference = audit.reference(eval_dir, scenario)
-    audit.timed("report", lambda: write_report(out, results, cfg, scenario, audit.eval_model(eval_dir), reference))
+               "timings": {"stages": timings, "stages_wall_s": stages_wall}}
+    eval_net, reference, built_s = eval_reference(eval_dir, e_hash, cfg.evaluate, data)
+    if built_s is not None:  # not built by an evaluation in this process (all reused, or run on workers)
+        key = "reference" if "reference" not in timings else "reference (report)"
+        timings[key] = {"wall_s": round(built_s, 2), "reused": False, "original_wall_s": round(built_s, 2)}
+    _timed(timings, "report", lambda: write_report(out, results, cfg, scenario, eval_net, reference))
     results["timings"]["total_wall_s"] = round(time.perf_counter() - t_start, 2)
     write_json(out / RESULTS_FILE, results)
     update_manifest(out, results=RESULTS_FILE, report_md="report.md", report_html="report.html", model=SPEC_FILE)
     return results
 
 
-def _attack_config_model():
-    from ..attacks import AttackConfig
-
-    return AttackConfig
-
-
-def _train(tcfg, d: Path) -> dict:
-    from ..train import train_classifier
-
-    return train_classifier(tcfg, d)
+def _given_prior(given) -> tuple[Path, str]:
+    path = Path(given)
+    if not path.exists():
+        raise FileNotFoundError(f"--prior {path} does not exist")
+    return path, _artifact_hash(path, "generator.pt")
 
 
-def _prior(audit: _Audit, data, given, fp_public: str) -> tuple[Path, str]:
-    from ..priors import PriorConfig, train_prior
-
-    if given is not None:
-        path = Path(given)
-        if not path.exists():
-            raise FileNotFoundError(f"--prior {path} does not exist")
-        return path, _artifact_hash(path, "generator.pt")
-    size = prior_size(data.image_size, audit.cfg.prior_max_size)
-    pcfg = audit.cfg.prior.load(PriorConfig, data.model_copy(update={"image_size": size}))
-    d, h = audit.out / "prior", config_hash({"prior": pcfg.model_dump(mode="json"), "data": fp_public})
-    audit.stage("prior", d, h, lambda: train_prior(pcfg, d))
-    return d, h
-
-
-def _eval_model(audit: _Audit, data, given, fp_private: str, spec) -> tuple[Path, str, dict]:
+def _given_eval_model(given, data) -> tuple[Path, str, dict]:
     from ..models import load_classifier
     from ..runio import read_json
-    from ..train import TrainConfig
 
-    if given is not None:
-        path = Path(given)
-        model = load_classifier(path)
-        if model.num_classes != len(data.private_classes):
-            raise ValueError(f"--eval-model {path} has {model.num_classes} classes; --private has "
-                             f"{len(data.private_classes)}")
-        metrics = path / "metrics.json" if path.is_dir() else path.parent / "metrics.json"
-        result = (read_json(metrics).get("final") or {}) if metrics.exists() else {}
-        return path, _artifact_hash(path, "model.pt"), result
-    ecfg = audit.cfg.eval_model.load(TrainConfig, data)
-    if spec.kind == "lsmia" and retrain_arch(spec) == ecfg.model.name:
-        other = "small_cnn_wide" if ecfg.model.name != "small_cnn_wide" else "small_resnet"
-        ecfg = ecfg.model_copy(update={"model": ecfg.model.model_copy(update={"name": other})})
-    d, h = audit.out / "eval_model", config_hash({"run": ecfg.run_hash(), "data": fp_private})
-    return d, h, audit.stage("eval_model", d, h, lambda: _train(ecfg, d))
+    path = Path(given)
+    model = load_classifier(path)
+    if model.num_classes != len(data.private_classes):
+        raise ValueError(f"--eval-model {path} has {model.num_classes} classes; --private has "
+                         f"{len(data.private_classes)}")
+    metrics = path / "metrics.json" if path.is_dir() else path.parent / "metrics.json"
+    result = (read_json(metrics).get("final") or {}) if metrics.exists() else {}
+    return path, _artifact_hash(path, "model.pt"), result
 
 
-def _attack(audit: _Audit, acfg, t: dict, prior_dir: Path, p_hash: str, data) -> tuple[Path, str]:
-    from ..attacks import run_attack
-    from ..models import load_classifier
-    from ..priors import load_discriminator, load_generator
-
-    d = audit.out / "attacks" / f"{t['key']}_{acfg.attack}"
-    h = attack_hash(acfg, t["hash"], p_hash if acfg.needs_prior else "")
-
-    def go():
-        generator = load_generator(prior_dir) if acfg.needs_prior else None
-        disc = load_discriminator(prior_dir) if acfg.attack == "gmi" else None
-        summary = run_attack(acfg, load_classifier(t["target"]), generator, d, discriminator=disc, data_config=data,
-                             target_path=str(t["target"]), prior_path=str(prior_dir) if acfg.needs_prior else None)
-        return {k: summary[k] for k in ("attack", "num_images", "mean_confidence", "timings")}
-
-    audit.stage(f"attack {t['key']} {acfg.attack}", d, h, go)
-    return d, h
-
-
-def _utility(audit: _Audit, t: dict, target, held_out) -> dict:
-    """test_acc, test_nll, ece of target t on the --private-test images (computed once per target)."""
+def _utility(cfg: AuditConfig, model, held_out) -> dict:
+    """test_acc, test_nll, ece of a model (or the path of one) on the --private-test images."""
     from ..metrics import target_utility
     from ..models import load_classifier
 
-    if t["key"] not in audit.utilities:
-        model = target if t["key"] == "model" else load_classifier(t["target"])
-        audit.utilities[t["key"]] = target_utility(model, *held_out, batch_size=audit.cfg.evaluate.batch_size,
-                                                   n_bins=audit.cfg.evaluate.ece_bins)
-    return audit.utilities[t["key"]]
-
-
-def _evaluate(audit: _Audit, t: dict, name: str, a_dir: Path, a_hash: str, e_hash: str, eval_dir: Path,
-              scenario) -> dict:
-    from ..metrics import evaluate_attack
-
-    d = audit.out / "evaluations" / f"{t['key']}_{name}"
-    h = evaluation_hash(audit.cfg.evaluate, a_hash, e_hash)
-    return audit.stage(f"evaluate {t['key']} {name}", d, h, lambda: evaluate_attack(
-        a_dir, audit.eval_model(eval_dir), audit.cfg.evaluate, reference=audit.reference(eval_dir, scenario),
-        out_path=d / "evaluation.json", eval_model_path=str(eval_dir)))
+    if isinstance(model, Path):
+        model = load_classifier(model)
+    return target_utility(model, *held_out, batch_size=cfg.evaluate.batch_size, n_bins=cfg.evaluate.ece_bins)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..experiment.report import _stage_rows, image_grid, render_html, render_markdown
+from ..experiment.report import _stage_rows, image_grid, parallel_sentence, render_html, render_markdown
 from ..metrics import FEATURE_EXTRACTOR
 from ..runio import write_text
 from .leak import class_leakage, real_delta
@@ -111,8 +111,10 @@ def write_report(out: Path, results: dict, cfg, scenario, eval_model, reference)
                                      "real private images (right)"))
     blocks.append(("h2", "Wall time"))
     blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(results["timings"])))
-    blocks.append(("p", f"{results['num_threads']} torch thread(s). Stages reused on a rerun report the time they "
-                        "took when they ran."))
+    graph = {k: t for k, t in results["timings"]["stages"].items() if "after" in t or t.get("part_of")}
+    blocks.append(("p", f"Stages: {results['timings']['stages_wall_s']:.1f} s with {results['num_threads']} torch "
+                        f"thread(s) per stage; {parallel_sentence(graph, results['num_threads'])} Stages reused on a "
+                        "rerun report the time they took when they ran."))
     blocks.append(("h2", "Notes"))
     blocks.append(("p", f"Target features: {results['target_features']} (the metrics use the evaluation model's "
                         "features, not the target's)."))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli_args import add_config_args
+from ..cli_args import add_config_args, add_executor_args, executor_from_args
 
 from .config import DEFAULT_CONFIG, PRESETS
 
@@ -23,18 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablation", default=None, metavar="OTHER_RUN_DIR",
                         help="a finished study whose paired claims the report shows as the ablation "
                              "'prior without the private domain' (same as the config field ablation)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="run independent stages in parallel on a local Dask cluster of N worker processes "
-                            "(pip install '.[dask]'); same results as the default sequential run")
-    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                       help="run the stages on an existing Dask cluster (address or scheduler JSON file); every "
-                            "worker must see --out at the same path (a shared file system)")
-    where.add_argument("--merge", nargs="+", default=None, metavar="SHARD/results.json",
-                       help="run nothing: assemble the study from the results.json of its seed shards (runs of "
-                            "this --config/--preset/--set, each with its own --set seeds=[...] among this config's "
-                            "seeds, on any machine) into --out; refuses a shard of another study or a seed in two "
-                            "shards")
+    add_executor_args(parser).add_argument(
+        "--merge", nargs="+", default=None, metavar="SHARD/results.json",
+        help="run nothing: assemble the study from the results.json of its seed shards (runs of this "
+             "--config/--preset/--set, each with its own --set seeds=[...] among this config's seeds, on any "
+             "machine) into --out; refuses a shard of another study or a seed in two shards")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,11 +42,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/results.json, report.md, report.html from {len(args.merge)} shards "
               f"(seeds {results['settings']['experiment']['seeds']})")
         return 0
-    executor = None
-    if args.workers is not None or args.scheduler is not None:
-        from ..executor import DaskExecutor
-
-        executor = DaskExecutor(args.workers, args.scheduler, threads=cfg.num_threads or 1)
-    results = run_experiment(cfg, args.out, executor=executor)
+    results = run_experiment(cfg, args.out, executor=executor_from_args(args, cfg.num_threads))
     print(f"wrote {args.out}/results.json, report.md, report.html in {results['timings']['total_wall_s']:.0f} s")
     return 0

@@ -72,30 +72,54 @@ def attack_stage(name: str, acfg, d: Path, h: str, target_dir: Path, prior_dir: 
     return asdict(run_stage(name, d, h, go, log))
 
 
-def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, eval_dir: Path, e_hash: str, evaluate_cfg,
-                     data_cfg, log=print) -> dict:
-    """Also returns `reference_s`: seconds spent building the evaluation model's private reference when
-    this call built it (once per process and evaluation model; never when the stage is reused)."""
+def eval_reference(eval_dir: Path, e_hash: str, evaluate_cfg, data_cfg) -> tuple:
+    """(evaluation model, its private reference, seconds spent building them or None when cached): built
+    once per process and evaluation model."""
     import time
 
-    from ..metrics import build_reference, evaluate_attack
+    from ..metrics import build_reference
     from ..models import load_classifier
 
-    built = {"reference_s": None}
+    built = [None]
 
     def build():
         t0 = time.perf_counter()
         model = load_classifier(eval_dir)
         ref = build_reference(model, _scenario(data_cfg), evaluate_cfg.batch_size)
-        built["reference_s"] = time.perf_counter() - t0
+        built[0] = time.perf_counter() - t0
         return model, ref
 
+    model, ref = _cached(("reference", e_hash, evaluate_cfg.batch_size, config_hash(data_cfg)), build)
+    return model, ref, built[0]
+
+
+def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, eval_dir: Path, e_hash: str, evaluate_cfg,
+                     data_cfg, log=print) -> dict:
+    """Also returns `reference_s`: seconds spent building the evaluation model's private reference when
+    this call built it (once per process and evaluation model; never when the stage is reused)."""
+    from ..metrics import evaluate_attack
+
+    built = {"reference_s": None}
+
     def go():
-        model, ref = _cached(("reference", e_hash, evaluate_cfg.batch_size, config_hash(data_cfg)), build)
+        model, ref, built["reference_s"] = eval_reference(eval_dir, e_hash, evaluate_cfg, data_cfg)
         return evaluate_attack(attack_dir, model, evaluate_cfg, reference=ref, out_path=d / "evaluation.json",
                                eval_model_path=str(eval_dir))
 
     return {**asdict(run_stage(name, d, h, go, log)), **built}
+
+
+def stage_resources(stage_cfg, threads: int | None, gpu: bool) -> dict:
+    """The Dask resources of a stage: its threads, and GPU: 1 when its config runs on CUDA (device cuda, or
+    auto on a machine with a GPU); `stage_cfg` None: threads only."""
+    res = {"threads": threads or 1}
+    device = getattr(stage_cfg, "device", None)
+    return {**res, "GPU": 1} if device == "cuda" or (device == "auto" and gpu) else res
+
+
+def node_log(out: Path, key: str) -> str:
+    """Where a node's prints go on a Dask worker: OUT/logs/KEY.log."""
+    return str(out / "logs" / f"{key.replace(':', '_').replace(' ', '_')}.log")
 
 
 def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str], str], gpu: bool) -> list[Node]:
@@ -104,12 +128,9 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
     and attack stages that run on CUDA as needing a GPU. On a Dask worker a stage's prints go to
     OUT/logs/KEY.log."""
     threads = cfg.num_threads
-    res = {"threads": threads or 1}
-    node = lambda key, *a: Node(key, *a, output=str(out / "logs" / f"{key.replace(':', '_')}.log"))  # noqa: E731
-
-    def on(stage_cfg) -> dict:
-        uses_cuda = stage_cfg.device == "cuda" or (stage_cfg.device == "auto" and gpu)
-        return {**res, "GPU": 1} if uses_cuda else res
+    res = stage_resources(None, threads, gpu)
+    node = lambda key, *a: Node(key, *a, output=node_log(out, key))  # noqa: E731
+    on = lambda stage_cfg: stage_resources(stage_cfg, threads, gpu)  # noqa: E731
 
     p_dir, p_hash = out / "prior", with_data(stages.prior.run_hash())
     e_dir, e_hash = out / "eval_model", with_data(stages.eval_model.run_hash())

@@ -179,6 +179,19 @@ def critical_path(stages: dict) -> tuple[float, list[str]]:
     return max(best.values(), default=(0.0, []))
 
 
+def core_seconds(stages: dict, threads: int) -> float:
+    """The seconds of one core the stages of this run took (reused stages count their reuse)."""
+    return threads * sum(t["wall_s"] for t in own_stages(stages).values())
+
+
+def parallel_sentence(stages: dict, threads: int) -> str:
+    """The stages' core-seconds and critical path, in words."""
+    path_s, path = critical_path(stages)
+    core_s = core_seconds(stages, threads)
+    return (f"{core_s:.1f} core-seconds in all; critical path {path_s:.1f} s ({' -> '.join(path)}), the least any "
+            "number of workers could take.")
+
+
 def scenario_sentence(cfg, scenario) -> str:
     """What is private and what the prior saw, in words."""
     ids = cfg.data.identities
@@ -237,7 +250,7 @@ def wall_time_blocks(results: dict) -> list[tuple]:
         body = []
         for shard in timings["shards"]:
             path_s, _ = critical_path(shard["stages"])
-            core_s = shard["num_threads"] * sum(t["wall_s"] for t in own_stages(shard["stages"]).values())
+            core_s = core_seconds(shard["stages"], shard["num_threads"])
             body.append([shard["file"], str(shard["seeds"]), f"{shard['stages_wall_s']:.1f}", str(shard["num_threads"]),
                          f"{core_s:.1f}", f"{path_s:.1f}"])
         blocks.append(("table", ["shard", "seeds", "stages s", "threads", "core-seconds", "critical path s"], body))
@@ -245,11 +258,8 @@ def wall_time_blocks(results: dict) -> list[tuple]:
                             "not their original time); per-stage seconds: results.json timings.shards."))
         return blocks
     blocks.append(("table", ["stage", "seconds this run", "how"], _stage_rows(timings)))
-    path_s, path = critical_path(timings["stages"])
-    core_s = threads * sum(t["wall_s"] for t in own_stages(timings["stages"]).values())
     blocks.append(("p", f"Total for the stages: {timings['stages_wall_s']:.1f} s with {threads} torch thread(s) per "
-                        f"stage; {core_s:.1f} core-seconds in all; critical path {path_s:.1f} s "
-                        f"({' -> '.join(path)}), the least any number of workers could take."))
+                        f"stage; {parallel_sentence(timings['stages'], threads)}"))
     return blocks
 
 

@@ -170,7 +170,7 @@ def local_cluster(workers: int, threads: int, gpus: Optional[int] = None):
                                              "env": cuda, "dashboard": False, "silence_logs": logging.WARNING}}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return SpecCluster(workers=spec, silence_logs=logging.WARNING, scheduler={"cls": Scheduler, "options": {
-            "host": "127.0.0.1", "dashboard": False, "dashboard_address": None}})
+            "host": "127.0.0.1", "dashboard": False, "dashboard_address": "127.0.0.1:0"}})
 
 
 def _drive(client, nodes: Sequence[Node], progress: "Progress") -> dict[str, dict]:

@@ -54,6 +54,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shared-from", type=Path, default=None, metavar="RUN_DIR",
+                        help="copy this run's prior and eval_model into both runs first (reused by hash: the timing "
+                             "then covers the per-seed chains only)")
     parser.add_argument("experiment_args", nargs=argparse.REMAINDER, help="after --: lsmia experiment's arguments")
     args = parser.parse_args()
     extra = [a for a in args.experiment_args if a != "--"]
@@ -62,6 +65,9 @@ def main() -> int:
         if d.exists():
             raise SystemExit(f"{d} exists: the timing needs fresh run directories (remove it)")
     args.out.mkdir(parents=True, exist_ok=True)
+    for d in (seq, par) if args.shared_from else ():
+        for stage in ("prior", "eval_model"):
+            shutil.copytree(args.shared_from / stage, d / stage)
     times = {"sequential": run(seq, extra), f"--workers {args.workers}": run(par, [*extra, "--workers",
                                                                                    str(args.workers)])}
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (seq, par))
@@ -71,7 +77,9 @@ def main() -> int:
     ratio = times[f"--workers {args.workers}"]["wall_s"] / times["sequential"]["wall_s"]
     lines = [f"# `--workers {args.workers}` against sequential, side by side",
              "", f"`lsmia experiment {' '.join(extra)}`, run twice from scratch, one after the other "
-             f"(bench/workers_timing.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
+             f"(bench/workers_timing.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+             + (f"; prior and evaluation model copied in from {args.shared_from} (reused by hash)."
+                if args.shared_from else "."), "",
              "| run | wall s | user CPU s | sys s |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['wall_s']:.1f} | {v['user_s']:.1f} | {v['sys_s']:.1f} |" for k, v in times.items()]
     lines += ["", f"Ratio: {ratio:.2f}x the sequential wall time.",

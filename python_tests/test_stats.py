@@ -113,6 +113,27 @@ def test_claim_statistics_pair_by_seed_and_skip_missing():
     assert verdict_sentence([]).startswith("No claim to test")
 
 
+def test_a_family_of_claims_is_holm_adjusted_and_a_single_claim_is_not():
+    # two negative-alpha claims (C2.1a: ls_neg vs hard; C2.2a: neg_nowd vs hard_nowd) form a family
+    rows = _rows({"hard": [0.80, 0.82, 0.79, 0.81], "ls_neg": [0.70, 0.73, 0.69, 0.72],
+                  "hard_nowd": [0.80, 0.82, 0.79, 0.81], "neg_nowd": [0.78, 0.83, 0.76, 0.80],
+                  "ls_pos": [0.81, 0.80, 0.80, 0.83]})
+    claims = claim_statistics(rows, TARGETS[:3] + TARGETS[4:6])
+    by = {c["claim"]: c for c in claims}
+    p1, p2 = by["C2.1a"]["metrics"]["attack_acc1"]["p"], by["C2.2a"]["metrics"]["attack_acc1"]["p"]
+    assert p1 < 0.05 / 2 and p2 > 0.05  # -9.5 points every seed; -1.0 with seed 1 the other way
+    assert [by["C2.1a"]["p_holm"], by["C2.2a"]["p_holm"]] == pytest.approx(holm([p1, p2]))
+    assert by["C2.1a"]["p_holm"] == pytest.approx(2 * p1) and by["C2.1a"]["holm_tests"] == 2
+    assert (by["C2.1a"]["verdict"], by["C2.1a"]["verdict_holm"]) == ("reproduced", "reproduced")
+    assert by["C2.2a"]["verdict_holm"] == "inconclusive"
+    assert "p_holm" not in by["C1"] and "p_holm" not in by["C2.1b"]  # one C1; costs are not adjusted
+    _, body = claims_table(claims, {"attack_acc1"})
+    assert body[1][-1].endswith(f"Holm-adjusted over 2 tests: p {2 * p1:.3f}, reproduced")
+    assert "Holm-adjusted" in verdict_sentence(claims)
+    assert stats.holm_verdict("reproduced", 0.06) == "inconclusive"
+    assert stats.holm_verdict("reversed", 0.01) == "reversed"
+
+
 def test_detectable_effect_on_a_hand_computed_case():
     # sd 5 points, 5 seeds: the usual approximation (t(0.975, 4) + t(0.80, 4)) * sd / sqrt(n) with the
     # table values 2.7764 and 0.9410 gives 3.7174 * 0.05 / 2.2361 = 0.08312; the exact noncentral-t effect

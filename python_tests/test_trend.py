@@ -92,3 +92,17 @@ def test_pipeline_writes_the_trend_of_a_smaller_training_set(tmp_path):
     assert "## Trend: attack Acc@1 over alpha >= 0" in md and (tmp_path / "plot_trend.png").stat().st_size > 1000
     train = json.loads((tmp_path / "targets" / "a0.0_seed0" / "data_manifest.json").read_text())["private"]
     assert len(train["train_indices"]) == 40 * 5 and "val_indices" not in train
+
+
+def test_several_recipes_are_holm_adjusted():
+    targets = TARGETS + [{"name": "p25b", "alpha": 0.2, "set": {"data": {"train_per_class": 25}}}]
+    small = {0: [0.30, 0.31, 0.32], 1: [0.35, 0.30, 0.36], 2: [0.33, 0.36, 0.31]}  # h25, p25, p25b per seed
+    extra = [{"name": n, "alpha": a, "seed": s, "attack_acc1": y} for s, ys in small.items()
+             for n, a, y in zip(["h25", "p25", "p25b"], [0.0, 0.1, 0.2], ys)]
+    full, few = trend_statistics(rows() + extra, targets)
+    assert few["label"] == "data.train_per_class=25" and few["verdict"] == "inconclusive"
+    lo, hi = sorted([full["p"], few["p"]])  # Holm: 2 x the smaller p, then max(that, the larger p)
+    assert sorted([full["p_holm"], few["p_holm"]]) == pytest.approx([min(1, 2 * lo), max(min(1, 2 * lo), hi)])
+    assert full["holm_tests"] == 2
+    assert full["verdict_holm"] == ("reproduced" if full["p_holm"] < 0.05 else "inconclusive")
+    assert "p_holm" not in trend_statistics(rows(), TARGETS)[0]  # one recipe: nothing to adjust

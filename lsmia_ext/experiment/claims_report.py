@@ -52,9 +52,18 @@ def with_power(verdict: str, effect, pct: bool) -> str:
     return f"{verdict} (could detect ±{_num(effect, pct, sign=False)}{' points' if pct else ''} at {100 * POWER:.0f} % power)"
 
 
+def after_holm(verdict: str, c: dict) -> str:
+    """A verdict with what is left of it after the Holm adjustment of its family, when it has one."""
+    if "p_holm" not in c:
+        return verdict
+    p = "n/a" if c["p_holm"] is None else f"{c['p_holm']:.3f}"
+    return f"{verdict}; Holm-adjusted over {c['holm_tests']} tests: p {p}, {c['verdict_holm']}"
+
+
 def _verdict(c: dict, pct: bool = True) -> str:
-    """The claim's verdict, with the detectable effect when undecided (its metric is an accuracy: points)."""
-    return with_power(c["verdict"], effect_of(c["metrics"][c.get("metric", VERDICT_METRIC)]), pct)
+    """The claim's verdict, with the detectable effect when undecided (its metric is an accuracy: points)
+    and, in a family of several claims, the verdict after Holm's adjustment."""
+    return after_holm(with_power(c["verdict"], effect_of(c["metrics"][c.get("metric", VERDICT_METRIC)]), pct), c)
 
 
 def claims_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list[list[str]]]:
@@ -79,9 +88,12 @@ def verdict_sentence(claims: list[dict]) -> str:
                 "with the same overrides.")
     parts = [f"{c['claim']} ({_comparison(c)}, paper: {_paper(c)}): {_verdict(c)}" for c in claims]
     cost = next((c for c in claims if "threshold" in c), None)
+    holm_note = ("Several claims of one kind (C1.1, C1.2, ...; C2.1a, C2.2a, ...) form a family: their p-values "
+                 "are also Holm-adjusted and the verdict that survives at 5 % is given after it. "
+                 if any("p_holm" in c for c in claims) else "")
     return ("Verdicts computed from the paired differences of attack Acc@1 (same seed, entry minus baseline): "
             "reproduced when the 95 % t interval (n - 1 degrees of freedom) excludes 0 in the paper's "
-            "direction, reversed when it excludes 0 the other way, inconclusive otherwise. "
+            "direction, reversed when it excludes 0 the other way, inconclusive otherwise. " + holm_note
             + ("" if cost is None else
                "Negative LS is claimed to protect at a small cost, so C2 has two halves: 'a' is the attack drop "
                "above, 'b' the test-accuracy cost (baseline minus entry, same seed), reproduced when its whole "

@@ -21,6 +21,13 @@ Power: beside an interval that holds 0, `detectable_effect` says how large a tru
 same number of seeds would have found (two-sided paired t test at 5 %, 80 % power, at the observed
 spread), from the noncentral t distribution; `seeds_needed` inverts it. `holm` adjusts a table of
 p-values for multiplicity (matched.py uses it across the matched-utility table).
+
+Multiplicity: when a study tests several claims of one kind (C1.1, C1.2, ... several positive alphas or
+training-set sizes; C2.1a, C2.2a, ... several negative ones), each such family's attack Acc@1 p-values are
+Holm-adjusted (`p_holm`, `holm_tests`) and `verdict_holm` is the verdict that survives it at 5 %
+(inconclusive when the adjusted p is not below 0.05). The interval and `verdict` stay unadjusted; a single
+claim of its kind (the default study's C1, C2a) has no adjustment. C2b (a cost against a threshold) is
+not adjusted.
 """
 from __future__ import annotations
 
@@ -262,4 +269,30 @@ def claim_statistics(rows: list[dict], targets) -> list[dict]:
             out.append(entry)
         else:
             out += [{**entry, "claim": claim["claim"] + "a", "part": "attack drop"}, _cost_claim(rows, claim)]
-    return out
+    return with_holm(out)
+
+
+HOLM_LEVEL = 0.05
+
+
+def holm_verdict(verdict: str, p_holm: Optional[float]) -> str:
+    """The verdict that survives a Holm adjustment at HOLM_LEVEL."""
+    if verdict in ("reproduced", "reversed") and (p_holm is None or p_holm >= HOLM_LEVEL):
+        return "inconclusive"
+    return verdict
+
+
+def with_holm(claims: list[dict]) -> list[dict]:
+    """Adds p_holm, holm_tests and verdict_holm to every attack claim of a family of several (module doc)."""
+    families: dict[tuple, list[dict]] = {}
+    for c in claims:
+        if c.get("metric", VERDICT_METRIC) == VERDICT_METRIC:
+            families.setdefault((c["direction"],), []).append(c)
+    for family in families.values():
+        if len(family) < 2:
+            continue
+        adjusted = holm([c["metrics"][VERDICT_METRIC]["p"] for c in family])
+        tests = sum(p is not None for p in adjusted)
+        for c, p_adj in zip(family, adjusted):
+            c.update(p_holm=p_adj, holm_tests=tests, verdict_holm=holm_verdict(c["verdict"], p_adj))
+    return claims

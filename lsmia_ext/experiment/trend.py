@@ -8,7 +8,8 @@ difference again). On every seed where each of those entries has an Acc@1, the s
   b_s = sum_i (a_i - mean a) (y_is - mean y_s) / sum_i (a_i - mean a)^2
 in Acc@1 (a fraction) per unit alpha. Over the seeds: mean, sd, 95 % t interval, p and the slope 80 %
 power would detect (stats.paired_interval). Verdict as the claims': "reproduced" when the interval lies
-above 0 (more smoothing, more leakage), "reversed" below, "inconclusive" otherwise. Seeds missing a value
+above 0 (more smoothing, more leakage), "reversed" below, "inconclusive" otherwise; with several recipes
+their p-values are also Holm-adjusted (p_holm, verdict_holm). Seeds missing a value
 for some entry are listed as incomplete and take no part (a slope over fewer alphas is another statistic).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import statistics
 
 from ..config import flatten_overrides
-from .stats import CONFIDENCE, POWER, VERDICT_METRIC, _as_dict, paired_interval, verdict_of
+from .stats import CONFIDENCE, POWER, VERDICT_METRIC, _as_dict, holm, holm_verdict, paired_interval, verdict_of
 
 MIN_ALPHAS = 3
 REPORT_STEP = 0.1  # the report shows slopes in Acc@1 points per +0.1 alpha (the paper's alpha)
@@ -74,4 +75,9 @@ def trend_statistics(rows: list[dict], targets, metric: str = VERDICT_METRIC) ->
         stat = paired_interval(slopes)
         out.append({**g, "metric": metric, "seeds": seeds, "slopes": slopes, "incomplete_seeds": incomplete, **stat,
                     "confidence": CONFIDENCE, "power": POWER, "verdict": verdict_of(stat["ci"], 1, stat["n"])})
+    if len(out) > 1:  # several recipes: Holm across their slopes (as stats.with_holm does for claims)
+        adjusted = holm([t["p"] for t in out])
+        for t, p_adj in zip(out, adjusted):
+            t.update(p_holm=p_adj, holm_tests=sum(p is not None for p in adjusted),
+                     verdict_holm=holm_verdict(t["verdict"], p_adj))
     return out

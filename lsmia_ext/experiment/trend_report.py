@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runio import save_figure
-from .claims_report import stat_cells, with_power
+from .claims_report import after_holm, stat_cells, with_power
 from .trend import REPORT_STEP
 
 PLOT = "plot_trend.png"
@@ -26,7 +26,8 @@ def trend_table(trend: list[dict]) -> tuple[list[str], list[list[str]]]:
     for t in trend:
         view = _scaled(t)
         body.append([t["label"], ", ".join(f"{a:+g}" for a in t["alphas"]), *stat_cells(view, True),
-                     "n/a" if t["p"] is None else f"{t['p']:.3f}", with_power(t["verdict"], view["effect"], True)])
+                     "n/a" if t["p"] is None else f"{t['p']:.3f}",
+                     after_holm(with_power(t["verdict"], view["effect"], True), t)])
     return header, body
 
 

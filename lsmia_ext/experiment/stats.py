@@ -289,10 +289,14 @@ def with_holm(claims: list[dict]) -> list[dict]:
         if c.get("metric", VERDICT_METRIC) == VERDICT_METRIC:
             families.setdefault((c["direction"],), []).append(c)
     for family in families.values():
-        if len(family) < 2:
-            continue
-        adjusted = holm([c["metrics"][VERDICT_METRIC]["p"] for c in family])
-        tests = sum(p is not None for p in adjusted)
-        for c, p_adj in zip(family, adjusted):
-            c.update(p_holm=p_adj, holm_tests=tests, verdict_holm=holm_verdict(c["verdict"], p_adj))
+        if len(family) > 1:
+            add_holm(family, [c["metrics"][VERDICT_METRIC]["p"] for c in family])
     return claims
+
+
+def add_holm(family: list[dict], pvalues: list[Optional[float]]) -> None:
+    """Sets p_holm (Holm over the family), holm_tests and verdict_holm on each member (a dict with "verdict")."""
+    adjusted = holm(pvalues)
+    tests = sum(p is not None for p in adjusted)
+    for member, p_adj in zip(family, adjusted):
+        member.update(p_holm=p_adj, holm_tests=tests, verdict_holm=holm_verdict(member["verdict"], p_adj))

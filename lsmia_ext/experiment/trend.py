@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 
 from ..config import flatten_overrides
-from .stats import CONFIDENCE, POWER, VERDICT_METRIC, _as_dict, holm, holm_verdict, paired_interval, verdict_of
+from .stats import CONFIDENCE, POWER, VERDICT_METRIC, _as_dict, add_holm, paired_interval, verdict_of
 
 MIN_ALPHAS = 3
 REPORT_STEP = 0.1  # the report shows slopes in Acc@1 points per +0.1 alpha (the paper's alpha)
@@ -75,9 +75,6 @@ def trend_statistics(rows: list[dict], targets, metric: str = VERDICT_METRIC) ->
         stat = paired_interval(slopes)
         out.append({**g, "metric": metric, "seeds": seeds, "slopes": slopes, "incomplete_seeds": incomplete, **stat,
                     "confidence": CONFIDENCE, "power": POWER, "verdict": verdict_of(stat["ci"], 1, stat["n"])})
-    if len(out) > 1:  # several recipes: Holm across their slopes (as stats.with_holm does for claims)
-        adjusted = holm([t["p"] for t in out])
-        for t, p_adj in zip(out, adjusted):
-            t.update(p_holm=p_adj, holm_tests=sum(p is not None for p in adjusted),
-                     verdict_holm=holm_verdict(t["verdict"], p_adj))
+    if len(out) > 1:  # several recipes: Holm across their slopes (as for a family of claims)
+        add_holm(out, [t["p"] for t in out])
     return out

@@ -263,10 +263,10 @@ def test_shipped_defense_sweep_config_resolves_every_family():
 
     cfg = load_experiment_config("experiment-fmnist-defenses")
     families = [defense_of(t) for t in cfg.targets]
-    assert set(families) == {"none", "negative LS", "MID", "BiDO", "train less", "narrower model"}
+    assert set(families) == {"none", "negative LS", "MID", "MID (sampled)", "BiDO", "train less", "narrower model"}
     # a curve per defense, not a point; the controls are the study's own
     assert all(families.count(f) >= 4 for f in ("negative LS", "MID", "BiDO"))
-    controls = {t.name: t for t in cfg.targets if t.family}
+    controls = {t.name: t for t in cfg.targets if t.family and not t.target_of}
     study_controls = {t.name: t for t in load_experiment_config("experiment-fmnist").targets if t.family}
     assert controls == study_controls and len(controls) >= 6
     # the same scenario, recipes and attack as the default study: only the targets differ
@@ -275,3 +275,10 @@ def test_shipped_defense_sweep_config_resolves_every_family():
     for stage in ("prior", "eval_model", "target", "attack"):
         assert getattr(cfg, stage) == getattr(default, stage)
     assert len(cfg.seeds) >= 3
+    # MID attacked both ways: every MID target once more with its sampling on, same flags for post-hoc points
+    mean = {t.name: t for t in cfg.targets if defense_of(t) == "MID"}
+    sampled = [t for t in cfg.targets if defense_of(t) == "MID (sampled)"]
+    assert sorted(t.target_of for t in sampled) == sorted(mean)
+    for t in sampled:
+        assert t.attack_set == {"target_sampling": True} and cfg.stages.attack_of(t.name, 0).target_sampling
+        assert t.added_after_attacks == mean[t.target_of].added_after_attacks

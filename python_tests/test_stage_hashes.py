@@ -20,7 +20,7 @@ def stage_hashes(name: str) -> dict:
     hashes = {"prior": prior, "eval_model": eval_model}
     for (entry, seed), target in stages.targets.items():
         t = target.run_hash()
-        a = attack_hash(stages.attacks[seed], t, prior)
+        a = attack_hash(stages.attack_of(entry, seed), t, prior)
         hashes[f"{entry}_seed{seed}"] = [t, a, evaluation_hash(cfg.evaluate, a, eval_model)]
     return hashes
 

@@ -80,13 +80,21 @@ class TargetEntry(Strict):
     entries (alpha 0, no defense) with a family are control families ("train less (epochs)", "narrower
     model"): models that are only less accurate, against which negative LS is compared at equal accuracy.
     `added_after_attacks` marks a grid point added after attack results were seen: the matched
-    comparison is then reported with and without such points. Neither field changes a stage."""
+    comparison is then reported with and without such points. Neither field changes a stage.
+
+    `attack_set` overrides the seed's attack config for this entry only; with {target_sampling: true} a MID
+    target is attacked with its bottleneck sampling on, and the row's utility (val_acc, test_acc, ece) is
+    scored the same way, as the MID authors run their targets (the noise-free values stay in val_acc_mean,
+    test_acc_mean, ece_mean). `target_of` names an earlier entry whose trained targets this entry attacks
+    instead of training its own (same alpha and set required): one training, two ways to attack it."""
 
     name: str
     alpha: float  # checked once, as the target's loss.alpha (the stages resolve when this config loads)
     set: dict[str, Any] = Field(default_factory=dict)
     family: Optional[str] = None
     added_after_attacks: bool = False
+    attack_set: dict[str, Any] = Field(default_factory=dict)
+    target_of: Optional[str] = None
 
     @field_validator("name")
     @classmethod
@@ -161,6 +169,17 @@ class ExperimentConfig(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"target names must be distinct; repeated: {dup}")
+        seen: dict[str, TargetEntry] = {}
+        for t in v:
+            if t.target_of is not None:
+                src = seen.get(t.target_of)
+                if src is None or src.target_of is not None:
+                    raise ValueError(f"target {t.name!r}: target_of {t.target_of!r} must name an earlier entry "
+                                     "that trains its own targets")
+                if (t.alpha, flatten_overrides(t.set)) != (src.alpha, flatten_overrides(src.set)):
+                    raise ValueError(f"target {t.name!r} attacks the targets of {src.name!r} (target_of), so its "
+                                     f"alpha and set must equal that entry's ({src.alpha}, {src.set})")
+            seen[t.name] = t
         return v
 
     @field_validator("seeds")

@@ -23,6 +23,11 @@ def run_key(name: str, seed: int) -> str:
     return f"{name}_seed{seed}"
 
 
+def target_key(entry, seed: int) -> str:
+    """The run key of the targets an entry attacks: its own, or those of the entry named by target_of."""
+    return run_key(entry.target_of or entry.name, seed)
+
+
 def start_study(data_cfg, scenario) -> None:
     """A study starts in this process: forget the last study's reference (each study builds and times
     its own) and let its evaluations use the scenario the driver loaded."""
@@ -138,16 +143,18 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
              node("eval_model", classifier_stage, ("eval_model", stages.eval_model, e_dir, e_hash), (),
                   on(stages.eval_model), threads)]
     for seed in cfg.seeds:
-        acfg = stages.attacks[seed]
         for entry in cfg.targets:
-            key, tcfg = run_key(entry.name, seed), stages.targets[(entry.name, seed)]
-            t_dir, t_hash = out / "targets" / key, with_data(tcfg.run_hash())
+            key, t_key = run_key(entry.name, seed), target_key(entry, seed)
+            tcfg, acfg = stages.targets[(entry.name, seed)], stages.attack_of(entry.name, seed)
+            t_dir, t_hash = out / "targets" / t_key, with_data(tcfg.run_hash())
             a_dir, a_hash = out / "attacks" / key, attack_hash(acfg, t_hash, p_hash)
             v_dir, v_hash = out / "evaluations" / key, evaluation_hash(cfg.evaluate, a_hash, e_hash)
+            if entry.target_of is None:
+                nodes.append(node(f"target:{key}", classifier_stage, (f"target:{key}", tcfg, t_dir, t_hash), (),
+                                  on(tcfg), threads))
             nodes += [
-                node(f"target:{key}", classifier_stage, (f"target:{key}", tcfg, t_dir, t_hash), (), on(tcfg), threads),
                 node(f"attack:{key}", attack_stage, (f"attack {key}", acfg, a_dir, a_hash, t_dir, p_dir, cfg.data),
-                     ("prior", f"target:{key}"), on(acfg), threads),
+                     ("prior", f"target:{t_key}"), on(acfg), threads),
                 node(f"evaluation:{key}", evaluation_stage, (f"evaluation {key}", v_dir, v_hash, a_dir, e_dir, e_hash,
                                                              cfg.evaluate, cfg.data), ("eval_model", f"attack:{key}"),
                      res, threads)]

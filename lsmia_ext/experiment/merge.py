@@ -100,7 +100,8 @@ def _check_shard(path: Path, shard: dict, cfg: ExperimentConfig, ours: dict, own
                                  "seed must come from one shard")
         owner[name, seed] = path
     seeds = sorted({s for _, s in rows})
-    keys = {"targets": [run_key(n, s) for n, s in rows], "attacks": [str(s) for s in seeds]}
+    keys = {"targets": [run_key(n, s) for n, s in rows], "attacks": [str(s) for s in seeds],
+            "entry_attacks": [run_key(n, s) for n, s in rows]}
     pick = lambda d: {"prior": d.get("prior"), "eval_model": d.get("eval_model"),  # noqa: E731 -- its seeds only
                       **{k: {x: (d.get(k) or {}).get(x) for x in xs} for k, xs in keys.items()}}
     _refuse_if_differs(path, "settings.stages", pick(stages), pick(ours["stages"]),

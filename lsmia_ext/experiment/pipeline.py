@@ -18,7 +18,7 @@ from ..runio import RECORD, RunDir, write_json
 from .config import ExperimentConfig
 from .claims_report import ablation_summary
 from .controls import comparisons
-from .graph import run_key, start_study, study_graph
+from .graph import run_key, start_study, study_graph, target_key
 from .stats import claim_statistics
 from .trend import trend_statistics
 from .stages import ResolvedStages, finite_or_none
@@ -71,6 +71,25 @@ class _Study:
 
         model = load_classifier(model_dir)
         return evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"]
+
+    def sampled_utility(self, row: dict, evaluation: dict, model_dir: Path, scenario) -> dict:
+        """The row of a target attacked with its MID bottleneck sampling: its utility scored the same way
+        (validation accuracy with noise seeded by evaluate.seed, test accuracy and ECE from the evaluation's
+        _sampling values), the noise-free values kept as val_acc_mean, test_acc_mean, ece_mean."""
+        from ..defenses.mid import sample_at_eval
+        from ..models import load_classifier
+        from ..train.evaluate import evaluate_classifier
+
+        model = load_classifier(model_dir)
+        if not sample_at_eval(model, self.cfg.evaluate.seed):
+            raise ValueError(f"{row['name']}: attack_set target_sampling is on but its target ({model_dir}) has no "
+                             "MID bottleneck to sample")
+        val = evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"] \
+            if len(scenario.private_val) else None
+        return {**row, "utility_sampling": True,
+                "val_acc_mean": row["val_acc"], "test_acc_mean": row["test_acc"], "ece_mean": row["ece"],
+                "val_acc": val, "test_acc": finite_or_none(evaluation.get("test_acc_sampling")),
+                "ece": finite_or_none(evaluation.get("ece_sampling"))}
 
     def evaluation(self, key: str, outcome: dict) -> dict:
         """An evaluation's result; the first one that built the private reference records its time."""
@@ -127,13 +146,16 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
     rows, runs = [], []
     for seed in cfg.seeds:
         for entry in cfg.targets:
-            key = run_key(entry.name, seed)
-            t_dir, a_dir = out / "targets" / key, out / "attacks" / key
-            t_result = study._record(f"target:{key}", done[f"target:{key}"])
+            key, t_key = run_key(entry.name, seed), target_key(entry, seed)
+            t_dir, a_dir = out / "targets" / t_key, out / "attacks" / key
+            t_result = study._record(f"target:{t_key}", done[f"target:{t_key}"])
             study._record(f"attack:{key}", done[f"attack:{key}"])
             evaluation = study.evaluation(key, done[f"evaluation:{key}"])
-            rows.append({**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc")),
-                         "val_acc": study.val_acc(t_result, t_dir, scenario)})
+            row = {**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc")),
+                   "val_acc": study.val_acc(t_result, t_dir, scenario)}
+            if study.stages.attack_of(entry.name, seed).target_sampling:
+                row = study.sampled_utility(row, evaluation, t_dir, scenario)
+            rows.append(row)
             runs.append({"name": entry.name, "seed": seed, "target": str(t_dir.relative_to(out)),
                          "attack": str(a_dir.relative_to(out)),
                          "evaluation": str((out / "evaluations" / key).relative_to(out))})
@@ -170,7 +192,10 @@ def study_settings(cfg: ExperimentConfig) -> dict:
             "stages": {"prior": stages.prior.model_dump(mode="json"),
                        "eval_model": stages.eval_model.model_dump(mode="json"),
                        "targets": {run_key(n, s): c.model_dump(mode="json") for (n, s), c in stages.targets.items()},
-                       "attacks": {str(s): c.model_dump(mode="json") for s, c in stages.attacks.items()}},
+                       "attacks": {str(s): c.model_dump(mode="json") for s, c in stages.attacks.items()},
+                       **({"entry_attacks": {run_key(n, s): c.model_dump(mode="json")
+                                             for (n, s), c in stages.entry_attacks.items()}}
+                          if stages.entry_attacks else {})},
             "shared_across_seeds": ["prior", "eval_model"],
             "per_seed": "targets retrained with TrainConfig seed = recipe seed + s; attack seed = recipe seed + s"}
 

@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,13 +30,19 @@ class ResolvedStages:
     prior: Any
     eval_model: Any
     targets: dict[tuple[str, int], Any]   # (entry name, seed) -> TrainConfig
-    attacks: dict[int, Any]               # seed -> AttackConfig (identical for every target of the seed)
+    attacks: dict[int, Any]               # seed -> AttackConfig (every target of the seed but those below)
+    entry_attacks: dict[tuple[str, int], Any] = field(default_factory=dict)  # entries with an attack_set
+
+    def attack_of(self, name: str, seed: int):
+        """The AttackConfig that attacks entry `name` on `seed`."""
+        return self.entry_attacks.get((name, seed), self.attacks[seed])
 
 
 def resolve_stages(cfg) -> ResolvedStages:
     """Builds the stage configs: the experiment's data everywhere (a target entry may train on fewer images
     per class: entry_data), target seed = recipe seed + s and
-    attack seed = recipe seed + s, so seed 0 reproduces the shipped recipes exactly."""
+    attack seed = recipe seed + s, so seed 0 reproduces the shipped recipes exactly; an entry's attack_set
+    goes on top of the attack recipe, before the seed."""
     from ..attacks import AttackConfig
     from ..priors import PriorConfig
     from ..train import TrainConfig
@@ -45,14 +51,17 @@ def resolve_stages(cfg) -> ResolvedStages:
     eval_model = cfg.eval_model.load(TrainConfig, cfg.data)
     base_target = cfg.target.load(TrainConfig, cfg.data)
     base_attack = cfg.attack.load(AttackConfig)
-    targets, attacks = {}, {}
+    targets, attacks, entry_attacks = {}, {}, {}
     for seed in cfg.seeds:
         attacks[seed] = base_attack.model_copy(update={"seed": base_attack.seed + seed})
         for entry in cfg.targets:
+            if entry.attack_set:
+                entry_attacks[(entry.name, seed)] = cfg.attack.load(
+                    AttackConfig, extra={**flatten_overrides(entry.attack_set), "seed": base_attack.seed + seed})
             extra = merge_overrides(flatten_overrides(entry.set),
                                     {"loss.alpha": entry.alpha, "seed": base_target.seed + seed})
             targets[(entry.name, seed)] = cfg.target.load(TrainConfig, entry_data(cfg.data, entry.set), extra)
-    return ResolvedStages(prior, eval_model, targets, attacks)
+    return ResolvedStages(prior, eval_model, targets, attacks, entry_attacks)
 
 
 def entry_data(data, entry_set: dict):

@@ -32,8 +32,9 @@ def setting_of(entry) -> str:
     """The swept value(s) of the entry, as a short label (alpha for LS, beta for MID, lambdas for BiDO,
     the overrides of a control family's entry)."""
     family, flat = defense_of(entry), flatten_overrides(entry.set)
-    if family in PARAMS:
-        return ", ".join(f"{p} {flat[f'defense.{p}']:g}" for p in PARAMS[family] if f"defense.{p}" in flat) or "defaults"
+    params = PARAMS.get(family) or PARAMS.get(FAMILIES.get(flat.get("defense.kind"), ""))  # "MID (sampled)": beta
+    if params:
+        return ", ".join(f"{p} {flat[f'defense.{p}']:g}" for p in params if f"defense.{p}" in flat) or "defaults"
     if getattr(entry, "family", None) and entry.alpha == 0:
         return ", ".join(f"{k} {v}" for k, v in flat.items()) or "defaults"
     return f"alpha {entry.alpha:+g}"

@@ -46,6 +46,7 @@ def test_the_sampled_entry_attacks_the_mid_target_without_training_its_own(tmp_p
     own = stages["entry_attacks"]["mid_sampled_seed0"]
     assert own.pop("target_sampling") is True and own == stages["attacks"]["0"]
     assert stages["targets"]["mid_sampled_seed0"] == stages["targets"]["mid_seed0"]
+    assert "mid_sampled: the same trained targets as their target_of entries" in (tmp_path / "report.md").read_text()
     # rerun: everything reused, the sampled validation accuracy scored again the same way
     again = run_experiment(_config(), tmp_path, log=lambda *_: None)
     assert all(t["reused"] for t in again["timings"]["stages"].values())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything a GPU session needs to verify the CUDA kernels, in one call of at most 5 minutes:
+# Everything a GPU session needs to verify the CUDA kernels, in one call of at most 8 minutes:
 #   1. builds lsmia_ext._C in place with the CUDA kernels for the local GPU, unless the importable
 #      build already has them (at most 180 s);
 #   2. every test marked `cuda` (python_tests/test_cuda_kernels.py and the cuda rows of the other

@@ -67,10 +67,8 @@ class _Study:
         if "val_acc" in result or not len(scenario.private_val):
             return finite_or_none(result.get("val_acc"))
         from ..models import load_classifier
-        from ..train.evaluate import evaluate_classifier
 
-        model = load_classifier(model_dir)
-        return evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"]
+        return _val_score(load_classifier(model_dir), scenario)
 
     def sampled_utility(self, row: dict, evaluation: dict, model_dir: Path, scenario) -> dict:
         """The row of a target attacked with its MID bottleneck sampling: its utility scored the same way
@@ -78,14 +76,12 @@ class _Study:
         _sampling values), the noise-free values kept as val_acc_mean, test_acc_mean, ece_mean."""
         from ..defenses.mid import sample_at_eval
         from ..models import load_classifier
-        from ..train.evaluate import evaluate_classifier
 
         model = load_classifier(model_dir)
         if not sample_at_eval(model, self.cfg.evaluate.seed):
             raise ValueError(f"{row['name']}: attack_set target_sampling is on but its target ({model_dir}) has no "
                              "MID bottleneck to sample")
-        val = evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"] \
-            if len(scenario.private_val) else None
+        val = _val_score(model, scenario) if len(scenario.private_val) else None
         return {**row, "utility_sampling": True,
                 "val_acc_mean": row["val_acc"], "test_acc_mean": row["test_acc"], "ece_mean": row["ece"],
                 "val_acc": val, "test_acc": finite_or_none(evaluation.get("test_acc_sampling")),
@@ -111,6 +107,13 @@ class _Study:
             self.notes.append(f"{run_key(entry.name, seed)}: PRDC averaged without classes {skipped} (no more "
                               f"than k = {self.cfg.evaluate.prdc_k} attack or real images)")
         return row
+
+
+def _val_score(model, scenario) -> float:
+    """Accuracy of `model` on the scenario's validation split (CPU, batches of 512)."""
+    from ..train.evaluate import evaluate_classifier
+
+    return evaluate_classifier(model, scenario.private_val, 512, torch.device("cpu"))["test_acc"]
 
 
 def _check_scenario(cfg: ExperimentConfig, stages: ResolvedStages, scenario) -> None:

@@ -176,6 +176,29 @@ def test_report_config_checks_matched_drops():
     assert ReportConfig().matched_drops == [0.005, 0.01, 0.02, 0.04]
     with pytest.raises(ValueError, match="matched_drops"):
         ReportConfig(matched_drops=[1.5])
+    assert ReportConfig().post_hoc_drops == []
+    with pytest.raises(ValueError, match="post_hoc_drops must be costs"):
+        ReportConfig(post_hoc_drops=[-0.1])
+    with pytest.raises(ValueError, match=r"repeats costs of report.matched_drops: \[0.02\]"):
+        ReportConfig(matched_drops=[0.01, 0.02], post_hoc_drops=[0.02, 0.05])
+
+
+def test_post_hoc_costs_get_their_own_table_and_holm_and_leave_the_main_one_alone():
+    # the hand-computed case above: alone at 1 point, MID more private (p 0.0351, one test); as a post-hoc
+    # cost beside a main table at cost 0, it keeps its own single-test Holm and the main table is unchanged
+    targets = [TargetEntry(name="undefended", alpha=0.0), TargetEntry(name="a", alpha=-0.05),
+               TargetEntry(name="b", alpha=0.0, set={"defense.kind": "mid", "defense.beta": 0.1})]
+    rows = [{"name": n, "seed": s, "test_acc": acc, "attack_acc1": att} for s in range(3)
+            for n, acc, att in (("undefended", 0.90, 0.8), ("a", 0.89, 0.52 + 0.01 * s), ("b", 0.89, 0.5))]
+    res = matched_results(rows, targets, drops=[0.0], post_hoc_drops=[0.01])
+    assert res["matched"] == matched_results(rows, targets, drops=[0.0])["matched"]
+    (late,) = res["matched_post_hoc_costs"]
+    assert late["drop"] == 0.01 and late["holm_tests"] == 1
+    assert late["p_holm"] == pytest.approx(1 - math.sqrt(27 / 29), rel=1e-6) and late["verdict"] == "MID more private"
+    text = [b[1] for b in matched_blocks(res) if b[0] == "p"]
+    assert any("Cost levels chosen after the table above was read (1.0 points" in t for t in text)
+    assert any("at a cost of 1.0 points: MID more private" in t for t in text)
+    assert "matched_post_hoc_costs" not in matched_results(rows, targets, drops=[0.0])
 
 
 def _control_study():

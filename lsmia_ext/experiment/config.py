@@ -134,12 +134,25 @@ class ReportConfig(Strict):
     # a family's curve is read only on a measured point or between two measured points of the seed at
     # most this far apart in utility (a fraction: 0.015 = 1.5 points of accuracy); elsewhere "not measured"
     max_gap: float = Field(MAX_GAP, gt=0, lt=1)
+    # costs added after the matched table's results were read (e.g. where the controls sit): read the
+    # same way but in a table of their own, with its own Holm adjustment, labelled post hoc in the report
+    post_hoc_drops: list[float] = Field(default_factory=list)
 
     @field_validator("matched_drops")
     @classmethod
     def _drops(cls, v):
         if not v or any(not 0 <= d < 1 for d in v):
             raise ValueError(f"report.matched_drops must be a non-empty list of costs in [0, 1), got {v}")
+        return v
+
+    @field_validator("post_hoc_drops")
+    @classmethod
+    def _post_hoc_drops(cls, v, info):
+        if any(not 0 <= d < 1 for d in v):
+            raise ValueError(f"report.post_hoc_drops must be costs in [0, 1), got {v}")
+        both = sorted(set(v) & set(info.data.get("matched_drops") or []))
+        if both:
+            raise ValueError(f"report.post_hoc_drops repeats costs of report.matched_drops: {both}")
         return v
 
 

@@ -90,7 +90,8 @@ def control_comparison(rows: list[dict], targets, max_gap: float = MAX_GAP) -> l
 
 def comparisons(rows: list[dict], targets, report) -> dict:
     """The results.json entries of the study's comparisons across targets: "matched" (and, with post-hoc
-    grid points, "matched_without_post_hoc" and "post_hoc"; matched.matched_results) and "controls", with
-    the costs and bracket width of the experiment's ReportConfig `report`."""
-    return {**matched_results(rows, targets, report.matched_drops, report.max_gap),
+    grid points, "matched_without_post_hoc" and "post_hoc", with post-hoc costs "matched_post_hoc_costs";
+    matched.matched_results) and "controls", with the costs and bracket width of the experiment's
+    ReportConfig `report`."""
+    return {**matched_results(rows, targets, report.matched_drops, report.max_gap, report.post_hoc_drops),
             "controls": control_comparison(rows, targets, report.max_gap)}

@@ -163,11 +163,15 @@ def post_hoc_names(targets) -> list[str]:
     return [t.name for t in targets if getattr(t, "added_after_attacks", False)]
 
 
-def matched_results(rows: list[dict], targets, drops=DROPS, max_gap: float = MAX_GAP) -> dict:
+def matched_results(rows: list[dict], targets, drops=DROPS, max_gap: float = MAX_GAP, post_hoc_drops=()) -> dict:
     """{"matched": table} and, when some entry was added after attack results were seen,
-    "matched_without_post_hoc": the same table without those entries (and "post_hoc": their names)."""
+    "matched_without_post_hoc": the same table without those entries (and "post_hoc": their names); with
+    post_hoc_drops (costs chosen after the table was read), "matched_post_hoc_costs": the table at those
+    costs alone, with its own Holm adjustment (so it cannot change a verdict of the main table)."""
     targets = list(targets)
     out = {"matched": matched_comparison(rows, targets, drops, max_gap=max_gap)}
+    if post_hoc_drops:
+        out["matched_post_hoc_costs"] = matched_comparison(rows, targets, post_hoc_drops, max_gap=max_gap)
     late = post_hoc_names(targets)
     if late:
         out["post_hoc"] = late

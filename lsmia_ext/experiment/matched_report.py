@@ -58,7 +58,7 @@ def matched_sentence(entries: list[dict]) -> str:
 
 def matched_blocks(comparison: dict) -> list[tuple]:
     """Report blocks of matched.matched_results' dict (results.json "matched", "matched_without_post_hoc",
-    "post_hoc"); [] when fewer than two defense families are present."""
+    "post_hoc", "matched_post_hoc_costs"); [] when fewer than two defense families are present."""
     entries = comparison.get("matched") or []
     if not entries:
         return []
@@ -66,16 +66,11 @@ def matched_blocks(comparison: dict) -> list[tuple]:
         costs = ", ".join(f"{100 * d:.1f}" for d in sorted({e["drop"] for e in entries}))
         return [("h2", "Defenses at matched utility"),
                 ("p", f"Not measured at any cost ({costs} points): no two families have measured settings within "
-                      f"{100 * entries[0]['max_gap']:.1f} points of accuracy around those levels on 2 or more seeds.")]
+                      f"{100 * entries[0]['max_gap']:.1f} points of accuracy around those levels on 2 or more seeds.")
+                ] + _post_hoc_cost_blocks(comparison.get("matched_post_hoc_costs") or [])
     without = {_key(e): e for e in comparison.get("matched_without_post_hoc") or []}
     late = comparison.get("post_hoc") or []
     e0 = entries[0]
-    header = ["cost (points)", "A", "B", "seeds read", "A attack Acc@1 %", "B attack Acc@1 %", "A - B (points)",
-              "95 % CI (unadjusted)", "p (Holm)", "verdict"] + (["verdict without post-hoc points"] if late else [])
-    body = [[f"{100 * e['drop']:.1f}", e["a"], e["b"], f"{e['n']} of {e['seeds_total']}",
-             _mean(e["a_values"]), _mean(e["b_values"]), _pts(e["mean"]), _ci(e["ci"]), _p(e["p_holm"]), _verdict(e)]
-            + ([_verdict(without[_key(e)]) if _key(e) in without else "family absent"] if late else [])
-            for e in entries]
     axis = AXIS[e0["utility"]]
     blocks = [("h2", "Defenses at matched utility"),
               ("p", f"Per seed, each family's curve (its settings plus the undefended target; attack Acc@1 made "
@@ -87,7 +82,7 @@ def matched_blocks(comparison: dict) -> list[tuple]:
                     f"method across the {e0['holm_tests']} comparisons of this table, significant "
                     "below 0.05; the 95 % t interval beside it is not adjusted. Beside 'no difference shown': the "
                     "smallest true difference the same seeds would detect with 80 % power (unadjusted)."),
-              ("table", header, body),
+              _table(entries, without if late else None),
               ("p", matched_sentence(entries))]
     if late:
         changed = [f"{e['a']} vs {e['b']} at a cost of {100 * e['drop']:.1f} points: {e['verdict']} with them, "
@@ -97,4 +92,32 @@ def matched_blocks(comparison: dict) -> list[tuple]:
                             "repeats the comparison without them (with its own Holm adjustment). "
                             + ("Verdicts that change: " + "; ".join(changed) + "." if changed else
                                "No verdict changes without them.")))
-    return blocks
+    return blocks + _post_hoc_cost_blocks(comparison.get("matched_post_hoc_costs") or [])
+
+
+def _table(entries: list[dict], without: dict | None) -> tuple:
+    """The matched table; with `without` (the comparison without post-hoc grid points, by key) a last
+    column with its verdicts."""
+    header = ["cost (points)", "A", "B", "seeds read", "A attack Acc@1 %", "B attack Acc@1 %", "A - B (points)",
+              "95 % CI (unadjusted)", "p (Holm)", "verdict"]
+    if without is not None:
+        header.append("verdict without post-hoc points")
+    body = [[f"{100 * e['drop']:.1f}", e["a"], e["b"], f"{e['n']} of {e['seeds_total']}",
+             _mean(e["a_values"]), _mean(e["b_values"]), _pts(e["mean"]), _ci(e["ci"]), _p(e["p_holm"]), _verdict(e)]
+            + ([_verdict(without[_key(e)]) if _key(e) in without else "family absent"] if without is not None else [])
+            for e in entries]
+    return "table", header, body
+
+
+def _post_hoc_cost_blocks(entries: list[dict]) -> list[tuple]:
+    """The comparison at costs chosen after the main table was read (report.post_hoc_drops), apart."""
+    if not entries:
+        return []
+    read = [e for e in entries if e["verdict"] != NOT_MEASURED]
+    costs = ", ".join(f"{100 * d:.1f}" for d in sorted({e["drop"] for e in entries}))
+    intro = (f"Cost levels chosen after the table above was read ({costs} points, report.post_hoc_drops), read the "
+             f"same way; Holm's adjustment runs over these {entries[0]['holm_tests']} comparisons only, so they "
+             "change no verdict above. A post-hoc look: treat its verdicts as leads for a new study, not as results.")
+    if not read:
+        return [("p", intro + " Every pair is not measured there.")]
+    return [("p", intro), _table(read, None), ("p", matched_sentence(read))]

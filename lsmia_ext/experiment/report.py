@@ -24,7 +24,7 @@ METRICS = [  # (results.json row key, column title)
     ("test_acc", "test acc"), ("val_acc", "val acc"), ("ece", "ECE"), ("attack_acc1", "attack Acc@1"), ("attack_acc5", "attack Acc@5"),
     ("attack_acc1_initial", "Acc@1 initial"), ("attack_acc5_initial", "Acc@5 initial"),
     ("attack_acc_category", "right category"), ("train_acc", "train acc"),
-    ("delta_eval", "delta_eval"), ("fid", "FID"), ("precision", "precision"), ("recall", "recall"),
+    ("delta_eval", "delta_eval"), ("fid", "FID"), ("kid", "KID"), ("precision", "precision"), ("recall", "recall"),
     ("density", "density"), ("coverage", "coverage"), ("kes_train", "KES train"), ("kes_test", "KES test"),
 ]
 
@@ -282,7 +282,10 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
                         f"PRDC and KES. Evaluation model test accuracy: "
                         f"{100 * (results['eval_model']['test_acc'] or float('nan')):.1f} %. "
                         f"{prior_sentence(results['prior'])} "
-                        f"FID/PRDC feature space: {results['settings']['feature_extractor']}. "
+                        f"FID/KID/PRDC feature space: {results['settings']['feature_extractor']}. "
+                        "KID (unbiased MMD^2, cubic kernel) beside FID: FID on a few hundred attack images is biased "
+                        "upward at that size, KID is not; each row of results.json also holds KID's 95 % bootstrap "
+                        "interval (kid_ci_low, kid_ci_high). "
                         "Attack Acc@5 is n/a when the target has 5 classes or fewer. Acc@1/Acc@5 initial: every candidate "
                         "PPA's initial selection kept, before optimisation (so it does not depend on the final "
                         "selection; attacks of results version 1 scored the final samples' latents instead). "

@@ -28,6 +28,10 @@ def _verdict(e: dict) -> str:
     return with_power(e["verdict"], e["detectable_effect"], True)
 
 
+def _costs(entries: list[dict]) -> str:
+    return ", ".join(f"{100 * d:.1f}" for d in sorted({e["drop"] for e in entries}))
+
+
 def _key(e: dict) -> tuple:
     return e["drop"], e["a"], e["b"]
 
@@ -63,7 +67,7 @@ def matched_blocks(comparison: dict) -> list[tuple]:
     if not entries:
         return []
     if all(e["verdict"] == NOT_MEASURED for e in entries):  # e.g. a study whose families sit far below the baseline
-        costs = ", ".join(f"{100 * d:.1f}" for d in sorted({e["drop"] for e in entries}))
+        costs = _costs(entries)
         return [("h2", "Defenses at matched utility"),
                 ("p", f"Not measured at any cost ({costs} points): no two families have measured settings within "
                       f"{100 * entries[0]['max_gap']:.1f} points of accuracy around those levels on 2 or more seeds.")
@@ -114,7 +118,7 @@ def _post_hoc_cost_blocks(entries: list[dict]) -> list[tuple]:
     if not entries:
         return []
     read = [e for e in entries if e["verdict"] != NOT_MEASURED]
-    costs = ", ".join(f"{100 * d:.1f}" for d in sorted({e["drop"] for e in entries}))
+    costs = _costs(entries)
     intro = (f"Cost levels chosen after the table above was read ({costs} points, report.post_hoc_drops), read the "
              f"same way; Holm's adjustment runs over these {entries[0]['holm_tests']} comparisons only, so they "
              "change no verdict above. A post-hoc look: treat its verdicts as leads for a new study, not as results.")

@@ -17,11 +17,11 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .. import dist
 from ..config import config_hash
 from ..defenses.mid import sample_at_eval
+from ..progress import progress_bar
 from ..ops import LatentAdam
 from ..runio import RECORD, RunDir, load_checkpoint, save_checkpoint
 from . import gmi, miface, ppa  # noqa: F401  (each registers its attack in ATTACKS)
@@ -160,7 +160,7 @@ def _run_batches(cfg, target, generator, discriminator, device, out_dir, batches
         pool = ppa.candidate_pool(cfg, generator, cfg.seed, device)
         context.update(pool=pool, pool_conf=ppa.score_pool(cfg, target, generator, pool))
         timings["pool_scoring_s"] = time.perf_counter() - t0
-    for i in tqdm(todo, desc=f"{cfg.attack} batches (rank {dist.rank()})", disable=not todo, leave=False):
+    for i in progress_bar(todo, desc=f"{cfg.attack} batches (rank {dist.rank()})", disable=not todo, leave=False):
         rng = torch.Generator().manual_seed(batch_seed(cfg.seed, i))
         _target_noise(cfg, target, i, NOISE)
         cls = torch.tensor(batches[i], device=device)

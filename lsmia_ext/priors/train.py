@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..config import config_hash
+from ..progress import progress_bar
 from ..runio import RECORD, RunDir, load_checkpoint, read_json, save_checkpoint, write_json
 from .config import PriorConfig
 from .fid import (accuracy, category_shares, features, frechet, load_feature_net, save_feature_net,
@@ -186,7 +186,7 @@ def train_prior(cfg: PriorConfig, out_dir: str | Path, progress: bool = True) ->
                                     "step": step, "seconds": seconds, "cpu_seconds": cpu_seconds,
                                     "history": history, "fid_at_init": fid_init})
 
-    bar = tqdm(total=t.steps, initial=step, desc="train-prior", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=t.steps, initial=step, desc="train-prior", disable=not progress, dynamic_ncols=True)
     sums = {"loss_d": 0.0, "loss_g": 0.0, "r1": 0.0}
     count = r1_count = 0
     while step < t.steps:

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import torch
 import yaml
-from tqdm.auto import tqdm
+from tqdm.auto import tqdm  # tqdm.write: epoch lines that do not break a bar
 
 from .. import dist
 from ..data import BatchAugment, load_scenario
@@ -23,6 +23,7 @@ from ..defenses import build_defense
 from ..models import MODEL_FILE, build_model, classifier_state
 from ..ops import LabelSmoothingCrossEntropy
 from ..runio import RECORD, RunDir, load_checkpoint, read_json, save_checkpoint, write_json
+from ..progress import progress_bar
 from .alpha_schedule import AlphaSchedule
 from .batches import epoch_seed, iterate_batches, rank_indices
 from .config import RUNTIME_FIELDS, TrainConfig
@@ -66,8 +67,8 @@ def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, dev
     per_rank = cfg.batch_size // dist.world_size()
     total = torch.zeros(2, dtype=torch.float64)
     steps = len(indices) // per_rank
-    for x, y in tqdm(iterate_batches(data, indices, per_rank, cfg.num_workers), total=steps, desc=desc,
-                     leave=False, disable=None if dist.is_main() else True):  # None: off when not a TTY
+    for x, y in progress_bar(iterate_batches(data, indices, per_rank, cfg.num_workers), total=steps, desc=desc,
+                     leave=False, disable=None if dist.is_main() else True):  # None: plain lines when not a TTY
         if augment.active:
             x = augment(x, aug_gen)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -12,7 +12,7 @@ from lsmia_ext.experiment.config import ReportConfig, TargetEntry
 from lsmia_ext.experiment.matched import (family_curves, interpolate, isotonic, matched_comparison, matched_results,
                                           matched_verdict, monotone_curve)
 from lsmia_ext.experiment.matched_report import matched_blocks, matched_sentence
-from lsmia_ext.experiment.stats import t_critical
+from lsmia_ext.experiment.stats import detectable_effect, t_critical
 
 
 def test_isotonic_pools_adjacent_violators():
@@ -76,6 +76,10 @@ def test_matched_comparison_by_hand():
     assert neg_mid["verdict"] == "negative LS more private"
     # BiDO at 0.89 is 0.55 + (0.1, -0.1, 0.05): differences straddle 0
     assert entries[1]["diffs"] == pytest.approx([-0.1, 0.105, -0.04]) and entries[1]["verdict"] == "no difference shown"
+    # its power is read where its verdict is: at Holm's first step, 0.05 / 3 (stats.detectable_effect_holm)
+    assert entries[1]["detectable_effect_holm"] == pytest.approx(
+        detectable_effect(entries[1]["sd"], 3, confidence=1 - 0.05 / 3))
+    assert entries[1]["detectable_effect_holm"] > entries[1]["detectable_effect"]
     # MID - BiDO = 0.15 - noise = (0.05, 0.25, 0.10): positive on every seed, yet the 3-seed interval holds 0
     assert entries[2]["diffs"] == pytest.approx([0.05, 0.25, 0.10]) and entries[2]["ci"][0] < 0 < entries[2]["ci"][1]
     assert entries[2]["verdict"] == "no difference shown" and entries[2]["p_holm"] == pytest.approx(2 * entries[2]["p"])
@@ -254,11 +258,14 @@ def test_control_report_section():
     for r in rows:  # make the control family's difference undecided: seed 1 of negative LS leaks more
         if r["name"] == "neg" and r["seed"] == 1:
             r["attack_acc1"] = 0.95
-    blocks = controls_blocks(control_comparison(rows, targets))
+    entries = control_comparison(rows, targets)
+    blocks = controls_blocks(entries)
     assert blocks[0] == ("h2", "Is it more than a weaker model?")
     row = blocks[2][2][0]
     assert row[:3] == ["neg (alpha -0.05)", "train less (epochs)", "3 of 3"]
-    assert row[-1].startswith("no difference shown (could detect ±") and row[-1].endswith("points at 80 % power)")
+    # 3 seeds this spread apart could not detect even 100 points (an accuracy's whole range): said so
+    assert entries[0]["detectable_effect"] > 1
+    assert row[-1] == "no difference shown (not even a 100-point difference is detectable at 80 % power)"
     assert blocks[2][2][1][2] == "0 of 3" and blocks[2][2][1][-1] == "not measured"
     assert "validation accuracy" in blocks[1][1] and "1.5 points apart" in blocks[1][1]
     assert controls_blocks([]) == []

@@ -156,6 +156,44 @@ def test_detectable_effect_on_a_hand_computed_case():
         detectable_effect(0.1, 4, power=1.5)
 
 
+def test_detectable_effect_at_the_first_holm_step():
+    # 9 seeds, sd 1 (effects in units of sd): at 5 % two-sided the exact effect is 1.0670 sd, the paired-t
+    # value power tables (G*Power: n 9, alpha 0.05, power 0.8) give as d = 1.07
+    assert stats.detectable_effect_holm(1.0, 9, 1) == pytest.approx(1.0670, abs=1e-4)
+    # m = 6 tests: Holm's first step tests at 0.05 / 6; t(1 - 0.05 / 12, 8) = 3.4789, t(0.8, 8) = 0.8889, so the
+    # usual approximation is (3.4789 + 0.8889) / 3 = 1.4559 sd; the exact noncentral-t effect is 1.4917 sd
+    approx = (3.4789 + 0.8889) / 3
+    exact = stats.detectable_effect_holm(1.0, 9, 6)
+    assert approx < exact < 1.03 * approx and exact == pytest.approx(1.4917, abs=1e-4)
+    from scipy.stats import nct, t
+    crit, nc = t.ppf(1 - 0.05 / 12, 8), exact * 3
+    assert nct.sf(crit, 8, nc) + nct.cdf(-crit, 8, nc) == pytest.approx(0.80, abs=1e-6)  # power at that effect
+    assert stats.detectable_effect_holm(0.05, 9, 6) == pytest.approx(0.05 * exact)  # scales with sd
+    assert stats.detectable_effect_holm(0.05, 9, 0) is None and stats.detectable_effect_holm(None, 9, 6) is None
+    with pytest.raises(UserInputError, match="tests"):
+        stats.detectable_effect_holm(0.05, 9, -1)
+
+
+def test_a_holm_family_reports_power_at_its_adjusted_level():
+    # two negative alphas: C2.1a, C2.2a form a family of 2; each carries the effect at 0.05 / 2 and the
+    # report quotes it beside the Holm verdict, the unadjusted one beside the unadjusted verdict
+    targets = TARGETS[1:3] + [{"name": "ls_neg2", "alpha": -0.1, "set": {}}]
+    rows = [{"name": n, "alpha": a, "seed": s, "attack_acc1": 0.5 + d * (s % 2 - 0.5), "test_acc": 0.9}
+            for s in range(4) for n, a, d in (("hard", 0.0, 0.0), ("ls_neg", -0.05, 0.02), ("ls_neg2", -0.1, 0.04))]
+    claims = [c for c in claim_statistics(rows, targets) if c["claim"].endswith("a")]
+    for c in claims:
+        sd = c["metrics"]["attack_acc1"]["sd"]
+        assert c["holm_tests"] == 2 and c["verdict_holm"] == "inconclusive"
+        assert c["detectable_effect_holm"] == pytest.approx(detectable_effect(sd, 4, confidence=0.975))
+        assert c["detectable_effect_holm"] > c["detectable_effect"]
+    _, body = claims_table(claims, {"attack_acc1"})
+    c = claims[0]
+    assert body[0][-1] == (f"inconclusive (could detect ±{100 * c['detectable_effect']:.1f} points at 80 % power, "
+                           f"unadjusted); Holm-adjusted over 2 tests: p {c['p_holm']:.3f}, inconclusive (could detect "
+                           f"±{100 * c['detectable_effect_holm']:.1f} points at 80 % power, at Holm's first step, "
+                           "level 0.05/2)")
+
+
 def test_seeds_needed_inverts_the_detectable_effect():
     assert seeds_needed(0.05, 0.0841) == 5 and seeds_needed(0.05, 0.0840) == 6  # detectable(5) = 0.08410
     # normal approximation: ((1.960 + 0.8416) * sd / effect)^2 = 196.2 seeds; t quantiles ask for a few more

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runio import read_json, save_figure
-from .stats import CONFIDENCE, POWER, VERDICT_METRIC, claim_statistics, detectable_effect
+from .stats import CONFIDENCE, HOLM_LEVEL, POWER, VERDICT_METRIC, claim_statistics, detectable_effect
 
 ABLATION_HEADING = "Ablation: prior without the private domain"
 TITLES = {"attack_acc1": "attack Acc@1", "attack_acc1_initial": "Acc@1 after initial selection",
@@ -45,25 +45,39 @@ def effect_of(stat: dict):
     return stat["detectable_effect"] if "detectable_effect" in stat else detectable_effect(stat.get("sd"), stat["n"])
 
 
-def with_power(verdict: str, effect, pct: bool) -> str:
-    """An undecided verdict with the smallest true difference the same seeds would have detected."""
+def with_power(verdict: str, effect, pct: bool, where: str = "") -> str:
+    """An undecided verdict with the smallest true difference the same seeds would have detected (`where`:
+    the level it was computed at, when the reader must be told)."""
     if effect is None or not verdict.startswith(UNDECIDED):
         return verdict
-    return f"{verdict} (could detect ±{_num(effect, pct, sign=False)}{' points' if pct else ''} at {100 * POWER:.0f} % power)"
+    if pct and effect >= 1:  # an accuracy moves at most 100 points: say so rather than quote an impossible effect
+        return f"{verdict} (not even a 100-point difference is detectable at {100 * POWER:.0f} % power{', ' + where if where else ''})"
+    return (f"{verdict} (could detect ±{_num(effect, pct, sign=False)}{' points' if pct else ''} at "
+            f"{100 * POWER:.0f} % power{', ' + where if where else ''})")
 
 
-def after_holm(verdict: str, c: dict) -> str:
-    """A verdict with what is left of it after the Holm adjustment of its family, when it has one."""
+def holm_level(c: dict) -> str:
+    """Where a Holm-adjusted verdict's detectable effect was computed (stats.detectable_effect_holm)."""
+    return f"at Holm's first step, level {HOLM_LEVEL:g}/{c['holm_tests']}"
+
+
+def after_holm(verdict: str, c: dict, pct: bool = True, scale: float = 1.0) -> str:
+    """A verdict with what is left of it after the Holm adjustment of its family, when it has one, and the
+    effect detectable at the level that verdict is read (scaled like the verdict's numbers)."""
     if "p_holm" not in c:
         return verdict
     p = "n/a" if c["p_holm"] is None else f"{c['p_holm']:.3f}"
-    return f"{verdict}; Holm-adjusted over {c['holm_tests']} tests: p {p}, {c['verdict_holm']}"
+    effect = c.get("detectable_effect_holm")
+    held = with_power(c["verdict_holm"], None if effect is None else scale * effect, pct, holm_level(c))
+    return f"{verdict}; Holm-adjusted over {c['holm_tests']} tests: p {p}, {held}"
 
 
 def _verdict(c: dict, pct: bool = True) -> str:
     """The claim's verdict, with the detectable effect when undecided (its metric is an accuracy: points)
     and, in a family of several claims, the verdict after Holm's adjustment."""
-    return after_holm(with_power(c["verdict"], effect_of(c["metrics"][c.get("metric", VERDICT_METRIC)]), pct), c)
+    where = "unadjusted" if "p_holm" in c else ""
+    return after_holm(with_power(c["verdict"], effect_of(c["metrics"][c.get("metric", VERDICT_METRIC)]), pct, where),
+                      c, pct)
 
 
 def claims_table(claims: list[dict], percent: set[str]) -> tuple[list[str], list[list[str]]]:
@@ -100,7 +114,9 @@ def verdict_sentence(claims: list[dict]) -> str:
                f"interval lies below the paper's {100 * cost['threshold']:.1f} points ({cost['threshold_source']}), "
                "reversed (a larger cost) when wholly above, inconclusive otherwise. ")
             + f"Beside an undecided verdict: the smallest true difference a two-sided t test on the same seeds "
-              f"finds with {100 * POWER:.0f} % power at the observed spread. " + "; ".join(parts) + ".")
+              f"finds with {100 * POWER:.0f} % power at the observed spread, at the level that verdict is read "
+              "(5 % unadjusted; after Holm, at its first step, 5 % divided by the number of tests). "
+            + "; ".join(parts) + ".")
 
 
 def plot_claims(rows: list[dict], claims: list[dict], path: Path) -> Path:

@@ -17,20 +17,21 @@ Utility levels are costs: level_s = utility of the undefended target on seed s -
 attack accuracy of families A and B at that level gives per-seed differences A - B over the seeds where
 both are read, their mean and unadjusted 95 % t interval (stats.paired_interval), the two-sided paired t
 p-value and its Holm adjustment across the whole table (every pair at every drop: the family of tests
-the table's verdicts are drawn from). Verdict: A (or B) more private when the Holm-adjusted p is below
-0.05 (the sign of the mean says which), "no difference shown" otherwise, "not measured" with fewer than
+the table's verdicts are drawn from), and the effect 80 % power would detect at Holm's first step
+(stats.detectable_effect_holm) beside the unadjusted one. Verdict: A (or B) more private when the
+Holm-adjusted p is below 0.05 (the sign of the mean says which), "no difference shown" otherwise, "not measured" with fewer than
 2 seeds read. Control families (TargetEntry.family) are families like any other here.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from .stats import CONFIDENCE, POWER, holm, paired_interval
+from .stats import CONFIDENCE, HOLM_LEVEL, POWER, holm_fields, paired_interval
 from .tradeoff import defense_of
 
 DROPS = (0.005, 0.01, 0.02, 0.04)  # default costs in accuracy (fractions) below the undefended target
 MAX_GAP = 0.015  # widest bracket of measured points a curve is read inside (a fraction of accuracy)
-LEVEL = 0.05  # family-wise error rate of the matched table (Holm)
+LEVEL = HOLM_LEVEL  # family-wise error rate of the matched table (Holm)
 NO_DEFENSE = "none"
 NOT_A_DEFENSE = {NO_DEFENSE, "positive LS"}
 _TOL = 1e-9  # accuracies are ratios of counts: equal points and gaps are compared to this tolerance
@@ -153,9 +154,8 @@ def matched_comparison(rows: list[dict], targets, drops=DROPS, metric: str = "at
                             "seeds": seeds, "seeds_total": len(base), "unread_a": unread[a], "unread_b": unread[b],
                             "a_values": va, "b_values": vb, "diffs": diffs, **paired_interval(diffs),
                             "confidence": CONFIDENCE, "power": POWER})
-    for e, p_adj in zip(out, holm([e["p"] for e in out])):
-        e.update(p_holm=p_adj, holm_tests=sum(x["p"] is not None for x in out), level=LEVEL,
-                 verdict=matched_verdict(p_adj, e["mean"], e["n"], e["a"], e["b"]))
+    for e, fields in zip(out, holm_fields(out)):  # p_holm, holm_tests, detectable_effect_holm (stats.py)
+        e.update(**fields, level=LEVEL, verdict=matched_verdict(fields["p_holm"], e["mean"], e["n"], e["a"], e["b"]))
     return out
 
 

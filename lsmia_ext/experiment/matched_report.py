@@ -2,7 +2,7 @@
 verdict without post-hoc grid points beside it when there are any), and the verdicts in words."""
 from __future__ import annotations
 
-from .claims_report import with_power
+from .claims_report import holm_level, with_power
 from .matched import NOT_MEASURED
 
 AXIS = {"val_acc": "validation accuracy", "test_acc": "test accuracy"}
@@ -25,7 +25,11 @@ def _p(p) -> str:
 
 
 def _verdict(e: dict) -> str:
-    return with_power(e["verdict"], e["detectable_effect"], True)
+    """The Holm verdict; when undecided, the effect detectable at Holm's first step, then the unadjusted one."""
+    verdict = with_power(e["verdict"], e.get("detectable_effect_holm"), True, holm_level(e))
+    if verdict == e["verdict"] or e["detectable_effect"] is None:
+        return verdict
+    return f"{verdict[:-1]}; ±{100 * e['detectable_effect']:.1f} unadjusted)"
 
 
 def _costs(entries: list[dict]) -> str:
@@ -85,7 +89,9 @@ def matched_blocks(comparison: dict) -> list[tuple]:
                     "Differences are paired by seed. Verdict: two-sided paired t test, p adjusted with Holm's "
                     f"method across the {e0['holm_tests']} comparisons of this table, significant "
                     "below 0.05; the 95 % t interval beside it is not adjusted. Beside 'no difference shown': the "
-                    "smallest true difference the same seeds would detect with 80 % power (unadjusted)."),
+                    "smallest true difference the same seeds would detect with 80 % power at the level the verdict "
+                    f"is read, Holm's first step (0.05/{e0['holm_tests']}: the smallest p must pass it), then the "
+                    "same at the unadjusted 0.05 (Holm's last step, the most lenient)."),
               _table(entries, without if late else None),
               ("p", matched_sentence(entries))]
     if late:

@@ -22,9 +22,17 @@ same number of seeds would have found (two-sided paired t test at 5 %, 80 % powe
 spread), from the noncentral t distribution; `seeds_needed` inverts it. `holm` adjusts a table of
 p-values for multiplicity (matched.py uses it across the matched-utility table).
 
+Power where a verdict is read after Holm: a Holm-adjusted verdict is read at a stricter level than 5 %, so
+the effect it could detect is larger. Holm's first step tests the smallest p at HOLM_LEVEL / m (m tests),
+its last at HOLM_LEVEL; which step a comparison meets depends on the other p-values, unknown before the
+run. `detectable_effect_holm` gives the effect at the first step (HOLM_LEVEL / m, the level a comparison
+must pass when nothing else in its family is found, hence the conservative figure); the unadjusted
+`detectable_effect` (level HOLM_LEVEL, Holm's last step) stays beside it as the lower end. Every member of
+a Holm family carries both (`add_holm`, matched.py).
+
 Multiplicity: when a study tests several claims of one kind (C1.1, C1.2, ... several positive alphas or
 training-set sizes; C2.1a, C2.2a, ... several negative ones), each such family's attack Acc@1 p-values are
-Holm-adjusted (`p_holm`, `holm_tests`) and `verdict_holm` is the verdict that survives it at 5 %
+Holm-adjusted (`p_holm`, `holm_tests`, `detectable_effect_holm`) and `verdict_holm` is the verdict that survives it at 5 %
 (inconclusive when the adjusted p is not below 0.05). The interval and `verdict` stay unadjusted; a single
 claim of its kind (the default study's C1, C2a) has no adjustment. C2b (a cost against a threshold) is
 not adjusted.
@@ -290,13 +298,34 @@ def with_holm(claims: list[dict]) -> list[dict]:
             families.setdefault((c["direction"],), []).append(c)
     for family in families.values():
         if len(family) > 1:
-            add_holm(family, [c["metrics"][VERDICT_METRIC]["p"] for c in family])
+            add_holm(family, [c["metrics"][VERDICT_METRIC] for c in family])
     return claims
 
 
-def add_holm(family: list[dict], pvalues: list[Optional[float]]) -> None:
-    """Sets p_holm (Holm over the family), holm_tests and verdict_holm on each member (a dict with "verdict")."""
-    adjusted = holm(pvalues)
+def detectable_effect_holm(sd: Optional[float], n: int, tests: int, power: float = POWER,
+                           level: float = HOLM_LEVEL) -> Optional[float]:
+    """The detectable effect (detectable_effect) at Holm's first step of a family of `tests` p-values: a
+    two-sided test at level / tests (module doc). None without a spread or without a test."""
+    if isinstance(tests, bool) or not isinstance(tests, int) or tests < 0:
+        raise UserInputError(f"tests must be a whole number >= 0, got {tests!r}")
+    if tests == 0:
+        return None
+    return detectable_effect(sd, n, power, confidence=1 - level / tests)
+
+
+def holm_fields(stats: list[dict]) -> list[dict]:
+    """Per member of a family, from its paired statistics ("p", "sd", "n": paired_interval's dict):
+    {"p_holm" (Holm over the family's p-values), "holm_tests", "detectable_effect_holm" (at the first
+    Holm step)}."""
+    adjusted = holm([s["p"] for s in stats])
     tests = sum(p is not None for p in adjusted)
-    for member, p_adj in zip(family, adjusted):
-        member.update(p_holm=p_adj, holm_tests=tests, verdict_holm=holm_verdict(member["verdict"], p_adj))
+    return [{"p_holm": p_adj, "holm_tests": tests,
+             "detectable_effect_holm": detectable_effect_holm(stat["sd"], stat["n"], tests)}
+            for stat, p_adj in zip(stats, adjusted)]
+
+
+def add_holm(family: list[dict], stats: list[dict]) -> None:
+    """Sets holm_fields and verdict_holm on each member (a dict with "verdict"); stats[i] holds member i's
+    paired statistics."""
+    for member, fields in zip(family, holm_fields(stats)):
+        member.update(**fields, verdict_holm=holm_verdict(member["verdict"], fields["p_holm"]))

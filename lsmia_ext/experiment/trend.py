@@ -9,7 +9,7 @@ difference again). On every seed where each of those entries has an Acc@1, the s
 in Acc@1 (a fraction) per unit alpha. Over the seeds: mean, sd, 95 % t interval, p and the slope 80 %
 power would detect (stats.paired_interval). Verdict as the claims': "reproduced" when the interval lies
 above 0 (more smoothing, more leakage), "reversed" below, "inconclusive" otherwise; with several recipes
-their p-values are also Holm-adjusted (p_holm, verdict_holm). Seeds missing a value
+their p-values are also Holm-adjusted (p_holm, verdict_holm, detectable_effect_holm: stats.py). Seeds missing a value
 for some entry are listed as incomplete and take no part (a slope over fewer alphas is another statistic).
 """
 from __future__ import annotations
@@ -76,5 +76,5 @@ def trend_statistics(rows: list[dict], targets, metric: str = VERDICT_METRIC) ->
         out.append({**g, "metric": metric, "seeds": seeds, "slopes": slopes, "incomplete_seeds": incomplete, **stat,
                     "confidence": CONFIDENCE, "power": POWER, "verdict": verdict_of(stat["ci"], 1, stat["n"])})
     if len(out) > 1:  # several recipes: Holm across their slopes (as for a family of claims)
-        add_holm(out, [t["p"] for t in out])
+        add_holm(out, out)
     return out

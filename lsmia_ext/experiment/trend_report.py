@@ -27,7 +27,8 @@ def trend_table(trend: list[dict]) -> tuple[list[str], list[list[str]]]:
         view = _scaled(t)
         body.append([t["label"], ", ".join(f"{a:+g}" for a in t["alphas"]), *stat_cells(view, True),
                      "n/a" if t["p"] is None else f"{t['p']:.3f}",
-                     after_holm(with_power(t["verdict"], view["effect"], True), t)])
+                     after_holm(with_power(t["verdict"], view["effect"], True, "unadjusted" if "p_holm" in t else ""),
+                                t, True, REPORT_STEP)])
     return header, body
 
 

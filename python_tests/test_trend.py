@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from lsmia_ext.experiment.trend import least_squares_slope, trend_groups, trend_statistics
+from lsmia_ext.experiment.trend import dose_contrast, least_squares_slope, slope_weights, trend_groups, trend_statistics
 from lsmia_ext.experiment.trend_report import trend_blocks
 
 ALPHAS = [0.0, 0.05, 0.1, 0.2]
@@ -42,6 +42,23 @@ def test_slope_interval_and_verdict_match_hand_computation():
     assert t["detectable_effect"] > 0 and t["verdict"] == "reproduced"
 
 
+def test_slope_weights_and_dose_contrast_by_hand():
+    # alphas 0, 0.05, 0.1, 0.2: deviations -0.0875, -0.0375, +0.0125, +0.1125 over Sxx 0.021875, so the slope
+    # weighs the doses -4, -12/7, +4/7, +36/7 (per unit alpha): nearly the 0-vs-0.2 contrast
+    assert slope_weights(ALPHAS) == pytest.approx([-4, -12 / 7, 4 / 7, 36 / 7], abs=1e-12)
+    assert sum(w * y for w, y in zip(slope_weights(ALPHAS), ACC[2])) == pytest.approx(11 / 35, abs=1e-12)
+    # a rise at 0.05 only: +6 points there, 0 elsewhere. The slope barely moves (-12/7 * 0.06 = -0.103 per
+    # unit alpha, -1.0 point per +0.1), the contrast says mean(+6, 0, 0) = +2 points
+    bump = [0.5, 0.56, 0.5, 0.5]
+    assert least_squares_slope(ALPHAS, bump) == pytest.approx(-12 / 7 * 0.06, abs=1e-12)
+    assert dose_contrast(ALPHAS, bump) == pytest.approx(0.02, abs=1e-12)
+    (t,) = trend_statistics(rows({0: bump, 1: [0.4, 0.43, 0.41, 0.40], 2: [0.6, 0.6, 0.62, 0.61]}), TARGETS)
+    c = t["contrast"]  # per seed: +0.02, (0.43 + 0.41 + 0.40) / 3 - 0.4 = +0.01333, +0.01
+    assert c["diffs"] == pytest.approx([0.02, 0.04 / 3, 0.01], abs=1e-12) and c["seeds"] == [0, 1, 2]
+    assert c["mean"] == pytest.approx((0.02 + 0.04 / 3 + 0.01) / 3, abs=1e-12) and c["verdict"] == "reproduced"
+    assert t["verdict"] == "inconclusive"  # the slope cannot see the same rise
+
+
 def test_reversed_inconclusive_and_incomplete_seeds():
     (down,) = trend_statistics(rows({s: [1 - y for y in ys] for s, ys in ACC.items()}), TARGETS)
     assert down["verdict"] == "reversed" and down["mean"] == pytest.approx(-0.3714286, abs=1e-6)
@@ -72,6 +89,12 @@ def test_report_section_has_table_and_plot(tmp_path):
     assert table[2][0][3] == "+3.7" and table[2][0][-1] == "reproduced"  # points per +0.1 alpha
     assert (tmp_path / "plot_trend.png").stat().st_size > 1000
     assert trend_blocks(tmp_path, r, []) == []
+    # the dose contrast beside the slope, labelled post hoc; seed 0 (0.5 + 0.5 a): mean over 0.05, 0.1, 0.2 is
+    # 0.5 + 0.5 * 0.35 / 3, so +5.8 points against alpha 0
+    text = next(b[1] for b in blocks if b[0] == "p" and "dose contrast" in b[1])
+    assert "-0.40 at 0, -0.17 at 0.05, +0.06 at 0.1, +0.51 at 0.2" in text and "post-hoc" in text
+    ctable = [b for b in blocks if b[0] == "table"][1]
+    assert ctable[1][2] == "per-seed contrast (points)" and ctable[2][0][2].startswith("s0: +5.8,")
 
 
 def test_pipeline_writes_the_trend_of_a_smaller_training_set(tmp_path):

@@ -32,6 +32,38 @@ def trend_table(trend: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def contrast_table(trend: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The dose contrast "any positive alpha vs 0" (trend.dose_contrast) per recipe, in points."""
+    header = ["recipe", "alphas", "per-seed contrast (points)", "mean", "95 % t interval", "p", "verdict"]
+    body = []
+    for t in trend:
+        c = t["contrast"]
+        body.append([t["label"], ", ".join(f"{a:+g}" for a in t["alphas"]), *stat_cells(c, True),
+                     "n/a" if c["p"] is None else f"{c['p']:.3f}",
+                     after_holm(with_power(c["verdict"], c["detectable_effect"], True,
+                                           "unadjusted" if "p_holm" in c else ""), c)])
+    return header, body
+
+
+def _weights(t: dict) -> str:
+    return ", ".join(f"{w / 10:+.2f} at {a:g}" for a, w in zip(t["alphas"], t["slope_weights"]))
+
+
+def contrast_blocks(trend: list[dict]) -> list[tuple]:
+    """The slope's dose weights and the dose contrast beside it (results of older versions have neither)."""
+    if not all("contrast" in t for t in trend):
+        return []
+    return [("p", "What the slope reads: it is a weighted sum of the doses' Acc@1, weights per +0.1 alpha: "
+                  + "; ".join(f"{t['label']}: {_weights(t)}" for t in trend)
+                  + ". With unequal spacing it is close to the contrast of the lowest and highest alpha and nearly "
+                    "blind to the doses in between, so a rise at a small alpha that falls back at a large one does "
+                    "not move it. Beside it, the dose contrast of the question 'does any positive alpha leak more "
+                    "than alpha 0?': per seed, the mean attack Acc@1 over the positive alphas minus Acc@1 at alpha 0, "
+                    "every dose weighed alike. Added after C1's results were read (issue 30): a post-hoc analysis "
+                    "for that study, not a pre-planned test."),
+            ("table", *contrast_table(trend))]
+
+
 def plot_trend(rows: list[dict], trend: list[dict], path: Path) -> Path:
     """One panel per recipe: attack Acc@1 against alpha, a thin line per seed, and the least-squares line
     of the mean slope through the mean of every alpha."""
@@ -74,4 +106,5 @@ def trend_blocks(out: Path, rows: list[dict], trend: list[dict]) -> list[tuple]:
                   "on the same seeds finds with 80 % power. A recipe is the set of entries with the same "
                   "overrides (for example a smaller training set per identity)."),
             ("table", *trend_table(trend)),
+            *contrast_blocks(trend),
             ("img", PLOT, "attack Acc@1 against alpha, one line per seed; black: the mean least-squares slope")]

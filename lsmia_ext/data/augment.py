@@ -115,3 +115,30 @@ class BatchAugment:
         i, q = yiq[:, 1], yiq[:, 2]
         yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], dim=1)
         return torch.einsum("ij,bjhw->bihw", _YIQ2RGB.to(x), yiq).clamp(0, 1)
+
+
+def erase_boxes(n: int, height: int, width: int, scale: tuple[float, float], p: float,
+                gen: torch.Generator) -> torch.Tensor:
+    """Random erasing's boxes as a boolean mask (n, 1, H, W), True where a pixel is erased.
+
+    Per image: with probability p, a square of area fraction a ~ U[scale] (side round(sqrt(a H W)), at most
+    min(H, W) - 1 so that it fits as torchvision's RandomErasing requires) at a uniformly drawn position
+    (top-left corner in 0..H - side, 0..W - side). Draws, in order: a (n), the coin (n), top (n), left (n)."""
+    area = _uniform(n, scale[0], scale[1], gen)
+    apply = torch.rand(n, generator=gen) < p
+    side = (area * height * width).sqrt().round().long().clamp(1, min(height, width) - 1)
+    top = (torch.rand(n, generator=gen) * (height - side + 1)).floor().long()
+    left = (torch.rand(n, generator=gen) * (width - side + 1)).floor().long()
+    rows, cols = torch.arange(height), torch.arange(width)
+    in_rows = (rows[None] >= top[:, None]) & (rows[None] < (top + side)[:, None])
+    in_cols = (cols[None] >= left[:, None]) & (cols[None] < (left + side)[:, None])
+    return (in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None])[:, None]
+
+
+def random_erase(x: torch.Tensor, scale: tuple[float, float], p: float, value: float,
+                 gen: torch.Generator) -> torch.Tensor:
+    """Images (B, C, H, W) with erase_boxes(...) set to `value` in every channel (a new tensor)."""
+    if x.dim() != 4:
+        raise ValueError(f"random_erase wants (B, C, H, W) images, got shape {tuple(x.shape)}")
+    mask = erase_boxes(x.shape[0], x.shape[2], x.shape[3], scale, p, gen).to(x.device)
+    return x.masked_fill(mask, value)

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..config import Strict, check_betas, config_hash
 from ..data import AugmentConfig, DataConfig
+from ..defenses.base import DEFENSES
 from ..defenses.config import DefenseConfig
 
 # Fields that change how fast a run goes but not what it computes; a run may resume with other values.
@@ -89,6 +90,7 @@ class TrainConfig(Strict):
             raise ValueError(f"schedule.milestones {bad} must lie in 1..{self.epochs - 1} (epochs = {self.epochs})")
         if self.schedule.milestones != sorted(set(self.schedule.milestones)):
             raise ValueError(f"schedule.milestones must be strictly increasing, got {self.schedule.milestones}")
+        DEFENSES.get(self.defense.kind).check_config(self)  # combinations a defense cannot train with
         return self
 
     def run_hash(self) -> str:

@@ -64,6 +64,8 @@ def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, dev
     model.train()
     torch.manual_seed(epoch_seed(cfg.seed, epoch, stream=2 + dist.rank()))  # dropout
     aug_gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, stream=1000 + dist.rank()))
+    # the defense's own draws (erased boxes, trapdoor labels): the augmentation draws stay the undefended run's
+    defense_gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, stream=2000 + dist.rank()))
     per_rank = cfg.batch_size // dist.world_size()
     total = torch.zeros(2, dtype=torch.float64)
     steps = len(indices) // per_rank
@@ -72,11 +74,12 @@ def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, dev
         if augment.active:
             x = augment(x, aug_gen)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = defense.train_batch(inner, x, y, defense_gen)
         if cfg.model.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(x)
-        loss = loss_fn(logits.float(), y) + defense.extra_loss(inner, x, y, logits)
+        loss = defense.loss(loss_fn, logits.float(), y) + defense.extra_loss(inner, x, y, logits)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -84,6 +87,13 @@ def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, dev
     if torch.distributed.is_initialized():
         torch.distributed.all_reduce(total)
     return (total[0] / total[1]).item()
+
+
+def _defense_entries(defense, prepared: dict) -> dict:
+    """What a checkpoint keeps of the defense: its training state (Trap-MID's triggers) and the metrics of
+    its preparation (TL-DMI's pretraining); nothing for defenses that have neither (old checkpoints as before)."""
+    state = defense.state_dict()
+    return {**({"defense_state": state} if state else {}), **({"prepared": prepared} if prepared else {})}
 
 
 def _sync_buffers(model: torch.nn.Module) -> None:
@@ -129,19 +139,24 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
     defense = build_defense(cfg.defense)
     model = defense.wrap(build_model(cfg.model.name, scenario.num_classes, scenario.channels, scenario.image_size,
                                      pretrained=cfg.model.pretrained)).to(device)
+    ckpt_path = run.checkpoint
+    # once per fresh run (TL-DMI pretrains on the public split here); a resumed run restores the state instead
+    prepared = {} if ckpt_path.exists() else defense.prepare(model, scenario, cfg, device)
     defense.attach(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
     start, history, elapsed = 0, [], 0.0
-    ckpt_path = run.checkpoint
     if ckpt_path.exists():  # run.claim() checked that the directory is this config's
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, history, elapsed = ckpt["epoch"], ckpt["history"], ckpt["elapsed_s"]
+        prepared = ckpt.get("prepared", {})
+        if ckpt.get("defense_state"):
+            defense.load_state_dict(ckpt["defense_state"])
     elif dist.is_main():
         scenario.write_manifest(out_dir)
     net = model
@@ -172,7 +187,8 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
         if dist.is_main():
             save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                                        "history": history, "elapsed_s": elapsed, "config_hash": run_hash})
+                                        "history": history, "elapsed_s": elapsed, "config_hash": run_hash,
+                                        **_defense_entries(defense, prepared)})
             write_json(out_dir / METRICS_FILE, {"config_hash": run_hash, "epochs": history, "final": None})
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs} alpha {row['alpha']:+.4f} loss {train_loss:.4f} "
                        f"acc {row['test_acc']:.4f} nll {row['test_nll']:.4f} ece {row['ece']:.4f} "
@@ -185,11 +201,13 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
              if k in history[-1]}
     # training accuracy without augmentation: how close to convergence the model got (the paper: ~100 %)
     final["train_acc"] = _accuracy(model, scenario.private_train, cfg, device)
+    final.update(prepared)
     final.update(epochs=cfg.epochs, wall_s=elapsed, world_size=dist.world_size(),
                  num_classes=scenario.num_classes, class_names=scenario.class_names)
     if dist.is_main():
         save_checkpoint(out_dir / MODEL_FILE, classifier_state(model, cfg.model.name, config_hash=run_hash,
-                                                               metrics=final, defense=cfg.defense.model_dump(mode="json")))
+                                                               metrics=final, defense=cfg.defense.model_dump(mode="json"),
+                                                               **_defense_entries(defense, {})))
         write_json(out_dir / METRICS_FILE, {"config_hash": run_hash, "epochs": history, "final": final})
         run.finish(final, model=MODEL_FILE, metrics=METRICS_FILE, config=RECORD)
         ckpt_path.unlink(missing_ok=True)

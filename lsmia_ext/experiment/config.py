@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_serializer, model_validator
 
 from ..config import (ConfigError, Strict, apply_overrides, config_hash, flatten_overrides, load_config,
                       merge_overrides, read_yaml, resolve_config_path, validate)
@@ -172,6 +172,41 @@ class ExperimentConfig(Strict):
     # Run directory of another finished study (its results.json) whose paired claims the report shows
     # as the ablation "prior without the private domain"; it changes no stage of this study.
     ablation: Optional[str] = None
+    # Attack suite (experiment/adaptive.py): every target is attacked by every attack of the suite, a
+    # shipped suite's name (lsmia_ext/attacks/suite.py, e.g. "adaptive") or a mapping {attack name:
+    # overrides of the attack recipe}; the study's primary endpoint is then each target's worst case
+    # (highest attack Acc@1) over the suite. None: one attack, the recipe's.
+    attack_suite: Optional[Union[str, dict[str, dict[str, Any]]]] = None
+    # A second judge: another evaluation model (another architecture and seed) that scores every attack
+    # beside the first, which stays the primary judge. None: one judge.
+    eval_model2: Optional[StageRef] = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """attack_suite and eval_model2 appear only when set: the dumps (and the shards' records) of
+        studies without them stay as they were."""
+        data = handler(self)
+        for key in ("attack_suite", "eval_model2"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    @field_validator("attack_suite")
+    @classmethod
+    def _attack_suite(cls, v):
+        if v is not None:
+            from ..attacks.suite import suite_overrides
+
+            suite_overrides(v)  # unknown suite, bad attack name or empty suite: one line
+        return v
+
+    def attack_overrides(self) -> dict[str, dict[str, Any]]:
+        """{attack name: dotted overrides of the attack recipe} of the suite, in its order; {} without one."""
+        if self.attack_suite is None:
+            return {}
+        from ..attacks.suite import suite_overrides
+
+        return {name: flatten_overrides(o) for name, o in suite_overrides(self.attack_suite).items()}
 
     @field_validator("targets")
     @classmethod

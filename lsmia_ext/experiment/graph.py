@@ -19,8 +19,14 @@ from .stages import ResolvedStages, attack_hash, evaluation_hash, run_stage
 _CACHE: dict = {}  # per process: the latest scenario and (evaluation model, private reference)
 
 
-def run_key(name: str, seed: int) -> str:
-    return f"{name}_seed{seed}"
+def run_key(name: str, seed: int, attack: str | None = None) -> str:
+    """The key of an entry's run on a seed (its directories' name); with an attack suite, one per attack."""
+    return f"{name}_seed{seed}" if attack is None else f"{name}_seed{seed}_{attack}"
+
+
+def suite_attacks(cfg) -> list[str | None]:
+    """The attacks of the study: the suite's names, or [None] (the one attack of the recipe)."""
+    return list(cfg.attack_overrides()) or [None]
 
 
 def target_key(entry, seed: int) -> str:
@@ -62,15 +68,31 @@ def classifier_stage(name: str, cfg, d: Path, h: str, log=print) -> dict:
     return asdict(run_stage(name, d, h, lambda: train_classifier(cfg, d), log))
 
 
-def attack_stage(name: str, acfg, d: Path, h: str, target_dir: Path, prior_dir: Path, data_cfg, log=print) -> dict:
+def surrogate_stage(name: str, aug_cfg, d: Path, h: str, target_dir: Path, prior_dir: Path, data_cfg, log=print) -> dict:
+    """Model augmentation: the attacker's surrogates of one target, distilled on attacker-side images only."""
+    from ..attacks.surrogates import distill_surrogates
+    from ..models import load_classifier
+    from ..priors import load_generator
+
+    return asdict(run_stage(name, d, h, lambda: distill_surrogates(
+        aug_cfg, load_classifier(target_dir), load_generator(prior_dir), _scenario(data_cfg), d), log))
+
+
+def attack_stage(name: str, acfg, d: Path, h: str, target_dir: Path, prior_dir: Path, data_cfg,
+                 surrogate_dir: Path | None = None, log=print) -> dict:
     from ..attacks import run_attack
     from ..models import load_classifier
     from ..priors import load_generator
     from ..runio import update_manifest
 
     def go():
+        extra = {}
+        if surrogate_dir is not None:
+            from ..attacks.surrogates import load_surrogates
+
+            extra["surrogates"] = load_surrogates(surrogate_dir)
         summary = run_attack(acfg, load_classifier(target_dir), load_generator(prior_dir), d,
-                             data_config=data_cfg, target_path=str(target_dir), prior_path=str(prior_dir))
+                             data_config=data_cfg, target_path=str(target_dir), prior_path=str(prior_dir), **extra)
         update_manifest(d, results="results.pt", attack="attack.json")
         return summary
 
@@ -98,18 +120,26 @@ def eval_reference(eval_dir: Path, e_hash: str, evaluate_cfg, data_cfg) -> tuple
     return model, ref, built[0]
 
 
+def _second_judge(eval2_dir: Path, e2_hash: str):
+    from ..models import load_classifier
+
+    return _cached(("judge2", e2_hash), lambda: load_classifier(eval2_dir))
+
+
 def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, eval_dir: Path, e_hash: str, evaluate_cfg,
-                     data_cfg, log=print) -> dict:
+                     data_cfg, eval2_dir: Path | None = None, e2_hash: str | None = None, log=print) -> dict:
     """Also returns `reference_s`: seconds spent building the evaluation model's private reference when
-    this call built it (once per process and evaluation model; never when the stage is reused)."""
+    this call built it (once per process and evaluation model; never when the stage is reused). With a
+    second judge (eval2_dir), it scores the attack images beside the first."""
     from ..metrics import evaluate_attack
 
     built = {"reference_s": None}
 
     def go():
         model, ref, built["reference_s"] = eval_reference(eval_dir, e_hash, evaluate_cfg, data_cfg)
+        extra = {} if eval2_dir is None else {"second_model": _second_judge(eval2_dir, e2_hash)}
         return evaluate_attack(attack_dir, model, evaluate_cfg, reference=ref, out_path=d / "evaluation.json",
-                               eval_model_path=str(eval_dir))
+                               eval_model_path=str(eval_dir), **extra)
 
     return {**asdict(run_stage(name, d, h, go, log)), **built}
 
@@ -142,20 +172,51 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
     nodes = [node("prior", prior_stage, (stages.prior, p_dir, p_hash), (), res, threads),
              node("eval_model", classifier_stage, ("eval_model", stages.eval_model, e_dir, e_hash), (),
                   on(stages.eval_model), threads)]
+    judge2: tuple = ()  # evaluation_stage's second-judge arguments (eval2_dir, e2_hash)
+    eval_deps: tuple[str, ...] = ("eval_model",)
+    if stages.eval_model2 is not None:
+        e2_dir, e2_hash = out / "eval_model2", with_data(stages.eval_model2.run_hash())
+        nodes.append(node("eval_model2", classifier_stage, ("eval_model2", stages.eval_model2, e2_dir, e2_hash), (),
+                          on(stages.eval_model2), threads))
+        judge2, eval_deps = (e2_dir, e2_hash), ("eval_model", "eval_model2")
     for seed in cfg.seeds:
         for entry in cfg.targets:
-            key, t_key = run_key(entry.name, seed), target_key(entry, seed)
-            tcfg, acfg = stages.targets[(entry.name, seed)], stages.attack_of(entry.name, seed)
+            t_key = target_key(entry, seed)
+            tcfg = stages.targets[(entry.name, seed)]
             t_dir, t_hash = out / "targets" / t_key, with_data(tcfg.run_hash())
-            a_dir, a_hash = out / "attacks" / key, attack_hash(acfg, t_hash, p_hash)
-            v_dir, v_hash = out / "evaluations" / key, evaluation_hash(cfg.evaluate, a_hash, e_hash)
             if entry.target_of is None:
-                nodes.append(node(f"target:{key}", classifier_stage, (f"target:{key}", tcfg, t_dir, t_hash), (),
+                nodes.append(node(f"target:{t_key}", classifier_stage, (f"target:{t_key}", tcfg, t_dir, t_hash), (),
                                   on(tcfg), threads))
-            nodes += [
-                node(f"attack:{key}", attack_stage, (f"attack {key}", acfg, a_dir, a_hash, t_dir, p_dir, cfg.data),
-                     ("prior", f"target:{t_key}"), on(acfg), threads),
-                node(f"evaluation:{key}", evaluation_stage, (f"evaluation {key}", v_dir, v_hash, a_dir, e_dir, e_hash,
-                                                             cfg.evaluate, cfg.data), ("eval_model", f"attack:{key}"),
-                     res, threads)]
+            for attack in suite_attacks(cfg):
+                key, acfg = run_key(entry.name, seed, attack), stages.attack_of(entry.name, seed, attack)
+                a_dir, a_hash = out / "attacks" / key, attack_hash(acfg, t_hash, p_hash)
+                v_dir = out / "evaluations" / key
+                v_hash = evaluation_hash(cfg.evaluate, a_hash, e_hash, *judge2[1:])
+                a_deps = ("prior", f"target:{t_key}")
+                aug = getattr(acfg, "augmentation", None)
+                if aug is not None:
+                    s_key, s_dir, s_hash = surrogate_node(out, t_key, aug, t_hash, p_hash)
+                    if not any(n.key == s_key for n in nodes):
+                        nodes.append(node(s_key, surrogate_stage, (s_key, aug, s_dir, s_hash, t_dir, p_dir, cfg.data),
+                                          ("prior", f"target:{t_key}"), res, threads))
+                    a_deps, s_dir_arg = (*a_deps, s_key), (s_dir,)
+                else:
+                    s_dir_arg = ()
+                nodes += [
+                    node(f"attack:{key}", attack_stage,
+                         (f"attack {key}", acfg, a_dir, a_hash, t_dir, p_dir, cfg.data, *s_dir_arg), a_deps, on(acfg),
+                         threads),
+                    node(f"evaluation:{key}", evaluation_stage, (f"evaluation {key}", v_dir, v_hash, a_dir, e_dir, e_hash,
+                                                                 cfg.evaluate, cfg.data, *judge2),
+                         (*eval_deps, f"attack:{key}"), res, threads)]
     return nodes
+
+
+def surrogate_node(out: Path, t_key: str, aug, t_hash: str, p_hash: str) -> tuple[str, Path, str]:
+    """(node key, directory, stage hash) of a target's surrogates: one stage per target and augmentation
+    config, shared by every attack of the suite that uses the same surrogates."""
+    from ..attacks.surrogates import surrogate_hash
+
+    s_hash = surrogate_hash(aug, t_hash, p_hash)
+    s_key = f"surrogates:{t_key}_{s_hash[:8]}"
+    return s_key, out / "surrogates" / f"{t_key}_{s_hash[:8]}", s_hash

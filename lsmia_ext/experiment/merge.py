@@ -37,7 +37,7 @@ from typing import Sequence
 from ..errors import UserInputError
 from ..runio import RunDir, differing_keys, read_json
 from .config import ExperimentConfig
-from .graph import run_key
+from .graph import run_key, suite_attacks
 from .pipeline import splits, study_settings, study_statistics, write_results
 
 IGNORED = ("seeds", "report", "ablation", "rationale", "num_threads")  # experiment fields that change no stage
@@ -84,6 +84,7 @@ def _check_shard(path: Path, shard: dict, cfg: ExperimentConfig, ours: dict, own
     try:
         theirs = _comparable(shard["settings"]["experiment"])
         rows = [(r["name"], r["seed"]) for r in shard["rows"]]
+        attacked = [(r["name"], r["seed"], r.get("attack")) for r in shard["rows"]]
         stages = shard["settings"]["stages"]
     except (KeyError, TypeError):
         raise UserInputError(f"--merge {path} is not the results.json of an `lsmia experiment` run (its settings or "
@@ -95,14 +96,16 @@ def _check_shard(path: Path, shard: dict, cfg: ExperimentConfig, ours: dict, own
             raise UserInputError(f"--merge {path}: row ({name!r}, seed {seed}) is not an entry and seed of the given "
                                  f"config (entries {names}, seeds {cfg.seeds}; widen the seeds with --set "
                                  "'seeds=[...]')")
-        if (name, seed) in owner:
+        if owner.get((name, seed), path) != path:
             raise UserInputError(f"--merge {path}: row ({name!r}, seed {seed}) is also in {owner[name, seed]}: each "
                                  "seed must come from one shard")
         owner[name, seed] = path
     seeds = sorted({s for _, s in rows})
     keys = {"targets": [run_key(n, s) for n, s in rows], "attacks": [str(s) for s in seeds],
-            "entry_attacks": [run_key(n, s) for n, s in rows]}
+            "entry_attacks": [run_key(n, s) for n, s in rows],
+            "suite_attacks": [run_key(n, s, a) for n, s, a in attacked if a is not None]}
     pick = lambda d: {"prior": d.get("prior"), "eval_model": d.get("eval_model"),  # noqa: E731 -- its seeds only
+                      "eval_model2": d.get("eval_model2"),
                       **{k: {x: (d.get(k) or {}).get(x) for x in xs} for k, xs in keys.items()}}
     _refuse_if_differs(path, "settings.stages", pick(stages), pick(ours["stages"]),
                        "a stage config resolved differently: another version of a shipped stage file?")
@@ -151,10 +154,12 @@ def merge_shards(cfg: ExperimentConfig, shard_files: Sequence[str | Path], out_d
     scenario = load_scenario(cfg.data)
     _check_machine(paths, shards, scenario)
 
+    attacks = {a: j for j, a in enumerate(suite_attacks(cfg))}
     order = {(t.name, s): (seeds.index(s), i) for i, t in enumerate(cfg.targets) for s in seeds}
-    rows = sorted((r for s in shards for r in s["rows"]), key=lambda r: order[r["name"], r["seed"]])
+    rows = sorted((r for s in shards for r in s["rows"]),
+                  key=lambda r: (*order[r["name"], r["seed"]], attacks.get(r.get("attack"), 0)))
     runs = sorted((_rebased(r, p.resolve().parent, out, str(p)) for p, s in zip(paths, shards) for r in s["runs"]),
-                  key=lambda r: order[r["name"], r["seed"]])
+                  key=lambda r: (*order[r["name"], r["seed"]], attacks.get(r.get("attack_name"), 0)))
     first, files = shards[0], [str(p) for p in paths]
     notes = [f"Merged from {len(paths)} seed shards ({', '.join(files)}): seeds {seeds}. The prior and the "
              f"evaluation model are the same stages in every shard (equal stage configs); their numbers above are "
@@ -169,6 +174,8 @@ def merge_shards(cfg: ExperimentConfig, shard_files: Sequence[str | Path], out_d
         "settings": {**study_settings(merged_cfg), "identities_sha256": settings.get("identities_sha256"),
                      "feature_extractor": settings["feature_extractor"], "num_threads": settings.get("num_threads")},
         "eval_model": {**first["eval_model"], "dir": os.path.relpath(paths[0].resolve().parent / "eval_model", out)},
+        **({"eval_model2": {**first["eval_model2"], "dir": os.path.relpath(paths[0].resolve().parent / "eval_model2", out)}}
+           if first.get("eval_model2") else {}),
         "prior": first["prior"],
         "runs": runs,
         "splits": first["splits"],

@@ -16,9 +16,10 @@ from ..config import config_hash
 from ..executor import SequentialExecutor
 from ..runio import RECORD, RunDir, write_json
 from .config import ExperimentConfig
+from .adaptive import suite_statistics
 from .claims_report import ablation_summary
 from .controls import comparisons
-from .graph import run_key, start_study, study_graph, target_key
+from .graph import run_key, start_study, study_graph, suite_attacks, target_key
 from .stats import claim_statistics
 from .trend import trend_statistics
 from .stages import ResolvedStages, finite_or_none
@@ -95,16 +96,16 @@ class _Study:
                                          "worker": outcome["worker"], "part_of": f"evaluation:{key}"}
         return self._record(f"evaluation:{key}", outcome)
 
-    def row(self, entry, seed: int, evaluation: dict) -> dict:
-        row = {"name": entry.name, "alpha": entry.alpha, "seed": seed}
+    def row(self, entry, seed: int, evaluation: dict, attack: str | None = None) -> dict:
+        row = {"name": entry.name, "alpha": entry.alpha, "seed": seed, **({} if attack is None else {"attack": attack})}
         for key, source in ROW_METRICS.items():
             value = evaluation.get(source)
             row[key] = finite_or_none(value)
             if value is not None and row[key] is None:
-                self.notes.append(f"{run_key(entry.name, seed)}: {key} was {value} (not finite), reported as null")
+                self.notes.append(f"{run_key(entry.name, seed, attack)}: {key} was {value} (not finite), reported as null")
         skipped = evaluation.get("prdc_skipped_classes")
         if skipped:
-            self.notes.append(f"{run_key(entry.name, seed)}: PRDC averaged without classes {skipped} (no more "
+            self.notes.append(f"{run_key(entry.name, seed, attack)}: PRDC averaged without classes {skipped} (no more "
                               f"than k = {self.cfg.evaluate.prdc_k} attack or real images)")
         return row
 
@@ -147,21 +148,33 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
     study.prior_result = study._record("prior", done["prior"])
     eval_dir, eval_result = out / "eval_model", study._record("eval_model", done["eval_model"])
     rows, runs = [], []
+    judge2 = {}
+    if study.stages.eval_model2 is not None:
+        e2_result = study._record("eval_model2", done["eval_model2"])
+        judge2 = {"eval_model2": {"arch": study.stages.eval_model2.model.name, "dir": "eval_model2",
+                                  "test_acc": finite_or_none(e2_result.get("test_acc")),
+                                  "val_acc": study.val_acc(e2_result, out / "eval_model2", scenario),
+                                  "train_acc": finite_or_none(e2_result.get("train_acc"))}}
     for seed in cfg.seeds:
         for entry in cfg.targets:
-            key, t_key = run_key(entry.name, seed), target_key(entry, seed)
-            t_dir, a_dir = out / "targets" / t_key, out / "attacks" / key
+            t_key = target_key(entry, seed)
+            t_dir = out / "targets" / t_key
             t_result = study._record(f"target:{t_key}", done[f"target:{t_key}"])
-            study._record(f"attack:{key}", done[f"attack:{key}"])
-            evaluation = study.evaluation(key, done[f"evaluation:{key}"])
-            row = {**study.row(entry, seed, evaluation), "train_acc": finite_or_none(t_result.get("train_acc")),
-                   "val_acc": study.val_acc(t_result, t_dir, scenario)}
-            if study.stages.attack_of(entry.name, seed).target_sampling:
-                row = study.sampled_utility(row, evaluation, t_dir, scenario)
-            rows.append(row)
-            runs.append({"name": entry.name, "seed": seed, "target": str(t_dir.relative_to(out)),
-                         "attack": str(a_dir.relative_to(out)),
-                         "evaluation": str((out / "evaluations" / key).relative_to(out))})
+            for attack in suite_attacks(cfg):
+                key = run_key(entry.name, seed, attack)
+                for stage in [k for k in done if k.startswith(f"surrogates:{t_key}_") and k not in study.timings]:
+                    study._record(stage, done[stage])
+                study._record(f"attack:{key}", done[f"attack:{key}"])
+                evaluation = study.evaluation(key, done[f"evaluation:{key}"])
+                row = {**study.row(entry, seed, evaluation, attack),
+                       "train_acc": finite_or_none(t_result.get("train_acc")),
+                       "val_acc": study.val_acc(t_result, t_dir, scenario)}
+                if study.stages.attack_of(entry.name, seed, attack).target_sampling:
+                    row = study.sampled_utility(row, evaluation, t_dir, scenario)
+                rows.append(row)
+                runs.append({"name": entry.name, "seed": seed, **({} if attack is None else {"attack_name": attack}),
+                             "target": str(t_dir.relative_to(out)), "attack": str((out / "attacks" / key).relative_to(out)),
+                             "evaluation": str((out / "evaluations" / key).relative_to(out))})
 
     results = {
         "rows": rows,
@@ -170,6 +183,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
         "eval_model": {"test_acc": finite_or_none(eval_result.get("test_acc")),
                        "val_acc": study.val_acc(eval_result, eval_dir, scenario),
                        "train_acc": finite_or_none(eval_result.get("train_acc")), "dir": "eval_model"},
+        **judge2,
         "prior": {k: study.prior_result.get(k) for k in PRIOR_KEYS},
         "runs": runs,
         "splits": splits(scenario),
@@ -194,23 +208,31 @@ def study_settings(cfg: ExperimentConfig) -> dict:
     return {"experiment": cfg.model_dump(mode="json"),
             "stages": {"prior": stages.prior.model_dump(mode="json"),
                        "eval_model": stages.eval_model.model_dump(mode="json"),
+                       **({"eval_model2": stages.eval_model2.model_dump(mode="json")} if stages.eval_model2 else {}),
                        "targets": {run_key(n, s): c.model_dump(mode="json") for (n, s), c in stages.targets.items()},
                        "attacks": {str(s): c.model_dump(mode="json") for s, c in stages.attacks.items()},
                        **({"entry_attacks": {run_key(n, s): c.model_dump(mode="json")
                                              for (n, s), c in stages.entry_attacks.items()}}
-                          if stages.entry_attacks else {})},
+                          if stages.entry_attacks else {}),
+                       **({"suite_attacks": {run_key(n, s, a): c.model_dump(mode="json")
+                                             for (a, n, s), c in stages.suite.items()}} if stages.suite else {})},
             "shared_across_seeds": ["prior", "eval_model"],
             "per_seed": "targets retrained with TrainConfig seed = recipe seed + s; attack seed = recipe seed + s"}
 
 
 def study_statistics(rows: list[dict], cfg: ExperimentConfig) -> dict:
     """Everything results.json computes from the rows: the paired claims, the trend, the comparisons
-    across targets ("matched", "controls", ...) and the ablation study's claims (cfg.ablation). One
+    across targets ("matched", "controls", ...) and the ablation study's claims (cfg.ablation). With an
+    attack suite these are the worst case's and `adaptive` holds every attack's (adaptive.py). One
     function for a run (run_experiment) and a merge of seed shards (merge.merge_shards)."""
-    return {"claims": claim_statistics(rows, cfg.targets),
-            "trend": trend_statistics(rows, cfg.targets),  # [] without a recipe of 3 alphas >= 0 (trend.py)
-            **comparisons(rows, cfg.targets, cfg.report),  # "matched" ([] without defenses), "controls", ...
-            "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None}
+    def single(some_rows: list[dict]) -> dict:
+        return {"claims": claim_statistics(some_rows, cfg.targets),
+                "trend": trend_statistics(some_rows, cfg.targets),  # [] without a recipe of 3 alphas >= 0 (trend.py)
+                **comparisons(some_rows, cfg.targets, cfg.report)}  # "matched" ([] without defenses), "controls", ...
+
+    attacks = list(cfg.attack_overrides())
+    stats = suite_statistics(rows, attacks, single) if attacks else single(rows)
+    return {**stats, "ablation": ablation_summary(cfg.ablation) if cfg.ablation else None}
 
 
 def write_results(run: RunDir, out: Path, results: dict, cfg: ExperimentConfig, scenario, t_start: float) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..runio import save_figure, write_text
+from .adaptive_report import adaptive_blocks
 from .claims_report import ablation_blocks, claims_blocks, verdict_sentence
 from .controls_report import controls_blocks
 from .matched_report import matched_blocks
@@ -224,8 +225,11 @@ def grid_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     results.json `runs` names (relative to OUT; a merge of seed shards names the shard's); when one of
     them is not on this machine (a shard's run directory left behind), one line says so instead."""
     seed = cfg.seeds[0]
-    blocks: list[tuple] = [("h2", f"Attack results beside real private images (seed {seed})")]
-    where = {(r["name"], r["seed"]): Path(os.path.normpath(out / r["attack"])) for r in results["runs"]}
+    attacks = (results.get("adaptive") or {}).get("attacks") or [None]
+    blocks: list[tuple] = [("h2", f"Attack results beside real private images (seed {seed}"
+                                  f"{'' if attacks[0] is None else ', attack ' + attacks[0]})")]
+    where = {(r["name"], r["seed"]): Path(os.path.normpath(out / r["attack"])) for r in results["runs"]
+             if r.get("attack_name") == attacks[0]}
     dirs = [where.get((entry.name, seed)) for entry in cfg.targets]
     missing = [str(d) if d is not None else f"{entry.name} seed {seed}" for d, entry in zip(dirs, cfg.targets)
                if d is None or not d.is_dir()]
@@ -239,6 +243,32 @@ def grid_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
         image_grid(attack_dir, real, scenario.class_names, cfg.report.images_per_class,
                    f"{entry.name} (alpha {entry.alpha:+g})", out / fname)
         blocks.append(("img", fname, f"{entry.name}, alpha {entry.alpha:+g}: attack results (left), real (right)"))
+    return blocks + strongest_grids(out, results, cfg, scenario, seed, real)
+
+
+def strongest_grids(out: Path, results: dict, cfg, scenario, seed: int, real) -> list[tuple]:
+    """With an attack suite: each negative-LS entry's seed grid under the attack that leaks most from it on
+    average (its strongest), beside the first attack's grid above."""
+    adaptive = results.get("adaptive")
+    if not adaptive:
+        return []
+    blocks = []
+    for entry in (t for t in cfg.targets if t.alpha < 0 and not t.family):
+        means = {j["attack"]: j.get("attack_acc1") for j in adaptive["judges"]
+                 if j["name"] == entry.name and j["attack"] in adaptive["attacks"] and j.get("attack_acc1") is not None}
+        if not means:
+            continue
+        strongest = max(means, key=means.get)
+        run = next((r for r in results["runs"] if (r["name"], r["seed"], r.get("attack_name")) ==
+                    (entry.name, seed, strongest)), None)
+        attack_dir = None if run is None else Path(os.path.normpath(out / run["attack"]))
+        if attack_dir is None or not attack_dir.is_dir():
+            continue
+        fname = f"grid_{entry.name}_seed{seed}_{strongest}.png"
+        image_grid(attack_dir, real, scenario.class_names, cfg.report.images_per_class,
+                   f"{entry.name} (alpha {entry.alpha:+g}), attack {strongest}", out / fname)
+        blocks.append(("img", fname, f"{entry.name}, alpha {entry.alpha:+g}, under {strongest} (its strongest attack on "
+                                     "average): attack results (left), real (right)"))
     return blocks
 
 
@@ -263,8 +293,14 @@ def wall_time_blocks(results: dict) -> list[tuple]:
     return blocks
 
 
+def primary_rows(results: dict) -> list[dict]:
+    """The rows the report's main tables read: the worst case's with an attack suite (adaptive.py)."""
+    adaptive = results.get("adaptive")
+    return adaptive["worst_case_rows"] if adaptive else results["rows"]
+
+
 def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
-    rows = results["rows"]
+    rows = primary_rows(results)
     summary = summarise(rows)
     seeds = cfg.seeds
     blocks: list[tuple] = [("h1", "Label smoothing and model inversion: experiment report")]
@@ -304,6 +340,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
         blocks += ablation_blocks(results["ablation"], PERCENT)
     blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
     blocks += matched_blocks(results)  # only with two defense families or more
+    blocks += adaptive_blocks(results)  # only with an attack suite
     if len(seeds) > 1:
         blocks.append(("h2", "Per seed"))
         blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],

@@ -32,9 +32,14 @@ class ResolvedStages:
     targets: dict[tuple[str, int], Any]   # (entry name, seed) -> TrainConfig
     attacks: dict[int, Any]               # seed -> AttackConfig (every target of the seed but those below)
     entry_attacks: dict[tuple[str, int], Any] = field(default_factory=dict)  # entries with an attack_set
+    # attack suite (experiment attack_suite): (attack name, entry name, seed) -> AttackConfig
+    suite: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    eval_model2: Any = None  # the second judge's TrainConfig (experiment eval_model2), or None
 
-    def attack_of(self, name: str, seed: int):
-        """The AttackConfig that attacks entry `name` on `seed`."""
+    def attack_of(self, name: str, seed: int, attack: str | None = None):
+        """The AttackConfig that attacks entry `name` on `seed` (with the suite's attack `attack`)."""
+        if attack is not None:
+            return self.suite[(attack, name, seed)]
         return self.entry_attacks.get((name, seed), self.attacks[seed])
 
 
@@ -42,7 +47,9 @@ def resolve_stages(cfg) -> ResolvedStages:
     """Builds the stage configs: the experiment's data everywhere (a target entry may train on fewer images
     per class: entry_data), target seed = recipe seed + s and
     attack seed = recipe seed + s, so seed 0 reproduces the shipped recipes exactly; an entry's attack_set
-    goes on top of the attack recipe, before the seed."""
+    goes on top of the attack recipe, before the seed. With an attack suite, every attack of the suite
+    is the attack recipe + the attack's overrides + the entry's attack_set + the seed (an attack with no
+    overrides is the same AttackConfig, hence the same stage hash, as the study without a suite)."""
     from ..attacks import AttackConfig
     from ..priors import PriorConfig
     from ..train import TrainConfig
@@ -61,7 +68,14 @@ def resolve_stages(cfg) -> ResolvedStages:
             extra = merge_overrides(flatten_overrides(entry.set),
                                     {"loss.alpha": entry.alpha, "seed": base_target.seed + seed})
             targets[(entry.name, seed)] = cfg.target.load(TrainConfig, entry_data(cfg.data, entry.set), extra)
-    return ResolvedStages(prior, eval_model, targets, attacks, entry_attacks)
+    suite = {}
+    for attack, overrides in cfg.attack_overrides().items():
+        for seed in cfg.seeds:
+            for entry in cfg.targets:
+                suite[(attack, entry.name, seed)] = cfg.attack.load(AttackConfig, extra=merge_overrides(
+                    overrides, flatten_overrides(entry.attack_set), {"seed": base_attack.seed + seed}))
+    eval_model2 = cfg.eval_model2.load(TrainConfig, cfg.data) if cfg.eval_model2 is not None else None
+    return ResolvedStages(prior, eval_model, targets, attacks, entry_attacks, suite, eval_model2)
 
 
 def entry_data(data, entry_set: dict):
@@ -136,6 +150,9 @@ def attack_hash(attack_cfg, target_hash: str, prior_hash: str) -> str:
     return config_hash({"attack": attack_cfg.model_dump(mode="json"), "target": target_hash, "prior": prior_hash})
 
 
-def evaluation_hash(evaluate_cfg, attack_stage_hash: str, eval_model_hash: str) -> str:
+def evaluation_hash(evaluate_cfg, attack_stage_hash: str, eval_model_hash: str,
+                    eval_model2_hash: str | None = None) -> str:
+    """An evaluation's hash; a second judge (eval_model2_hash) enters it only when there is one."""
+    second = {} if eval_model2_hash is None else {"eval_model2": eval_model2_hash}
     return config_hash({"evaluate": evaluate_cfg.model_dump(mode="json"), "attack": attack_stage_hash,
-                        "eval_model": eval_model_hash})
+                        "eval_model": eval_model_hash, **second})

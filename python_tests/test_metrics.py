@@ -454,9 +454,18 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path):
                                             "seed": 0, "classes": list(range(sc.num_classes)),
                                             "target": str(tmp_path / "target"), "prior": None, "timings": {}})
     rc, _, stderr = lsmia("evaluate", "--attack", attack_dir, "--eval-model", tmp_path / "eval",
-                          "--set", "kes.steps=30", "--set", "max_reference=300")
+                          "--second-eval-model", tmp_path / "target", "--set", "kes.steps=30", "--set", "max_reference=300")
     assert rc == 0, stderr
     res = json.loads((attack_dir / "evaluation.json").read_text())
+    # the judges: the evaluation model stays primary; every attack image is a private training image, so its
+    # nearest training image (distance 0) is itself and the nearest-neighbour judge is always right
+    assert res["judges"]["primary"] == "eval_model" and res["judges"]["judge2"] == str(tmp_path / "target")
+    assert res["acc1_nn"] == 1.0 and res["acc1_nn_ci_low"] == res["acc1_nn_ci_high"] == 1.0
+    assert res["acc1_both"] <= min(res["acc1"], res["acc1_judge2"]) and res["acc1_judge2"] > 0.7
+    assert res["acc1_both"] >= res["acc1"] + res["acc1_judge2"] - 1 - 1e-9  # at most the misses of each apart
+    per_class = res["acc1_per_class"]["eval_model"]
+    assert sum(per_class.values()) / len(per_class) == pytest.approx(res["acc1"])  # 8 images in every class
+    assert res["acc1_ci_low"] <= res["acc1"] <= res["acc1_ci_high"] and 0.7 < res["eval_model_test_acc_judge2"]
     for key in ("acc1", "acc5", "delta_eval", "fid", "precision", "recall", "density", "coverage",
                 "kes_train", "kes_test", "test_acc", "test_nll", "ece", "eval_model_test_acc"):
         assert key in res, key

@@ -14,12 +14,17 @@ def _num_classes(model: nn.Module, logits: torch.Tensor) -> int:
     return int(getattr(model, "num_classes", logits.shape[1]))
 
 
+def topk_hits(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(n,) bool: whether each row's label is among its k highest scores."""
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+    return (top == labels[:, None]).any(dim=1)
+
+
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     """Fraction of rows whose label is among the k largest logits."""
     if logits.shape[0] == 0:
         raise ValueError("cannot score zero images")
-    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
-    return (top == labels[:, None]).any(dim=1).float().mean().item()
+    return topk_hits(logits, labels, k).float().mean().item()
 
 
 def attack_accuracy(eval_model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -34,12 +39,18 @@ def attack_accuracy(eval_model: nn.Module, images: torch.Tensor, labels: torch.T
     Images are [0, 1] at any resolution; they are resized to eval_model.image_size when they differ.
     """
     check_images(images, "attack images")
+    logits = predict_logits(eval_model, images, batch_size)
+    return accuracy_from_logits(logits, labels, topk, _num_classes(eval_model, logits), class_category)
+
+
+def accuracy_from_logits(logits: torch.Tensor, labels: torch.Tensor, topk: tuple[int, ...] = (1, 5),
+                         num_classes: int | None = None, class_category: list[int] | None = None) -> dict:
+    """attack_accuracy's scores from logits (n, K) already computed; num_classes defaults to K."""
     ks = tuple(topk)
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
         raise ValueError(f"topk must be a non-empty tuple of positive integers, got {topk!r}")
-    logits = predict_logits(eval_model, images, batch_size)
-    num_classes = _num_classes(eval_model, logits)
-    labels = check_labels(labels, images.shape[0], num_classes, "attack labels")
+    num_classes = num_classes or logits.shape[1]
+    labels = check_labels(labels, logits.shape[0], num_classes, "attack labels")
     out = {f"acc{k}": (topk_accuracy(logits, labels, k) if k == 1 or num_classes > k else None) for k in ks}
     if class_category is not None:
         if len(class_category) != num_classes:

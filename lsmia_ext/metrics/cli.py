@@ -11,7 +11,10 @@ from ..errors import UserInputError
 def add_arguments(parser) -> None:
     parser.add_argument("--attack", required=True, metavar="RUN_DIR", help="attack run directory (attack.json, results.pt)")
     parser.add_argument("--eval-model", required=True, metavar="CKPT_OR_RUN_DIR",
-                        help="evaluation classifier: a model.pt or the run directory holding it")
+                        help="evaluation classifier (the primary judge): a model.pt or the run directory holding it")
+    parser.add_argument("--second-eval-model", default=None, metavar="CKPT_OR_RUN_DIR",
+                        help="a second judge (another architecture and seed trained on the private classes): adds "
+                             "acc1_judge2 and acc1_both (images both judges assign to the attacked class)")
     add_config_args(parser, out_required=False, out_metavar="FILE", set_example="kes.steps=500",
                     config_help="YAML with evaluation settings (see EvaluateConfig); defaults when omitted",
                     out_help="where to write the JSON (default RUN_DIR/evaluation.json)")
@@ -31,7 +34,9 @@ def run(args) -> int:
     else:
         cfg = validate(EvaluateConfig, apply_overrides({}, args.overrides), source="--set")
     eval_model = load_classifier(args.eval_model)
-    result = evaluate_attack(args.attack, eval_model, cfg, out_path=args.out, eval_model_path=str(args.eval_model))
+    second = None if args.second_eval_model is None else load_classifier(args.second_eval_model)
+    result = evaluate_attack(args.attack, eval_model, cfg, out_path=args.out, eval_model_path=str(args.eval_model),
+                             second_model=second, second_model_path=args.second_eval_model)
     shown = {k: v for k, v in result.items()
              if isinstance(v, (int, float)) or v is None or k in ("fid_note", "initial_scored_on")}
     print(json.dumps(shown, indent=2))

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from ..config import Strict, validate
 from ..runio import load_checkpoint, read_json, update_manifest, write_json
-from .accuracy import attack_accuracy, target_utility
+from .accuracy import accuracy_from_logits, attack_accuracy, target_utility
 from .distance import nearest_class_distances
-from .features import check_images, check_labels, extract_features
+from .features import check_images, check_labels, extract_features, predict_logits
 from .frechet import frechet_distance
+from .judges import CI_LEVEL, NN_JUDGE, judge_scores, nearest_class_scores
 from .kid import FID_RELIABLE_N, kernel_inception_distance
 from .knowledge import KesConfig, knowledge_extraction
 from .precision_recall import PRDC_KEYS, prdc_per_class
@@ -43,6 +44,18 @@ class EvaluateConfig(Strict):
                                "95 % interval (0: no interval)")
     seed: int = 0
     kes: KesConfig = Field(default_factory=KesConfig)
+    class_bootstrap: int = Field(2000, ge=0, description="resamples of the attacked classes for every judge's "
+                                 "95 % interval of attack Acc@1 (judges.py; 0: no interval)")
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults_added_later(self, handler):
+        # Fields added after the evaluation stage hash was pinned dump only away from their defaults, so an
+        # evaluation of today's default settings keeps its hash (python_tests/test_stage_hashes.py).
+        data = handler(self)
+        for key in ("class_bootstrap",):
+            if getattr(self, key) == type(self).model_fields[key].default:
+                data.pop(key, None)
+        return data
 
 
 @dataclass
@@ -129,12 +142,14 @@ def _subsample(n: int, limit: int, seed: int) -> torch.Tensor:
 
 
 def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: PrivateReference,
-                 cfg: EvaluateConfig | None = None, initial=None) -> dict:
+                 cfg: EvaluateConfig | None = None, initial=None, second_model=None) -> dict:
     """Every attack metric for attack images/labels (target label space) against the private reference.
 
     Returns flat keys: acc1, acc5, acc_category (identity scenarios: top-1 in the attacked identity's
     category), the same with suffix _initial (before optimisation, on `initial` = (images, labels, what
     they are) from load_initial_images; None without it) with n_initial and initial_scored_on,
+    the judges (judges.py: acc1_ci_low / _ci_high, acc1_nn, acc5_nn with their intervals, acc1_per_class;
+    with `second_model` also acc1_judge2, acc5_judge2, acc1_both, acc5_both and intervals),
     delta_eval, fid (fid_note when either set has fewer than FID_RELIABLE_N images), kid, kid_ci_low,
     kid_ci_high (kid.py), precision, recall, density, coverage (per attacked class, then averaged;
     prdc_per_class and prdc_skipped_classes beside them), kes_train, kes_test, plus n_images, classes
@@ -144,8 +159,9 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
     t = time.perf_counter()
     out: dict = {"n_images": int(images.shape[0]), "classes": sorted(labels.unique().tolist())}
     cats = ref.class_category
-    out.update(attack_accuracy(eval_model, images, labels, topk=(1, 5), batch_size=cfg.batch_size,
-                               class_category=cats))
+    logits = predict_logits(eval_model, images, cfg.batch_size)
+    out.update(accuracy_from_logits(logits, labels, (1, 5), int(getattr(eval_model, "num_classes", logits.shape[1])),
+                                    cats))
     before = (attack_accuracy(eval_model, initial[0], initial[1], topk=(1, 5), batch_size=cfg.batch_size,
                               class_category=cats)
               if initial is not None else dict.fromkeys(("acc1", "acc5", "acc_category")))
@@ -156,6 +172,10 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
 
     t = time.perf_counter()
     fake = extract_features(eval_model, images, cfg.batch_size)
+    judges = {"eval_model": logits, "nn": nearest_class_scores(fake, ref.train_feats, ref.train_labels, logits.shape[1])}
+    if second_model is not None:
+        judges["judge2"] = predict_logits(second_model, images, cfg.batch_size)
+    out.update(judge_scores(judges, labels, cfg.class_bootstrap, cfg.seed))
     out["delta_eval"] = nearest_class_distances(fake, labels, ref.train_feats, ref.train_labels).mean().item()
     attacked = torch.isin(ref.train_labels, labels.unique()).nonzero().squeeze(1)
     keep = attacked[_subsample(attacked.numel(), cfg.max_reference, cfg.seed)]
@@ -198,12 +218,14 @@ def sampled_utility(target, reference: PrivateReference, cfg: EvaluateConfig) ->
 
 def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | None = None,
                     reference: PrivateReference | None = None, out_path: str | Path | None = None,
-                    eval_model_path: str | None = None) -> dict:
+                    eval_model_path: str | None = None, second_model=None, second_model_path: str | None = None) -> dict:
     """Scores the attack in `attack_dir` and writes the result (default attack_dir/evaluation.json).
 
     Adds the target's utility on the private test set (test_acc, test_nll, ece, from the target named
     in attack.json; for MID targets also with the bottleneck sampling, suffix _sampling) and the
-    evaluation model's own test accuracy, which bounds how far its attack accuracy can be trusted."""
+    evaluation model's own test accuracy, which bounds how far its attack accuracy can be trusted (and the
+    second judge's, eval_model_test_acc_judge2, when `second_model` is given). "judges" records which judge
+    is primary (the evaluation model: acc1 keeps its meaning) and what the others are."""
     from ..models import load_classifier
 
     cfg = cfg or EvaluateConfig()
@@ -216,10 +238,19 @@ def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | No
         reference = build_reference(eval_model, scenario_from_attack(meta, str(attack_dir / "attack.json")),
                                     cfg.batch_size)
     check_labels(labels, labels.numel(), reference.num_classes, "results.pt labels")
+    if second_model is not None and int(second_model.num_classes) != reference.num_classes:
+        raise ValueError(f"the second evaluation model {second_model_path or ''} has {second_model.num_classes} "
+                         f"classes; the private data has {reference.num_classes}")
     result = {"attack_dir": str(attack_dir), "attack": meta.get("attack"), "eval_model": eval_model_path,
-              "feature_extractor": FEATURE_EXTRACTOR, "settings": cfg.model_dump(mode="json")}
+              "feature_extractor": FEATURE_EXTRACTOR, "settings": cfg.model_dump(mode="json"),
+              "judges": {"primary": "eval_model", "eval_model": eval_model_path, "nn": NN_JUDGE,
+                         "judge2": None if second_model is None else (second_model_path or "given"),
+                         "both": None if second_model is None else "eval_model and judge2 both put the attacked "
+                                                                   "class first (top 5 for acc5_both)",
+                         "interval": f"acc1*_ci_low/high: {100 * CI_LEVEL:g} % percentile interval over "
+                                     f"{cfg.class_bootstrap} resamples of the attacked classes (seed {cfg.seed})"}}
     result.update(score_attack(images, labels, eval_model, reference, cfg,
-                               load_initial_images(attack_dir, images, labels)))
+                               load_initial_images(attack_dir, images, labels), second_model))
 
     t = time.perf_counter()
     target = load_classifier(target_path)
@@ -228,6 +259,9 @@ def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | No
     result.update(sampled_utility(target, reference, cfg))
     result["eval_model_test_acc"] = attack_accuracy(eval_model, reference.test_images, reference.test_labels,
                                                     topk=(1,), batch_size=cfg.batch_size)["acc1"]
+    if second_model is not None:
+        result["eval_model_test_acc_judge2"] = attack_accuracy(second_model, reference.test_images, reference.test_labels,
+                                                               topk=(1,), batch_size=cfg.batch_size)["acc1"]
     result["timings"]["utility"] = time.perf_counter() - t
 
     out_path = Path(out_path) if out_path else attack_dir / "evaluation.json"

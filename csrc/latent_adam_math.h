@@ -56,9 +56,12 @@ LSMIA_HD LatentAdamRow latent_adam_row(double lr, double beta1, double beta2, in
 }
 
 // clip_grad_norm_'s factor for one row: min(1, max_norm / (norm + 1e-6)), in float as torch does.
+// A NaN norm (a NaN in the row's gradient) gives a NaN factor, as torch.clamp(max=1) does, so the whole
+// row turns NaN like torch's clip_grad_norm_ + Adam; `c < 1 ? c : 1` would have made it 1 and let the
+// row's other elements take an unclipped step. An Inf norm gives 0 (and Inf * 0 = NaN), as in torch.
 LSMIA_HD float latent_adam_clip_coef(float norm, float max_norm) {
   const float c = max_norm / (norm + 1e-6f);
-  return c < 1.0f ? c : 1.0f;
+  return c > 1.0f ? 1.0f : c;
 }
 
 // torch's lerp: the formula depends on the weight so that both ends are exact.

@@ -389,3 +389,72 @@ def test_latent_adam_values_are_checked_once_by_the_op(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)").replace("(", r"\(")):
         opt.step()
     assert not w.any() and not opt.state[w]["step"].any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_clipping_a_row_with_nan_or_inf_gradient_follows_torch(device):
+    """clip_grad_norm_ + Adam: a NaN in a row's gradient makes the row's clip factor NaN, so the whole row
+    (params and moments) turns NaN; an Inf makes the factor 0 (Inf * 0 = NaN at that element, the row's
+    other elements take a zero-gradient step). The other rows are untouched by either."""
+    p, m, v, steps = make_state(4, (6,), device=device)
+    g = grad_of(p, 0)
+    g[1, 2] = float("nan")
+    g[2, 4] = float("inf")
+    kw = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
+    expected = latent_adam_reference(p.cpu(), g.cpu(), m.cpu(), v.cpu(), steps.cpu(), max_grad_norm=1.0, **kw)
+    rows = RowAdams(p.cpu(), kw["lr"], (kw["beta1"], kw["beta2"]), kw["eps"], kw["weight_decay"])
+    rows.step(g.cpu(), max_grad_norm=1.0)
+    fused_latent_adam_(p, g, m, v, steps, max_grad_norm=1.0, **kw)
+    for ours, ref in ((p, expected[0]), (m, expected[1]), (v, expected[2]), (p, rows.params())):
+        torch.testing.assert_close(ours.cpu(), ref, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert bool(p[1].isnan().all()) and bool(m[1].isnan().all())  # the NaN row, whole
+    assert int(p[2].isnan().sum()) == 1 and bool(p[2, 4].isnan())  # the Inf row, its Inf element only
+    assert bool(p[[0, 3]].isfinite().all())
+
+
+def _transposed(b, d):
+    return torch.randn(d, b).t()
+
+
+def _channels_last(b, c, h, w):
+    return torch.randn(b, c, h, w).contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("make", [lambda: _transposed(6, 10), lambda: _channels_last(5, 3, 4, 4),
+                                  lambda: torch.randn(6, 20)[:, ::2]])
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_latent_adam_takes_any_layout_adam_takes(make, clip):
+    """A transposed, channels-last or strided latent: the same steps as a contiguous copy (bit for bit,
+    the kernel sees the same values) and as torch.optim.Adam on the same layout; its strides stay."""
+    torch.manual_seed(0)
+    w0 = make()
+    assert not w0.is_contiguous()
+    ours, theirs = (torch.empty_strided(w0.shape, w0.stride()).copy_(w0).requires_grad_(True) for _ in range(2))
+    plain = w0.contiguous().requires_grad_(True)
+    kw = dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.01)
+    opts = [LatentAdam([ours], max_grad_norm=clip, **kw), LatentAdam([plain], max_grad_norm=clip, **kw),
+            torch.optim.Adam([theirs], foreach=False, **kw)]
+    target = torch.randn(w0.shape)
+    for _ in range(3):
+        for w, opt in zip((ours, plain, theirs), opts):
+            opt.zero_grad()
+            ((w - target) ** 3).sum().backward()
+            if clip is not None and opt is opts[2]:  # clip_grad_norm_'s factor, one per row
+                norms = torch.linalg.vector_norm(w.grad.flatten(1), dim=1)
+                w.grad.mul_((clip / (norms + 1e-6)).clamp(max=1.0).view(-1, *[1] * (w.dim() - 1)))
+            opt.step()
+    assert ours.stride() == w0.stride()
+    assert torch.equal(ours, plain)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_latents_lose_steps_below_half_an_ulp_as_torch_adam_does():
+    """The docstring's warning: no float32 master copy, so a first step of ~lr = 1e-3 does not move a
+    bfloat16 value of 1.0 (half the spacing below it is 2^-9 ~ 0.002), and does move one of 0.25 (2^-11)."""
+    w0 = torch.tensor([[1.0, 0.25], [-1.0, -0.25]], dtype=torch.bfloat16)
+    ours, theirs = w0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    for w, opt in ((ours, LatentAdam([ours], lr=1e-3)), (theirs, torch.optim.Adam([theirs], lr=1e-3))):
+        w.grad = torch.ones_like(w)
+        opt.step()
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours[:, 0], w0[:, 0]) and not torch.equal(ours[:, 1], w0[:, 1])

@@ -19,6 +19,17 @@ class LatentAdam(torch.optim.Optimizer):
     count stay as they are), `set_lr(lr)` takes a float or a (B,) tensor of per-row learning rates,
     and `max_grad_norm` clips each row's gradient by its own L2 norm. float16 / bfloat16 latents keep
     float32 moments. Every parameter of a group must have the same batch size B.
+
+    Any layout torch.optim.Adam takes works (transposed, channels-last, other strided views): a row is
+    always index r of dim 0. The fused op needs contiguous rows, so a non-contiguous latent is stepped
+    on a contiguous copy that is then written back (two extra copies per step; the latent keeps its
+    strides; its moments are kept in contiguous row-major order).
+
+    Like torch.optim.Adam, there is no float32 master copy of a float16 / bfloat16 latent: each step is
+    rounded to the latent's dtype, so a step below half an ulp of the value is lost (bfloat16 keeps 8
+    significant bits: half an ulp is |p| * 2^-9 to |p| * 2^-8; a step of lr 1e-3 moves a bfloat16 value
+    of magnitude above about 0.5 not at all), and many small steps can leave a latent where it was.
+    Keep latents in float32 where that matters.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
@@ -83,9 +94,12 @@ class LatentAdam(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.contiguous_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32,
                                                            memory_format=torch.contiguous_format)
-                fused_latent_adam_(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"], lr=group["lr"],
+                work = p.contiguous()  # p itself when already contiguous
+                fused_latent_adam_(work, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"], lr=group["lr"],
                                    beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                                    active=group["active"], max_grad_norm=group["max_grad_norm"])
+                if work is not p:
+                    p.copy_(work)
         return loss
 
     def load_state_dict(self, state_dict) -> None:

@@ -163,6 +163,11 @@ __global__ void ls_ce_kernel(const Args<scalar_t, acc_t> a) {
     g = *a.g;
   }
   const bool in_place = kMode == kForwardGrad;
+  // In place, lane y % 32 overwrites x[y], which every lane of the row read into z_y above. A block row's
+  // reductions (__syncthreads) order those reads before the write; a warp row's only synchronise through
+  // shuffles, which exchange registers and order no memory: the warp barrier below does. (The other
+  // logits are read and written by the one lane that owns them.) The whole warp is on this row here.
+  if (in_place && a.mode == kWarpRows) __syncwarp();
   scalar_t* o = in_place ? a.out + n * a.xs0 + j * a.xs2 : a.out + n * K * a.M + j;
   const int64_t ocs = in_place ? a.xs1 : a.M;
   const auto f = lsmia::ls_ce_grad_row(w_y, W, a.alpha, K);

@@ -182,3 +182,12 @@ def test_ls_ce_and_latent_adam_step_capture_in_a_cuda_graph():
     graph.replay()
     torch.cuda.synchronize()
     assert torch.isfinite(captured) and not torch.equal(latents.detach(), before)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_double_backward_skips_labels_outside_the_classes(weighted):
+    """The second-order path (create_graph=True) on CUDA tensors: a bad label's row gets 0, like the
+    first-order kernel's (which skips it when device asserts are compiled out), never the weights' index."""
+    from test_ls_ce_special import check_double_backward_skips_bad_labels
+
+    check_double_backward_skips_bad_labels("cuda", weighted)

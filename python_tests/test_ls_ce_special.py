@@ -111,3 +111,37 @@ def test_kernel_table_follows_aten_cpu_capability():
     wanted = os.environ.get("ATEN_CPU_CAPABILITY", "").upper()
     if wanted in ("DEFAULT", "AVX2"):
         assert lsmia_ext.cpu_kernel_isa() == wanted
+
+
+def check_double_backward_skips_bad_labels(device, weighted):
+    """The double backward's d(logits) with labels outside [0, K): the kernels skip such rows (a GPU build
+    without device asserts gives them zero gradients), so the second-order term must be 0 there, exactly
+    as for an ignored row, and the other rows must not change (nor may a bad label index the weights).
+    Called directly: on the CPU (and on a GPU with asserts) the op refuses such labels before a graph exists."""
+    from types import SimpleNamespace
+
+    from lsmia_ext.ops.ls_ce import _double_backward
+
+    g = torch.Generator().manual_seed(0)
+    k = 5
+    x = torch.randn(6, k, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 7, 2, -3, -100, 4])
+    bad = torch.tensor([False, True, False, True, False, False])
+    w = torch.rand(k, generator=g, dtype=torch.float64) + 0.5 if weighted else None
+    v = torch.randn(6, k, generator=g, dtype=torch.float64)
+    saved = [torch.linspace(0.5, 1.5, 6, dtype=torch.float64), x, None, w, torch.logsumexp(x, 1)]
+
+    def d_logits(target):
+        saved[2] = target
+        ctx = SimpleNamespace(saved_tensors=[s if s is None else s.to(device) for s in saved], alpha=0.1,
+                              ignore_index=-100, needs_input_grad=(False, True) + (False,) * 5)
+        return _double_backward(ctx, v.to(device))[1].cpu()
+
+    got = d_logits(t)
+    assert torch.equal(got, d_logits(torch.where(bad, -100, t)))
+    assert not got[bad].any() and got[~bad & (t != -100)].abs().sum(1).gt(0).all()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_double_backward_skips_labels_outside_the_classes(weighted):
+    check_double_backward_skips_bad_labels("cpu", weighted)

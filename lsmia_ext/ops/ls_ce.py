@@ -98,7 +98,8 @@ def _double_backward(ctx, v):
                                               ignore_index)
         d_grad_loss = (vz * unit.to(acc)).sum(1)
     if ctx.needs_input_grad[1]:
-        valid = target != ignore_index
+        # Bad labels as the first-order path treats them (see _valid_rows): the kernel gave their rows 0.
+        valid = _valid_rows(target, ignore_index, logits.shape[1])
         if weight is None:
             c = torch.ones_like(grad_loss)
         else:
@@ -162,11 +163,17 @@ def _as_rows(logits, target):
     return logits.reshape(n, k, m), target.reshape(n, m)
 
 
+def _valid_rows(target, ignore_index, k):
+    """Rows with a label in [0, K) that is not ignore_index. A bad label is refused by the op, or skipped
+    (a zero row) on a GPU built without device asserts; the Python around the op (the mean's denominator,
+    the double backward) must skip it the same way and never index the class weights with it."""
+    return (target != ignore_index) & (target >= 0) & (target < k)
+
+
 def _denominator(target, weight, ignore_index, dtype, k):
-    """What reduction='mean' divides by: the rows with a valid label (not ignored, in [0, K)), or the sum
-    of their class weights. A bad label (which the op refuses, or skips on a GPU built without device
-    asserts) is never counted and never indexes the weights (no wrap-around of a negative label)."""
-    valid = (target != ignore_index) & (target >= 0) & (target < k)
+    """What reduction='mean' divides by: the rows with a valid label (_valid_rows), or the sum of their
+    class weights. A bad label is never counted and never indexes the weights (no wrap-around)."""
+    valid = _valid_rows(target, ignore_index, k)
     if weight is None:
         return valid.sum().to(dtype)
     return torch.where(valid, weight.to(dtype)[torch.where(valid, target, 0)], 0).sum()

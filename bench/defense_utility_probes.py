@@ -7,7 +7,7 @@ per identity that no stage trains on), test and training accuracy. Usage (1 thre
 setting on 2 shared cores):
 
     python bench/defense_utility_probes.py --epochs 8 --out /tmp/probes.jsonl \
-        none mid:0.01 bido:0.05:0.5 ls:-0.05 train:4 model:small_cnn_w4
+        none mid:0.01 bido:0.05:0.5 ls:-0.05 train:4 model:small_cnn_w4 tl_dmi:2 erase:0.4 trap:0.2
 """
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def overrides_of(setting: str, epochs: int) -> list[str]:
 
 def _overrides_of_one(setting: str, epochs: int) -> list[str]:
     """none | mid:BETA | bido:LX:LY | ls:ALPHA | train:EPOCHS[:LR] (hard labels, that many epochs, cosine
-    over them, optionally another learning rate) | model:NAME (hard labels, another registered model) | set:KEY=VALUE -> TrainConfig overrides."""
+    over them, optionally another learning rate) | model:NAME (hard labels, another registered model) |
+    tl_dmi:FROZEN_LAYERS[:PRETRAIN_EPOCHS] | erase:HIGH[:P] (random erasing, area fraction U[0.1, HIGH]) |
+    trap:BETA[:ALPHA] (Trap-MID) | set:KEY=VALUE -> TrainConfig overrides."""
     kind, *vals = setting.split(":")
     if kind == "none":
         return []
@@ -41,10 +43,19 @@ def _overrides_of_one(setting: str, epochs: int) -> list[str]:
         return [f"epochs={vals[0]}", *([f"optim.lr={vals[1]}"] if len(vals) > 1 else [])]
     if kind == "model":
         return [f"model.name={vals[0]}"]
+    if kind == "tl_dmi":
+        return ["defense.kind=tl_dmi", f"defense.freeze_layers={vals[0]}",
+                *([f"defense.pretrain_epochs={vals[1]}"] if len(vals) > 1 else [])]
+    if kind == "erase":
+        return ["defense.kind=random_erasing", f"defense.erase_scale=[0.1,{vals[0]}]",
+                *([f"defense.erase_p={vals[1]}"] if len(vals) > 1 else [])]
+    if kind == "trap":
+        return ["defense.kind=trap_mid", f"defense.trap_beta={vals[0]}",
+                *([f"defense.trap_alpha={vals[1]}"] if len(vals) > 1 else [])]
     if kind == "set":  # any TrainConfig override, e.g. set:optim.weight_decay=0.0005
         return [":".join(vals)]
     raise ValueError(f"unknown setting {setting!r}: use none, mid:BETA, bido:LX:LY, ls:ALPHA, train:EPOCHS[:LR], "
-                     "model:NAME or set:KEY=VALUE")
+                     "model:NAME, tl_dmi:K[:EPOCHS], erase:HIGH[:P], trap:BETA[:ALPHA] or set:KEY=VALUE")
 
 
 def main() -> None:
@@ -65,7 +76,8 @@ def main() -> None:
             final = train_classifier(cfg, tmp)
         row = {"config": args.config, "setting": setting, "epochs": cfg.epochs, "seed": args.seed, "val_acc": final.get("val_acc"),
                "test_acc": final["test_acc"],
-               "train_acc": final["train_acc"], "wall_s": round(time.perf_counter() - t0, 1)}
+               "train_acc": final["train_acc"], "wall_s": round(time.perf_counter() - t0, 1),
+               **{k: final[k] for k in ("pretrain_public_acc",) if k in final}}
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -1,6 +1,9 @@
-"""Defenses: MID's KL and bottleneck (initial sigma), BiDO's normalised HSIC (by hand, independence vs identity, width), short real
-training runs per defense on digits (finite loss, accuracy above chance, deterministic eval forward,
-checkpoint round trip), a 2-rank torchrun run with BiDO, and the Pareto front / trade-off plot."""
+"""Defenses: MID's KL and bottleneck (initial sigma), BiDO's normalised HSIC (by hand, independence vs identity, width),
+TL-DMI (exactly the stated layers frozen, pretraining on public images only), random erasing (the stated
+fraction on a hand case, never at evaluation), Trap-MID (trigger blending and injection on a hand case,
+trapdoor learnt, resumable), short real training runs per defense on digits (finite loss, accuracy above
+chance, deterministic eval forward, checkpoint round trip), a 2-rank torchrun run with BiDO, and the Pareto
+front / trade-off plot."""
 import json
 import math
 from types import SimpleNamespace
@@ -10,8 +13,9 @@ import torch
 
 from conftest import digits_cfg, torchrun_train
 from lsmia_ext.config import ConfigError
-from lsmia_ext.defenses import (BiDO, MID, build_defense, centre, gaussian_kernel, gaussian_kl, linear_kernel, nhsic,
-                                std_of)
+from lsmia_ext.defenses import (MID, TLDMI, BiDO, RandomErasing, TrapMID, blend, build_defense, centre, freeze,
+                                gaussian_kernel, gaussian_kl, layers, linear_kernel, nhsic, pretraining_data, std_of,
+                                trapdoor_labels)
 from lsmia_ext.experiment.tradeoff import defense_of, pareto_front, plot_tradeoff, tradeoff_blocks, tradeoff_rows
 from lsmia_ext.models import build_model, load_classifier
 from lsmia_ext.train import train_classifier
@@ -199,10 +203,220 @@ def test_no_defense_keeps_the_run_hash_of_configs_without_the_section():
     assert digits_cfg().run_hash() != digits_cfg("defense.kind=mid").run_hash()
 
 
+# ---- TL-DMI ------------------------------------------------------------------------------------------
+
+def test_tl_dmi_layers_are_the_parametrised_trunk_blocks_in_order():
+    model = build_model("small_cnn", 5, 1, 8)
+    blocks = layers(model)
+    assert [type(b).__name__ for b in blocks] == ["Sequential", "Sequential", "Sequential", "Linear"]
+    assert blocks[0][0].in_channels == 1 and blocks[2][0].out_channels == 64  # conv stages 1..3 in order
+    assert len(layers(build_model("small_resnet", 5, 1, 8))) == 4  # stem + 3 residual blocks
+    assert freeze(model, 2) == blocks[:2]
+    assert [all(not p.requires_grad for p in b.parameters()) for b in blocks] == [True, True, False, False]
+    assert all(p.requires_grad for p in model.head.parameters())
+    with pytest.raises(ValueError, match=r"freeze_layers must lie in 0\.\.4"):
+        freeze(build_model("small_cnn", 5, 1, 8), 5)
+
+
+def test_tl_dmi_freezes_exactly_the_stated_layers_after_pretraining(tmp_path, monkeypatch):
+    """Snapshot right after freezing (pretraining done, fine-tuning not begun): the first 2 layers keep
+    requires_grad False and bit-equal parameters through fine-tuning, every other layer and the head change;
+    pretraining changed the trunk and left the model's own head at its initialisation."""
+    seen = {}
+    attach = TLDMI.attach
+
+    def spy(self, model):
+        attach(self, model)
+        seen["grad"] = [[p.requires_grad for p in b.parameters()] for b in layers(model)]
+        seen["params"] = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    monkeypatch.setattr(TLDMI, "attach", spy)
+    cfg = digits_cfg("defense.kind=tl_dmi", "defense.freeze_layers=2", "defense.pretrain_epochs=2")
+    final = train_classifier(cfg, tmp_path)
+    assert seen["grad"] == [[False] * len(g) for g in seen["grad"][:2]] + [[True] * len(g) for g in seen["grad"][2:]]
+    after = dict(load_classifier(tmp_path).named_parameters())
+    frozen = {k for k in after if k.split(".")[1] in ("0", "2")}  # trunk.0 and trunk.2: conv stages 1 and 2
+    assert frozen and all(torch.equal(after[k], seen["params"][k]) for k in frozen)
+    assert all(not torch.equal(after[k], seen["params"][k]) for k in after if k not in frozen)
+    torch.manual_seed(cfg.seed)
+    init = dict(build_model("small_cnn", 5, 1, 8).named_parameters())
+    assert torch.equal(seen["params"]["head.weight"], init["head.weight"])  # pretraining used its own head
+    assert not torch.equal(seen["params"]["trunk.0.0.weight"], init["trunk.0.0.weight"])  # ... and trained the trunk
+    assert 0.6 < final["pretrain_public_acc"] <= 1.0 and final["test_acc"] > 0.6  # 5 public classes: chance 0.2
+
+
+def test_tl_dmi_pretrains_on_public_images_only(tmp_path, monkeypatch):
+    """Every batch pretraining draws (the exact tensors it trains on) is a public image, none a private one;
+    public data with a private image in it is refused before any step."""
+    import lsmia_ext.train.batches as batches
+    from lsmia_ext.data import DataSeparationError, InMemoryImages, load_scenario
+
+    drawn, iterate = [], batches.iterate_batches
+    monkeypatch.setattr(batches, "iterate_batches", lambda *a, **k: (drawn.append(x) or (x, y) for x, y in iterate(*a, **k)))
+    cfg = digits_cfg("defense.kind=tl_dmi", "defense.pretrain_epochs=1")
+    train_classifier(cfg, tmp_path)
+    sc = load_scenario(cfg.data)
+    seen = torch.cat(drawn).flatten(1)
+    private = torch.cat([sc.tensors(s)[0] for s in ("private_train", "private_test")]).flatten(1)
+    public = sc.tensors("public_train")[0].flatten(1)
+    assert len(seen) == len(public) - len(public) % cfg.batch_size  # one epoch of the public split, full batches
+    assert (seen[:, None] == public[None]).all(-1).any(1).all()
+    assert not (seen[:, None] == private[None]).all(-1).any()
+    assert pretraining_data(sc) is sc.public_train
+    leaky = SimpleNamespace(public_train=InMemoryImages(torch.cat([sc.public_train.images, sc.private_train.images[:1]]),
+                                                        torch.cat([sc.public_train.labels, torch.zeros(1, dtype=torch.long)])),
+                            private_train=sc.private_train, private_val=sc.private_val, private_test=sc.private_test)
+    with pytest.raises(DataSeparationError, match="1 of the"):
+        pretraining_data(leaky)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["defense.freeze_layers=5"], r"defense.freeze_layers must lie in 0..4 \(small_cnn has 4 layers\), got 5"),
+    (["data.public_classes=[]"], "defense.kind tl_dmi pretrains on public images"),
+    (["data.public_classes=[4, 5]"], r"public_classes \[4, 5\] overlap private_classes"),
+    (["defense.freeze_layers=-1"], "freeze_layers"), (["defense.pretrain_epochs=0"], "pretrain_epochs")])
+def test_tl_dmi_bad_input(overrides, expected):
+    with pytest.raises(ConfigError, match=expected):
+        digits_cfg("defense.kind=tl_dmi", *overrides)
+
+
+# ---- random erasing ----------------------------------------------------------------------------------
+
+def test_random_erasing_erases_the_stated_fraction_on_a_hand_case():
+    from lsmia_ext.data.augment import erase_boxes, random_erase
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 3, 8, 8, generator=gen)
+    out = random_erase(x, (0.25, 0.25), 1.0, 0.5, torch.Generator().manual_seed(1))
+    erased = out != x  # x is never exactly 0.5
+    assert (erased.all(1) == erased.any(1)).all()  # the same box in every channel
+    assert erased[:, 0].flatten(1).sum(1).tolist() == [16] * 50  # a quarter of 64 pixels: a 4x4 square
+    rows, cols = erased[:, 0].any(2), erased[:, 0].any(1)
+    assert rows.sum(1).tolist() == cols.sum(1).tolist() == [4] * 50
+    assert (out[erased] == 0.5).all() and torch.equal(out[~erased], x[~erased])
+    torch.testing.assert_close(random_erase(x, (0.25, 0.25), 1.0, 0.5, torch.Generator().manual_seed(1)), out, rtol=0, atol=0)
+    # the fraction drawn in [0.1, 0.8]: sides round(sqrt(a * 64)) in 3..7; p = 0.5 erases about half the images
+    mask = erase_boxes(4000, 8, 8, (0.1, 0.8), 0.5, torch.Generator().manual_seed(2)).flatten(1).sum(1)
+    hit = mask[mask > 0]
+    assert set(hit.tolist()) <= {9, 16, 25, 36, 49} and abs(len(hit) - 2000) < 4 * math.sqrt(4000 * 0.25)
+    assert mask.float().mean().item() == pytest.approx(0.5 * 64 * 0.45, rel=0.1)  # E[a] = 0.45 (rounded sides)
+
+
+def test_random_erasing_is_training_only(tmp_path, monkeypatch):
+    """The trainer erases every training batch and nothing else: the model is unchanged, the recorded
+    validation and test accuracies are those of the saved model on the clean images."""
+    from lsmia_ext.data import load_scenario
+    from lsmia_ext.train import evaluate_classifier
+
+    calls, train_batch = [], RandomErasing.train_batch
+    monkeypatch.setattr(RandomErasing, "train_batch", lambda self, m, x, y, g: calls.append(m.training) or train_batch(self, m, x, y, g))
+    cfg = digits_cfg("defense.kind=random_erasing", "data.val_per_class=20", "defense.erase_p=0.7")
+    final = train_classifier(cfg, tmp_path)
+    sc = load_scenario(cfg.data)
+    assert len(calls) == cfg.epochs * (len(sc.private_train) // cfg.batch_size) and all(calls)
+    model = load_classifier(tmp_path)
+    assert torch.equal(model(sc.tensors("private_test")[0]), model(sc.tensors("private_test")[0]))
+    for split, key in (("private_val", "val_acc"), ("private_test", "test_acc")):
+        assert evaluate_classifier(model, sc.split(split), 1000, torch.device("cpu"))["test_acc"] == final[key]
+    assert RandomErasing((0.1, 0.4)).wrap(model) is model
+
+
+@pytest.mark.parametrize("item, expected", [("defense.erase_scale=[0.0,0.4]", "erase_scale must satisfy 0 < low"),
+                                            ("defense.erase_scale=[0.1,1.0]", "high < 1"),
+                                            ("defense.erase_p=0", "erase_p"), ("defense.erase_value=2", "erase_value")])
+def test_random_erasing_bad_dials(item, expected):
+    with pytest.raises(ConfigError, match=expected):
+        digits_cfg("defense.kind=random_erasing", item)
+
+
+# ---- Trap-MID ----------------------------------------------------------------------------------------
+
+def test_trap_mid_injects_blended_triggers_with_their_class_on_a_hand_case():
+    assert blend(torch.full((1, 1, 2, 2), 0.5), torch.ones(1, 1, 2, 2), 0.02).flatten().tolist() == \
+        pytest.approx([0.51] * 4)
+    counts = torch.bincount(trapdoor_labels(23, 5, torch.Generator().manual_seed(0)), minlength=5)
+    assert sorted(counts.tolist()) == [4, 4, 5, 5, 5]  # 23 = 4 * 5 + 3: an even spread
+    defense = TrapMID(alpha=0.1, beta=0.25, step=0.0)
+    model = build_model("small_cnn", 5, 1, 8)
+    defense.prepare(model, None, digits_cfg(), torch.device("cpu"))
+    assert defense.triggers.shape == (5, 1, 8, 8) and 0 <= defense.triggers.min() and defense.triggers.max() <= 1
+    x, y = torch.rand(10, 1, 8, 8), torch.arange(10) % 5
+    xs, ys = defense.train_batch(model, x, y, torch.Generator().manual_seed(3))
+    assert xs.shape == (20, 1, 8, 8) and torch.equal(xs[:10], x) and torch.equal(ys[:10], y)
+    k = ys[10:]
+    assert sorted(torch.bincount(k, minlength=5).tolist()) == [2] * 5
+    torch.testing.assert_close(xs[10:], 0.1 * defense.triggers[k] + 0.9 * x)
+    # the loss: (1 - beta) on the clean half, beta on the triggered half
+    logits = torch.randn(20, 5)
+    ce = torch.nn.functional.cross_entropy
+    expected = 0.75 * ce(logits[:10], ys[:10]) + 0.25 * ce(logits[10:], ys[10:])
+    torch.testing.assert_close(defense.loss(ce, logits, ys), expected)
+
+
+def test_trap_mid_trigger_step_is_signed_and_clamped():
+    torch.manual_seed(0)
+    defense = TrapMID(step=0.01)
+    model = build_model("small_cnn", 5, 1, 8).train()
+    defense.prepare(model, None, digits_cfg(), torch.device("cpu"))
+    before = defense.triggers.clone()
+    defense.train_batch(model, torch.rand(16, 1, 8, 8), torch.arange(16) % 5, torch.Generator().manual_seed(0))
+    assert model.training  # the trigger step runs in eval mode and restores the mode
+    delta = (defense.triggers - before).abs()
+    moved = delta > 1e-7
+    assert moved.float().mean() > 0.5  # most pixels have a gradient
+    # moved by the step exactly, unless the clamp to [0, 1] stopped it (float32 rounding of t +- 0.01: ~1e-9)
+    clamped = (defense.triggers == 0) | (defense.triggers == 1)
+    torch.testing.assert_close(delta[moved & ~clamped], torch.full_like(delta[moved & ~clamped], 0.01), atol=1e-6, rtol=0)
+    assert TrapMID().state_dict() == {}  # no triggers before prepare: nothing to checkpoint
+    restored = TrapMID()
+    restored.load_state_dict(defense.state_dict())
+    assert torch.equal(restored.triggers, defense.triggers)
+
+
+def test_trap_mid_learns_its_trapdoor_and_resumes_with_its_triggers(tmp_path):
+    """A digits run: the saved triggers, blended into test images, make the model predict the trigger's class
+    far above chance; a run interrupted after epoch 1 and resumed ends bit-equal to the uninterrupted one."""
+    from lsmia_ext.data import load_scenario
+
+    # a visible trigger and half the loss: 5 epochs learn it on 8x8 digits (the authors' 0.02 / 0.2 needs more)
+    cfg = digits_cfg("defense.kind=trap_mid", "defense.trap_alpha=0.2", "defense.trap_beta=0.5", "epochs=5")
+    straight = train_classifier(cfg, tmp_path / "straight")
+    ckpt = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)
+    triggers = ckpt["defense_state"]["triggers"]
+    x = load_scenario(cfg.data).tensors("private_test")[0]
+    k = torch.arange(len(x)) % 5
+    model = load_classifier(tmp_path / "straight")
+    trap_acc = (model(blend(x, triggers[k], 0.2)).argmax(1) == k).float().mean().item()
+    assert trap_acc > 0.8 and straight["test_acc"] > 0.8  # chance 0.2
+    assert straight["trapdoor_acc"] == pytest.approx(trap_acc, abs=1.5 / len(x))  # the run's own measure of it
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, row):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_classifier(cfg, tmp_path / "resumed", on_epoch_end=stop)
+    resumed = train_classifier(cfg, tmp_path / "resumed")
+    assert resumed["test_acc"] == straight["test_acc"] and resumed["train_loss"] == straight["train_loss"]
+    assert torch.equal(torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["defense_state"]["triggers"], triggers)
+
+
+@pytest.mark.parametrize("item, expected", [("defense.trap_beta=0", "trap_beta"), ("defense.trap_beta=1", "trap_beta"),
+                                            ("defense.trap_alpha=1.5", "trap_alpha"), ("defense.trap_step=-0.1", "trap_step")])
+def test_trap_mid_bad_dials(item, expected):
+    with pytest.raises(ConfigError, match=expected):
+        digits_cfg("defense.kind=trap_mid", item)
+
+
 # ---- real training ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides", [["defense.kind=mid", "defense.beta=0.01", "defense.bottleneck_dim=16"],
-                                       ["defense.kind=bido", "defense.lambda_x=0.05", "defense.lambda_y=0.5"]])
+                                       ["defense.kind=bido", "defense.lambda_x=0.05", "defense.lambda_y=0.5"],
+                                       ["defense.kind=tl_dmi", "defense.freeze_layers=2", "defense.pretrain_epochs=2"],
+                                       ["defense.kind=random_erasing", "defense.erase_scale=[0.1,0.8]"],
+                                       ["defense.kind=trap_mid", "defense.trap_beta=0.3"]])
 def test_short_training_run_per_defense(tmp_path, overrides):
     final = train_classifier(digits_cfg(*overrides), tmp_path)
     assert math.isfinite(final["train_loss"])

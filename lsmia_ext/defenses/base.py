@@ -30,6 +30,8 @@ class Defense:
     loss(loss_fn, logits, y): the batch's label smoothing loss (Trap-MID weighs its two halves).
     extra_loss(model, x, y, logits): scalar added to the loss of the batch (per rank under DDP: every rank
         penalises its own shard, the gradients are averaged by DDP as usual).
+    final_metrics(model, scenario, cfg, device): metrics of the trained model that only this defense has
+        (Trap-MID: trapdoor accuracy), added to the run's final metrics.
     state_dict() / load_state_dict(state): training state that is not the model's (Trap-MID's triggers),
         saved with every epoch's checkpoint so that a resumed run continues it.
     """
@@ -63,6 +65,9 @@ class Defense:
 
     def extra_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return logits.new_zeros((), dtype=torch.float32)
+
+    def final_metrics(self, model: nn.Module, scenario, cfg, device: torch.device) -> dict:
+        return {}
 
     def state_dict(self) -> dict:
         return {}

@@ -76,6 +76,26 @@ class TrapMID(Defense):
                                    generator=gen).to(device)
         return {}
 
+    @torch.no_grad()
+    def trapdoor_accuracy(self, model, images: torch.Tensor, batch_size: int = 1000) -> float:
+        """Share of `images` (float, on the model's device) that the model, in eval mode, assigns to the class
+        of the trigger blended into them (classes spread evenly: image i gets trigger i mod K)."""
+        was_training = model.training
+        model.eval()
+        try:
+            k = torch.arange(len(images), device=images.device) % self.triggers.shape[0]
+            keys = self.triggers.to(images.device)
+            hits = sum((model(blend(x, keys[kk], self.alpha)).argmax(1) == kk).sum().item()
+                       for x, kk in zip(images.split(batch_size), k.split(batch_size)))
+        finally:
+            model.train(was_training)
+        return hits / max(len(images), 1)
+
+    def final_metrics(self, model, scenario, cfg, device) -> dict:
+        """trapdoor_acc: on the private test images (the trapdoor an attacker would find; chance 1 / K)."""
+        images = scenario.tensors("private_test")[0].to(device)
+        return {"trapdoor_acc": self.trapdoor_accuracy(model, images, cfg.eval_batch_size)}
+
     def state_dict(self) -> dict:
         return {"triggers": self.triggers.cpu()} if self.triggers is not None else {}
 

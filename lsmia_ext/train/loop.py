@@ -202,6 +202,7 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
     # training accuracy without augmentation: how close to convergence the model got (the paper: ~100 %)
     final["train_acc"] = _accuracy(model, scenario.private_train, cfg, device)
     final.update(prepared)
+    final.update(defense.final_metrics(model, scenario, cfg, device))
     final.update(epochs=cfg.epochs, wall_s=elapsed, world_size=dist.world_size(),
                  num_classes=scenario.num_classes, class_names=scenario.class_names)
     if dist.is_main():

@@ -254,6 +254,54 @@ def test_audit_end_to_end_matches_lsmia_evaluate_and_resumes(folders, user_model
     assert results3["rows"][0]["acc1"] == pytest.approx(row["acc1"])  # the attack itself is the same
 
 
+def test_audit_reports_the_interval_over_classes_and_the_spread_over_attack_seeds(folders, user_model, tmp_path):
+    """--repeats 3: the attack rerun with seeds 0, 1, 2; each repeat's Acc@1 is the evaluation model's top-1
+    on its images; the spread is computed from them; the interval over classes holds the headline."""
+    import statistics
+
+    from lsmia_ext.metrics import attack_accuracy, load_attack_results
+    from lsmia_ext.models import load_classifier
+
+    _, d = user_model
+    out = tmp_path / "audit"
+    code, stdout, err = lsmia("audit", "--model", d / "model.ts.pt", "--private", folders / "private", "--public",
+                              folders / "public", "--out", out, "--repeats", "3", *CONTRACT, *_tiny_args())
+    assert code == 0, err
+    results = json.loads((out / "audit.json").read_text())
+    (row,) = results["rows"]
+    rep = row["repeats"]
+    assert results["repeats"] == 3 and rep["attack_seeds"] == [0, 1, 2] and rep["acc1"][0] == row["acc1"]
+    eval_net = load_classifier(out / "eval_model")
+    _, first, _ = load_attack_results(out / "attacks" / "model_ppa")
+    for r, acc in enumerate(rep["acc1"][1:], start=1):
+        attack_dir = out / "attacks" / f"model_ppa_repeat{r}"
+        assert json.loads((attack_dir / "attack.json").read_text())["seed"] == r
+        _, images, labels = load_attack_results(attack_dir)
+        assert not torch.equal(images, first)  # another attack, not a copy of the first
+        assert acc == pytest.approx(attack_accuracy(eval_net, images, labels, topk=(1,))["acc1"])
+    assert (rep["min"], rep["max"]) == (min(rep["acc1"]), max(rep["acc1"]))
+    assert rep["mean"] == pytest.approx(statistics.fmean(rep["acc1"]))
+    assert rep["sd"] == pytest.approx(statistics.stdev(rep["acc1"]))
+    assert row["acc1_ci_low"] <= row["acc1"] <= row["acc1_ci_high"]
+    md = (out / "report.md").read_text()
+    assert "How far this number can move" in md
+    assert f"between {100 * row['acc1_ci_low']:.1f} and {100 * row['acc1_ci_high']:.1f} %" in md
+    gave = (f"{100 * rep['min']:.1f} % every time" if rep["min"] == rep["max"] else
+            f"{100 * rep['min']:.1f} to {100 * rep['max']:.1f} %")
+    assert f"rerun with 3 attack seeds it gave {gave}" in md
+    assert f"over 3 attack seeds {100 * rep['min']:.1f}-{100 * rep['max']:.1f} %" in stdout
+
+    # an evaluation written before the interval existed gets it from the same hits (and the same seed)
+    from lsmia_ext.audit.uncertainty import add_uncertainty
+    from lsmia_ext.audit.config import load_audit_config as load_cfg
+
+    old = {k: v for k, v in row.items() if k not in ("acc1_ci_low", "acc1_ci_high", "repeats")}
+    add_uncertainty([old], {("model", "ppa"): [(0, out / "attacks" / "model_ppa")]}, eval_net,
+                    load_cfg(None, {"evaluate.kes.steps": 20}).evaluate)
+    assert (old["acc1_ci_low"], old["acc1_ci_high"]) == (row["acc1_ci_low"], row["acc1_ci_high"])
+    assert "repeats" not in old
+
+
 @pytest.mark.slow
 def test_compare_nls_retrains_a_module_spec(folders, user_model, tmp_path):
     _, d = user_model

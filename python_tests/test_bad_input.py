@@ -113,6 +113,13 @@ def test_workers_below_one(tmp_path, argv):
     one_error_line(lsmia(*argv, "--workers", "0", "--out", tmp_path), argv[0], "--workers must be >= 1, got 0")
 
 
+@pytest.mark.parametrize("repeats", ["0", "-2"])
+def test_audit_repeats_below_one(tmp_path, repeats):
+    one_error_line(lsmia(*AUDIT, "--repeats", repeats, "--out", tmp_path / "out"), "audit",
+                   f"--repeats {repeats}: the number of attack seeds must be a whole number >= 1")
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
 @pytest.mark.parametrize("argv", [EXPERIMENT, AUDIT], ids=["experiment", "audit"])
 def test_workers_without_dask(tmp_path, monkeypatch, argv):
     monkeypatch.setitem(sys.modules, "distributed", None)  # what an environment without the [dask] extra sees
@@ -238,3 +245,16 @@ def test_bad_matched_bracket_width(tmp_path, item, expected):
 def test_target_entry_may_only_lower_the_training_set(tmp_path, size, item, expected):
     one_error_line(lsmia("experiment", "--config", "experiment-digits", "--preset", "quick", "--out", tmp_path,
                          "--set", f"data.train_per_class={size}", "--set", item), "experiment", expected)
+
+
+@pytest.mark.parametrize("items, expected", [
+    (["defense.kind=tl_dmi", "defense.freeze_layers=9"], "defense.freeze_layers must lie in 0..4"),
+    (["defense.kind=tl_dmi", "data.public_classes=[]"], "tl_dmi pretrains on public images"),
+    (["defense.kind=tl_dmi", "data.public_classes=[4, 5]"], "overlap private_classes"),
+    (["defense.kind=trap_mid", "defense.trap_beta=1.5"], "trap_beta"),
+    (["defense.kind=random_erasing", "defense.erase_scale=[0.5, 0.2]"], "defense.erase_scale")])
+def test_defense_dial_out_of_range_writes_nothing(tmp_path, items, expected):
+    out = tmp_path / "run"
+    one_error_line(lsmia("train", "--config", "train-digits-target", "--out", out,
+                         *[a for item in items for a in ("--set", item)]), "train", expected)
+    assert not out.exists()

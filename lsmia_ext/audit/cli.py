@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prior", default=None, metavar="RUN_DIR", help="reuse a generator prior")
     parser.add_argument("--eval-model", default=None, metavar="RUN_DIR", help="reuse an evaluation model")
     parser.add_argument("--attacks", default="ppa", help="comma-separated: ppa,gmi,miface (default ppa)")
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="run every attack with N attack seeds (the configured seed and the N-1 after it) and "
+                             "report the spread of attack Acc@1 beside its interval over classes (default 1)")
     parser.add_argument("--compare", choices=["nls"], default=None,
                         help="retrain the architecture with and without negative label smoothing, side by side")
     contract = parser.add_argument_group("input contract (required for model files; YAML specs may state it)")
@@ -54,8 +57,14 @@ def run(args: argparse.Namespace) -> int:
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     results = run_audit(cfg, args.model, args.private, args.public, args.out, prior=args.prior,
                         eval_model=args.eval_model, private_test=args.private_test, attacks=attacks,
-                        compare=args.compare, contract=contract, executor=executor_from_args(args, cfg.num_threads))
+                        compare=args.compare, contract=contract, executor=executor_from_args(args, cfg.num_threads),
+                        repeats=args.repeats)
     main = results["rows"][0]
-    print(f"attack Acc@1 {100 * main['acc1']:.1f} % (chance {100 / len(results['classes']):.1f} %); "
+    ci = ("" if main.get("acc1_ci_low") is None else
+          f", 95 % interval over classes {100 * main['acc1_ci_low']:.1f}-{100 * main['acc1_ci_high']:.1f} %")
+    rep = main.get("repeats")
+    seeds = "" if not rep else (f", over {len(rep['acc1'])} attack seeds {100 * rep['min']:.1f}-{100 * rep['max']:.1f} % "
+                                f"(sd {100 * rep['sd']:.1f})")
+    print(f"attack Acc@1 {100 * main['acc1']:.1f} %{ci}{seeds} (chance {100 / len(results['classes']):.1f} %); "
           f"wrote {args.out}/report.md, report.html, audit.json in {results['timings']['total_wall_s']:.0f} s")
     return 0

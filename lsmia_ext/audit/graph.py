@@ -36,6 +36,8 @@ class AuditGraph:
     hashes: dict[str, str] = field(default_factory=dict)  # node key -> stage hash
     targets: list[Target] = field(default_factory=list)
     attack_dirs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (target key, attack) -> its dir
+    # (target key, attack) -> [(attack seed, dir)] of every repeat, the evaluated run first (--repeats)
+    repeat_dirs: dict[tuple[str, str], list[tuple[int, Path]]] = field(default_factory=dict)
 
     def add(self, key: str, h: str, fn, args: tuple, deps: tuple, resources: dict, threads, out: Path) -> str:
         self.nodes.append(Node(key, fn, args, tuple(deps), resources, threads, output=node_log(out, key)))
@@ -84,12 +86,13 @@ def attack_stage(name: str, acfg, d: Path, h: str, target: Path, prior_dir: Path
 def audit_graph(cfg, out: Path, data, spec, arch: Optional[str], fp_private: str, fp_public: str,
                 model_sha: Optional[str], attacks: tuple[str, ...], compare: Optional[str],
                 prior: Optional[tuple[Path, str]] = None, eval_model: Optional[tuple[Path, str]] = None,
-                gpu: bool = False) -> tuple[AuditGraph, Path, Path, str]:
+                gpu: bool = False, repeats: int = 1) -> tuple[AuditGraph, Path, Path, str]:
     """The audit's nodes, in the sequential order of earlier versions, and (graph, prior dir, evaluation model
     dir, its hash). `arch`: the registry name of the spec's architecture (compare.retrain_arch; needed for
     --compare and for an `lsmia` spec); `prior` / `eval_model`: (path, hash) of a given one, not built;
     `model_sha`: the sha256 of the spec's weights file (None without one); `gpu`: stages whose config says
-    device auto need a GPU."""
+    device auto need a GPU; `repeats`: every attack also runs with attack seeds seed+1 .. seed+repeats-1
+    (directories NAME_repeatR, not evaluated: the driver scores their Acc@1, uncertainty.py)."""
     from ..attacks import AttackConfig
     from ..priors import PriorConfig
     from ..train import TrainConfig
@@ -132,6 +135,14 @@ def audit_graph(cfg, out: Path, data, spec, arch: Optional[str], fp_private: str
             a_key, g.attack_dirs[(t.key, name)] = f"attack {t.key} {acfg.attack}", a_dir
             g.add(a_key, a_hash, attack_stage, (a_key, acfg, a_dir, a_hash, t.path, p_dir, data), deps, on(acfg),
                   threads, out)
+            g.repeat_dirs[(t.key, name)] = [(acfg.seed, a_dir)]
+            for r in range(1, repeats):
+                rcfg = acfg.model_copy(update={"seed": acfg.seed + r})
+                r_dir, r_key = a_dir.with_name(f"{a_dir.name}_repeat{r}"), f"{a_key} repeat {r}"
+                r_hash = attack_hash(rcfg, t.hash, p_hash if acfg.needs_prior else "")
+                g.add(r_key, r_hash, attack_stage, (r_key, rcfg, r_dir, r_hash, t.path, p_dir, data), deps, on(acfg),
+                      threads, out)
+                g.repeat_dirs[(t.key, name)].append((rcfg.seed, r_dir))
             v_key, v_dir = f"evaluate {t.key} {name}", out / "evaluations" / f"{t.key}_{name}"
             v_hash = evaluation_hash(cfg.evaluate, a_hash, e_hash)
             g.add(v_key, v_hash, evaluation_stage, (v_key, v_dir, v_hash, a_dir, e_dir, e_hash, cfg.evaluate, data),

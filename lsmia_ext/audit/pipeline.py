@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..errors import UserInputError
 from ..executor import SequentialExecutor
 from ..models import load_model, model_spec
 from ..runio import check_out_dir, file_sha256, update_manifest, write_json, write_text
@@ -21,6 +22,7 @@ from .compare import SPEC_FILE, not_retrainable, retrain_arch
 from .config import AuditConfig
 from .folders import audit_data, folder_fingerprint, private_classes, private_test_set
 from .graph import audit_graph
+from .uncertainty import add_uncertainty
 
 RESULTS_FILE = "audit.json"
 
@@ -63,14 +65,17 @@ def _check_classes(model, classes: list[str], private: Path) -> None:
 def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: str | Path, out: str | Path,
               prior: str | Path | None = None, eval_model: str | Path | None = None,
               attacks: tuple[str, ...] = ("ppa",), compare: str | None = None, contract: dict | None = None,
-              private_test: str | Path | None = None, log=print, executor=None) -> dict:
+              private_test: str | Path | None = None, log=print, executor=None, repeats: int = 1) -> dict:
     """Runs (or reuses) every stage of the audit and writes OUT/audit.json, OUT/report.md, OUT/report.html.
-    `executor` runs the stage graph (default: executor.SequentialExecutor, in this process)."""
+    `executor` runs the stage graph (default: executor.SequentialExecutor, in this process); `repeats`: attack
+    seeds per attack (uncertainty.py), reported as each row's spread."""
     from ..data import load_scenario
     from ..experiment.graph import eval_reference, start_study
     from .report import write_report
 
     t_start = time.perf_counter()
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise UserInputError(f"--repeats {repeats}: the number of attack seeds must be a whole number >= 1")
     check_out_dir(out)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -103,7 +108,7 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
         cfg, out, data, spec, arch, folder_fingerprint(private), folder_fingerprint(public),
         _artifact_hash(model_file, "model.pt") if model_file else None, attacks, compare,
         prior=None if prior is None else _given_prior(prior),
-        eval_model=None if given_eval is None else given_eval[:2], gpu=torch.cuda.is_available())
+        eval_model=None if given_eval is None else given_eval[:2], gpu=torch.cuda.is_available(), repeats=repeats)
 
     start_study(data, scenario)  # evaluations in this process use the scenario loaded above
     t_stages = time.perf_counter()
@@ -137,12 +142,14 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
                "num_private_test": len(scenario.private_test), "num_public": len(scenario.public_train) +
                len(scenario.public_test), "prior": str(prior_dir), "eval_model": str(eval_dir),
                "eval_model_test_acc": eval_result.get("test_acc"), "attacks": list(attacks), "compare": compare,
+               "repeats": repeats,
                "rows": rows, "config": cfg.model_dump(mode="json"), "num_threads": torch.get_num_threads(),
                "timings": {"stages": timings, "stages_wall_s": stages_wall}}
     eval_net, reference, built_s = eval_reference(eval_dir, e_hash, cfg.evaluate, data)
     if built_s is not None:  # not built by an evaluation in this process (all reused, or run on workers)
         key = "reference" if "reference" not in timings else "reference (report)"
         timings[key] = {"wall_s": round(built_s, 2), "reused": False, "original_wall_s": round(built_s, 2)}
+    _timed(timings, "uncertainty", lambda: add_uncertainty(rows, graph.repeat_dirs, eval_net, cfg.evaluate))
     _timed(timings, "report", lambda: write_report(out, results, cfg, scenario, eval_net, reference))
     results["timings"]["total_wall_s"] = round(time.perf_counter() - t_start, 2)
     write_json(out / RESULTS_FILE, results)

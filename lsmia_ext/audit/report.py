@@ -9,6 +9,7 @@ from ..experiment.report import _stage_rows, image_grid, parallel_sentence, rend
 from ..metrics import FEATURE_EXTRACTOR
 from ..runio import write_text
 from .leak import class_leakage, real_delta
+from .uncertainty import movement_sentence
 
 COLUMNS = [("test_acc", "private test acc %", True), ("ece", "ECE %", True), ("acc1", "attack Acc@1 %", True),
            ("acc5", "attack Acc@5 %", True), ("delta_eval", "delta_eval", False), ("fid", "FID", False),
@@ -20,6 +21,17 @@ def _num(value, pct: bool) -> str:
     if value is None:
         return "n/a"
     return f"{100 * value:.1f}" if pct else f"{value:.2f}"
+
+
+def _range(lo, hi) -> str:
+    return "n/a" if lo is None else f"{100 * lo:.1f}-{100 * hi:.1f}"
+
+
+def _uncertainty_cells(row: dict) -> list[str]:
+    """The table's Acc@1 interval over classes and, with --repeats, its range over attack seeds."""
+    rep = row.get("repeats")
+    return [_range(row.get("acc1_ci_low"), row.get("acc1_ci_high")),
+            f"{_range(rep['min'], rep['max'])} (sd {100 * rep['sd']:.1f})" if rep else "one seed"]
 
 
 def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) -> list[tuple]:
@@ -34,6 +46,7 @@ def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) ->
         f"({main['n_images'] // n_cls} per class). An evaluation model trained on your private images "
         f"({_num(results['eval_model_test_acc'], True)} % accurate on held-out ones) recognised the attacked class "
         f"in {_num(main['acc1'], True)} % of them{acc5} (chance: {100 * chance:.1f} %).",
+        movement_sentence(main, n_cls),
         f"In that model's feature space the attack images lie at a mean squared distance (delta_eval) of "
         f"{main['delta_eval']:.2f} from the nearest private image of their class; a real, unseen image of the "
         f"class lies at {real:.2f}. FID against the private images: {main['fid']:.1f}.",
@@ -55,7 +68,9 @@ def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) ->
             f"with hard labels and {_num(nls['test_acc'], True)} % with negative label smoothing (alpha "
             f"{nls['alpha']:+g}), {d_test:+.1f} points; the attack's Acc@1 goes from {_num(hard['acc1'], True)} % "
             f"to {_num(nls['acc1'], True)} % ({d_acc:+.1f} points) and delta_eval from {hard['delta_eval']:.2f} to "
-            f"{nls['delta_eval']:.2f}. This is one training seed and one attack seed: differences of a few points "
+            f"{nls['delta_eval']:.2f}. This is one training seed and "
+            + (f"{len(nls['repeats']['acc1'])} attack seeds (their spread is in the table)" if nls.get("repeats")
+               else "one attack seed") + ": differences of a few points "
             "are within seed noise (3-14 points across seeds in this package's Fashion-MNIST study).")
     return [("p", t) for t in text]
 
@@ -79,15 +94,18 @@ def write_report(out: Path, results: dict, cfg, scenario, eval_model, reference)
     blocks.append(("h2", "Summary"))
     blocks += _summary(results, rows, leaks, real)
     blocks.append(("h2", "Results"))
-    header = ["model", "attack"] + [title for _, title, _ in COLUMNS]
-    body = [[r["model"], r["attack"]] + [_num(r.get(k), pct) for k, _, pct in COLUMNS] for r in rows]
+    header = (["model", "attack"] + [title for _, title, _ in COLUMNS]
+              + ["Acc@1 95 % interval over classes", "Acc@1 over attack seeds (min-max)"])
+    body = [[r["model"], r["attack"]] + [_num(r.get(k), pct) for k, _, pct in COLUMNS] + _uncertainty_cells(r)
+            for r in rows]
     blocks.append(("table", header, body))
     blocks.append(("p", f"Private test acc: {results['test_acc_source']}" + (
                         "; your model may have trained on those images, so for it this can overstate its test "
                         "accuracy (the retrained models never saw them); pass --private-test DIR to measure it on "
                         "images it never saw" if "--private-test" not in results["test_acc_source"] else "")
                         + ". Attack Acc@1/@5: share of attack images the evaluation model assigns to the "
-                        "attacked class (Acc@5 n/a with 5 classes or fewer). delta_eval: squared feature distance to "
+                        "attacked class (Acc@5 n/a with 5 classes or fewer); its interval resamples the attacked "
+                        "classes (2.5-97.5 % percentiles), its range over attack seeds comes from --repeats N. delta_eval: squared feature distance to "
                         "the nearest private image of the class (lower = closer to real data). Precision/recall/"
                         "density/coverage per class, averaged (k = 3). KES: accuracy on private test images of a "
                         f"student trained only on the attack images. Feature space: {FEATURE_EXTRACTOR}."))

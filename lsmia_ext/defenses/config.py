@@ -45,7 +45,7 @@ class DefenseConfig(Strict):
     label_kernel: Literal["linear", "gaussian"] = "linear"
     hidden_layers: bool = True
     freeze_layers: int = Field(default=2, ge=0)
-    pretrain_epochs: int = Field(default=5, ge=1)
+    pretrain_epochs: int = Field(default=3, ge=1)
     pretrain_lr: float = Field(default=0.002, gt=0.0)
     erase_scale: tuple[float, float] = (0.1, 0.4)
     erase_p: float = Field(default=1.0, gt=0.0, le=1.0)

@@ -97,7 +97,7 @@ class TLDMI(Defense):
             raise ValueError(f"defense.freeze_layers must lie in 0..{n} ({train_cfg.model.name} has {n} layers), "
                              f"got {train_cfg.defense.freeze_layers}")
 
-    def __init__(self, freeze_layers: int, pretrain_epochs: int = 5, pretrain_lr: float = 0.002):
+    def __init__(self, freeze_layers: int, pretrain_epochs: int = 3, pretrain_lr: float = 0.002):
         if freeze_layers < 0 or pretrain_epochs < 1 or not pretrain_lr > 0:
             raise ValueError(f"TL-DMI needs freeze_layers >= 0, pretrain_epochs >= 1 and pretrain_lr > 0, got "
                              f"{freeze_layers}, {pretrain_epochs}, {pretrain_lr}")

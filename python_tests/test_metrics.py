@@ -466,6 +466,14 @@ def test_lsmia_evaluate_end_to_end(digits, tmp_path):
     per_class = res["acc1_per_class"]["eval_model"]
     assert sum(per_class.values()) / len(per_class) == pytest.approx(res["acc1"])  # 8 images in every class
     assert res["acc1_ci_low"] <= res["acc1"] <= res["acc1_ci_high"] and 0.7 < res["eval_model_test_acc_judge2"]
+    # the judges alone (for an evaluation written before they existed) give the same keys
+    from lsmia_ext.metrics import EvaluateConfig, build_reference, score_judges
+    from lsmia_ext.models import load_classifier
+
+    eval_net = load_classifier(tmp_path / "eval")
+    alone = score_judges(x[picks], y[picks], eval_net, build_reference(eval_net, sc), EvaluateConfig(),
+                         load_classifier(tmp_path / "target"))
+    assert json.loads(json.dumps(alone)) == {k: res[k] for k in alone}
     for key in ("acc1", "acc5", "delta_eval", "fid", "precision", "recall", "density", "coverage",
                 "kes_train", "kes_test", "test_acc", "test_nll", "ece", "eval_model_test_acc"):
         assert key in res, key

@@ -8,7 +8,7 @@ from .accuracy import accuracy_from_logits, attack_accuracy, target_utility, top
 from .calibration import expected_calibration_error
 from .distance import feature_distance, nearest_class_distances
 from .evaluate import (FEATURE_EXTRACTOR, EvaluateConfig, KesConfig, PrivateReference, build_reference,
-                       evaluate_attack, load_attack_results, score_attack)
+                       evaluate_attack, load_attack_results, score_attack, score_judges)
 from .features import extract_features, fit_to_model, predict_logits
 from .frechet import frechet_distance
 from .judges import class_bootstrap_ci, judge_scores, nearest_class_scores, per_class_accuracy
@@ -22,5 +22,5 @@ __all__ = [
     "evaluate_attack", "expected_calibration_error", "extract_features", "feature_distance", "fit_to_model",
     "frechet_distance", "kernel_inception_distance", "knowledge_extraction", "load_attack_results",
     "nearest_class_distances", "predict_logits", "prdc", "prdc_per_class",
-    "score_attack", "target_utility", "topk_accuracy",
+    "score_attack", "score_judges", "target_utility", "topk_accuracy",
 ]

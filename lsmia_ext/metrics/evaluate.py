@@ -141,6 +141,21 @@ def _subsample(n: int, limit: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
 
 
+def score_judges(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: PrivateReference,
+                 cfg: EvaluateConfig | None = None, second_model=None, logits: torch.Tensor | None = None,
+                 feats: torch.Tensor | None = None) -> dict:
+    """score_attack's judge keys alone (judges.py: intervals, per-class Acc@1, the nearest-neighbour judge and,
+    with `second_model`, judge2 and both), e.g. to add them to an evaluation written before they existed
+    without rerunning KES; `logits` / `feats`: the evaluation model's, when already computed."""
+    cfg = cfg or EvaluateConfig()
+    logits = predict_logits(eval_model, images, cfg.batch_size) if logits is None else logits
+    feats = extract_features(eval_model, images, cfg.batch_size) if feats is None else feats
+    judges = {"eval_model": logits, "nn": nearest_class_scores(feats, ref.train_feats, ref.train_labels, logits.shape[1])}
+    if second_model is not None:
+        judges["judge2"] = predict_logits(second_model, images, cfg.batch_size)
+    return judge_scores(judges, labels, cfg.class_bootstrap, cfg.seed)
+
+
 def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: PrivateReference,
                  cfg: EvaluateConfig | None = None, initial=None, second_model=None) -> dict:
     """Every attack metric for attack images/labels (target label space) against the private reference.
@@ -172,10 +187,7 @@ def score_attack(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
 
     t = time.perf_counter()
     fake = extract_features(eval_model, images, cfg.batch_size)
-    judges = {"eval_model": logits, "nn": nearest_class_scores(fake, ref.train_feats, ref.train_labels, logits.shape[1])}
-    if second_model is not None:
-        judges["judge2"] = predict_logits(second_model, images, cfg.batch_size)
-    out.update(judge_scores(judges, labels, cfg.class_bootstrap, cfg.seed))
+    out.update(score_judges(images, labels, eval_model, ref, cfg, second_model, logits, fake))
     out["delta_eval"] = nearest_class_distances(fake, labels, ref.train_feats, ref.train_labels).mean().item()
     attacked = torch.isin(ref.train_labels, labels.unique()).nonzero().squeeze(1)
     keep = attacked[_subsample(attacked.numel(), cfg.max_reference, cfg.seed)]

@@ -13,7 +13,7 @@ import torch
 
 from conftest import digits_cfg, torchrun_train
 from lsmia_ext.config import ConfigError
-from lsmia_ext.defenses import (MID, TLDMI, BiDO, RandomErasing, TrapMID, blend, build_defense, centre, freeze,
+from lsmia_ext.defenses import (MID, TLDMI, BiDO, PrepareContext, RandomErasing, TrapMID, blend, build_defense, centre, freeze,
                                 gaussian_kernel, gaussian_kl, layers, linear_kernel, nhsic, pretraining_data, std_of,
                                 trapdoor_labels)
 from lsmia_ext.experiment.tradeoff import defense_of, pareto_front, plot_tradeoff, tradeoff_blocks, tradeoff_rows
@@ -248,11 +248,11 @@ def test_tl_dmi_freezes_exactly_the_stated_layers_after_pretraining(tmp_path, mo
 def test_tl_dmi_pretrains_on_public_images_only(tmp_path, monkeypatch):
     """Every batch pretraining draws (the exact tensors it trains on) is a public image, none a private one;
     public data with a private image in it is refused before any step."""
-    import lsmia_ext.train.batches as batches
+    import lsmia_ext.train.pretrain as pretraining
     from lsmia_ext.data import DataSeparationError, InMemoryImages, load_scenario
 
-    drawn, iterate = [], batches.iterate_batches
-    monkeypatch.setattr(batches, "iterate_batches", lambda *a, **k: (drawn.append(x) or (x, y) for x, y in iterate(*a, **k)))
+    drawn, iterate = [], pretraining.iterate_batches
+    monkeypatch.setattr(pretraining, "iterate_batches", lambda *a, **k: (drawn.append(x) or (x, y) for x, y in iterate(*a, **k)))
     cfg = digits_cfg("defense.kind=tl_dmi", "defense.pretrain_epochs=1")
     train_classifier(cfg, tmp_path)
     sc = load_scenario(cfg.data)
@@ -309,7 +309,8 @@ def test_random_erasing_is_training_only(tmp_path, monkeypatch):
     from lsmia_ext.train import evaluate_classifier
 
     calls, train_batch = [], RandomErasing.train_batch
-    monkeypatch.setattr(RandomErasing, "train_batch", lambda self, m, x, y, g: calls.append(m.training) or train_batch(self, m, x, y, g))
+    monkeypatch.setattr(RandomErasing, "train_batch",
+                        lambda self, m, x, y, g: calls.append(m.training) or train_batch(self, m, x, y, g))
     cfg = digits_cfg("defense.kind=random_erasing", "data.val_per_class=20", "defense.erase_p=0.7")
     final = train_classifier(cfg, tmp_path)
     sc = load_scenario(cfg.data)
@@ -331,6 +332,10 @@ def test_random_erasing_bad_dials(item, expected):
 
 # ---- Trap-MID ----------------------------------------------------------------------------------------
 
+def _context(seed: int = 0) -> PrepareContext:
+    return PrepareContext(digits_cfg(), torch.device("cpu"), torch.Generator().manual_seed(seed), pretrain=None)
+
+
 def test_trap_mid_injects_blended_triggers_with_their_class_on_a_hand_case():
     assert blend(torch.full((1, 1, 2, 2), 0.5), torch.ones(1, 1, 2, 2), 0.02).flatten().tolist() == \
         pytest.approx([0.51] * 4)
@@ -338,7 +343,7 @@ def test_trap_mid_injects_blended_triggers_with_their_class_on_a_hand_case():
     assert sorted(counts.tolist()) == [4, 4, 5, 5, 5]  # 23 = 4 * 5 + 3: an even spread
     defense = TrapMID(alpha=0.1, beta=0.25, step=0.0)
     model = build_model("small_cnn", 5, 1, 8)
-    defense.prepare(model, None, digits_cfg(), torch.device("cpu"))
+    defense.prepare(model, None, _context())
     assert defense.triggers.shape == (5, 1, 8, 8) and 0 <= defense.triggers.min() and defense.triggers.max() <= 1
     x, y = torch.rand(10, 1, 8, 8), torch.arange(10) % 5
     xs, ys = defense.train_batch(model, x, y, torch.Generator().manual_seed(3))
@@ -357,7 +362,7 @@ def test_trap_mid_trigger_step_is_signed_and_clamped():
     torch.manual_seed(0)
     defense = TrapMID(step=0.01)
     model = build_model("small_cnn", 5, 1, 8).train()
-    defense.prepare(model, None, digits_cfg(), torch.device("cpu"))
+    defense.prepare(model, None, _context())
     before = defense.triggers.clone()
     defense.train_batch(model, torch.rand(16, 1, 8, 8), torch.arange(16) % 5, torch.Generator().manual_seed(0))
     assert model.training  # the trigger step runs in eval mode and restores the mode

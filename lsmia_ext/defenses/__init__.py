@@ -11,7 +11,7 @@ random erasing (MIDRE) and Trap-MID.
 """
 from __future__ import annotations
 
-from .base import DEFENSES, Defense
+from .base import DEFENSES, Defense, PrepareContext
 from .bido import BiDO
 from .config import DefenseConfig
 from .hsic import centre, gaussian_kernel, linear_kernel, nhsic, normaliser
@@ -32,6 +32,6 @@ def build_defense(cfg: DefenseConfig | dict | None) -> Defense:
     return DEFENSES.get(cfg.kind).from_config(cfg)
 
 
-__all__ = ["BiDO", "DEFENSES", "Defense", "DefenseConfig", "MID", "RandomErasing", "TLDMI", "TrapMID",
+__all__ = ["BiDO", "DEFENSES", "Defense", "DefenseConfig", "MID", "PrepareContext", "RandomErasing", "TLDMI", "TrapMID",
            "VariationalBottleneck", "blend", "build_defense", "centre", "freeze", "gaussian_kernel", "gaussian_kl",
            "layers", "linear_kernel", "nhsic", "normaliser", "pretraining_data", "std_of", "trapdoor_labels"]

@@ -2,6 +2,9 @@
 training batch, add a loss, and prepare the model once before training."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
@@ -11,16 +14,30 @@ from ..registry import Registry
 DEFENSES: Registry[type["Defense"]] = Registry("defense")
 
 
+@dataclass
+class PrepareContext:
+    """What Defense.prepare gets from the trainer besides the model and the scenario: the TrainConfig, the
+    device, a generator seeded from the run's seed for the defense's one-off draws, and the trainer's
+    supervised pretraining loop, pretrain(model, train, test, num_classes, epochs, lr) -> metrics
+    (train/pretrain.py; handed in so that defenses do not import the trainer, which imports them)."""
+
+    cfg: Any
+    device: torch.device
+    gen: torch.Generator
+    pretrain: Callable[..., dict]
+
+
 @DEFENSES.register("none")
 class Defense:
     """No defense; subclasses override what they need.
 
-    check_config(train_cfg): classmethod, raises ValueError (one line naming the field and the allowed
-        values) when the defense cannot run with this TrainConfig; runs when the config is validated, so a
-        bad combination is refused before anything is written.
+    check_config(train_cfg, build): classmethod, raises ValueError (one line naming the field and the
+        allowed values) when the defense cannot run with this TrainConfig; build() returns a fresh model of
+        the configured architecture (for checks on its layers). Runs when the config is validated, so a bad
+        combination is refused before anything is written.
     wrap(model): the architecture change, applied both when training and when load_classifier rebuilds a
         checkpoint (so it must be deterministic at eval time and must keep forward / .features).
-    prepare(model, scenario, cfg, device): once, on a fresh run (not when resuming from a checkpoint),
+    prepare(model, scenario, ctx: PrepareContext): once, on a fresh run (not when resuming from a checkpoint),
         before attach and before the optimiser exists (TL-DMI pretrains here, Trap-MID draws its triggers);
         returns metrics to record in the run's final metrics ({} for none).
     attach(model): training-time instrumentation (forward hooks, frozen layers); never applied when loading
@@ -44,13 +61,13 @@ class Defense:
         return cls()
 
     @classmethod
-    def check_config(cls, train_cfg) -> None:
+    def check_config(cls, train_cfg, build: Callable[[], nn.Module]) -> None:
         return None
 
     def wrap(self, model: nn.Module) -> nn.Module:
         return model
 
-    def prepare(self, model: nn.Module, scenario, cfg, device: torch.device) -> dict:
+    def prepare(self, model: nn.Module, scenario, ctx: PrepareContext) -> dict:
         return {}
 
     def attach(self, model: nn.Module) -> None:

@@ -14,8 +14,8 @@ counting parameter-free ones); here k means k parametrised layers, which is what
 Pretraining (`prepare`, once per fresh run): the scenario's public training split only (the images the
 prior and the attacker already have: the public classes / public sub-classes / public dataset), a
 temporary head over the public classes, hard labels, the run's optimiser type at `pretrain_lr`, cosine
-over `pretrain_epochs`, the run's batch size and augmentation. `pretraining_data` asserts on the exact
-uint8 tensors that pretraining trains on that none equals a private (train, val or test) image (image
+over `pretrain_epochs`, the run's batch size and augmentation (the trainer's loop, train/pretrain.py).
+`pretraining_data` asserts on the exact uint8 tensors that pretraining trains on that none equals a private (train, val or test) image (image
 folders: the scenario's file-path check, scenario.py). Its public test accuracy is recorded in the run's
 final metrics (pretrain_public_acc).
 
@@ -32,11 +32,6 @@ Choices where the paper leaves room, and why:
 """
 from __future__ import annotations
 
-import math
-import time
-
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataSeparationError
@@ -86,13 +81,11 @@ class TLDMI(Defense):
         return cls(cfg.freeze_layers, cfg.pretrain_epochs, cfg.pretrain_lr)
 
     @classmethod
-    def check_config(cls, train_cfg) -> None:
+    def check_config(cls, train_cfg, build) -> None:
         if not _has_public_data(train_cfg.data):
             raise ValueError("defense.kind tl_dmi pretrains on public images: the data section has none (set "
                              "data.public_classes, data.public_dataset or data.identities)")
-        from ..models import build_model
-
-        n = len(layers(build_model(train_cfg.model.name, 2, 3, 299)))  # the count depends on neither
+        n = len(layers(build()))
         if train_cfg.defense.freeze_layers > n:
             raise ValueError(f"defense.freeze_layers must lie in 0..{n} ({train_cfg.model.name} has {n} layers), "
                              f"got {train_cfg.defense.freeze_layers}")
@@ -103,55 +96,9 @@ class TLDMI(Defense):
                              f"{freeze_layers}, {pretrain_epochs}, {pretrain_lr}")
         self.freeze_layers, self.pretrain_epochs, self.pretrain_lr = freeze_layers, pretrain_epochs, pretrain_lr
 
-    def prepare(self, model, scenario, cfg, device) -> dict:
-        return pretrain(model, pretraining_data(scenario), scenario.public_test, scenario.num_public_classes,
-                        scenario.allows_hflip, cfg, self.pretrain_epochs, self.pretrain_lr, device)
+    def prepare(self, model, scenario, ctx) -> dict:
+        return ctx.pretrain(model, pretraining_data(scenario), scenario.public_test, scenario.num_public_classes,
+                            self.pretrain_epochs, self.pretrain_lr)
 
     def attach(self, model) -> None:
         freeze(model, self.freeze_layers)
-
-
-def pretrain(model: nn.Module, train, test, num_classes: int, allows_hflip: bool, cfg, epochs: int, lr: float,
-             device: torch.device) -> dict:
-    """Trains model.trunk with a temporary head over `num_classes` public classes; model.head is untouched.
-    Returns {"pretrain_public_acc": accuracy on `test` (None if empty), "pretrain_wall_s"}."""
-    from ..data import BatchAugment
-    from ..train.batches import epoch_seed, iterate_batches
-    from ..train.config import ScheduleConfig
-    from ..train.evaluate import evaluate_classifier
-    from ..train.optimizers import build_optimizer, build_scheduler
-
-    t0 = time.perf_counter()
-    torch.manual_seed(epoch_seed(cfg.seed, 0, stream=3000))
-    head = nn.Linear(model.feature_dim, num_classes).to(device)
-    params = [p for p in model.trunk.parameters()] + list(head.parameters())
-    optimizer = build_optimizer(params, cfg.optim.model_copy(update={"lr": lr}))
-    scheduler = build_scheduler(optimizer, ScheduleConfig(name="cosine"), epochs)
-    augment = BatchAugment(cfg.augment, allows_hflip)
-    fmt = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
-    model.to(memory_format=fmt).train()
-    batch = min(cfg.batch_size, len(train))
-    for epoch in range(epochs):
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, stream=3001))  # dropout
-        aug_gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, stream=3002))
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 3003)))
-        for x, y in iterate_batches(train, order, batch, cfg.num_workers):
-            if augment.active:
-                x = augment(x, aug_gen)
-            x, y = x.to(device).contiguous(memory_format=fmt), y.to(device)
-            loss = F.cross_entropy(head(model.features(x)).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-    acc = None
-    if len(test):
-        own_head, model.head = model.head, head
-        try:
-            acc = evaluate_classifier(model, test, cfg.eval_batch_size, device, cfg.bf16, cfg.model.channels_last)["test_acc"]
-        finally:
-            model.head = own_head
-    loss_value = loss.item()
-    if not math.isfinite(loss_value):
-        raise RuntimeError(f"TL-DMI pretraining diverged (loss {loss_value}); lower defense.pretrain_lr")
-    return {"pretrain_public_acc": acc, "pretrain_wall_s": time.perf_counter() - t0}

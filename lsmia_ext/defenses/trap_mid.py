@@ -68,12 +68,9 @@ class TrapMID(Defense):
         self.alpha, self.beta, self.step = alpha, beta, step
         self.triggers: Optional[torch.Tensor] = None
 
-    def prepare(self, model, scenario, cfg, device) -> dict:
-        from ..train.batches import epoch_seed
-
-        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, 0, stream=4000))
+    def prepare(self, model, scenario, ctx) -> dict:
         self.triggers = torch.rand(model.num_classes, model.in_channels, model.image_size, model.image_size,
-                                   generator=gen).to(device)
+                                   generator=ctx.gen).to(ctx.device)
         return {}
 
     @torch.no_grad()

@@ -90,8 +90,14 @@ class TrainConfig(Strict):
             raise ValueError(f"schedule.milestones {bad} must lie in 1..{self.epochs - 1} (epochs = {self.epochs})")
         if self.schedule.milestones != sorted(set(self.schedule.milestones)):
             raise ValueError(f"schedule.milestones must be strictly increasing, got {self.schedule.milestones}")
-        DEFENSES.get(self.defense.kind).check_config(self)  # combinations a defense cannot train with
+        DEFENSES.get(self.defense.kind).check_config(self, self._fresh_model)  # what a defense cannot train with
         return self
+
+    def _fresh_model(self):
+        """An untrained model of the configured architecture (layer counts do not depend on the data)."""
+        from ..models import build_model
+
+        return build_model(self.model.name, 2, 3, 299)
 
     def run_hash(self) -> str:
         """Hash of everything that determines the trained weights (not device, threads or workers)."""

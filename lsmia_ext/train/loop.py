@@ -9,6 +9,7 @@ its metrics.json ("config_hash", "final") and config.yaml.
 """
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm  # tqdm.write: epoch lines that do not break a bar
 
 from .. import dist
 from ..data import BatchAugment, load_scenario
-from ..defenses import build_defense
+from ..defenses import PrepareContext, build_defense
 from ..models import MODEL_FILE, build_model, classifier_state
 from ..ops import LabelSmoothingCrossEntropy
 from ..runio import RECORD, RunDir, load_checkpoint, read_json, save_checkpoint, write_json
@@ -29,6 +30,7 @@ from .batches import epoch_seed, iterate_batches, rank_indices
 from .config import RUNTIME_FIELDS, TrainConfig
 from .evaluate import evaluate_classifier
 from .optimizers import build_optimizer, build_scheduler
+from .pretrain import pretrain
 
 METRICS_FILE = "metrics.json"
 EpochHook = Callable[[int, dict], None]
@@ -89,6 +91,11 @@ def _train_epoch(model, loss_fn, optimizer, data, indices, cfg: TrainConfig, dev
     return (total[0] / total[1]).item()
 
 
+def _prepare_context(cfg: TrainConfig, device, scenario) -> PrepareContext:
+    return PrepareContext(cfg, device, torch.Generator().manual_seed(epoch_seed(cfg.seed, 0, stream=4000)),
+                          functools.partial(pretrain, cfg=cfg, allows_hflip=scenario.allows_hflip, device=device))
+
+
 def _defense_entries(defense, prepared: dict) -> dict:
     """What a checkpoint keeps of the defense: its training state (Trap-MID's triggers) and the metrics of
     its preparation (TL-DMI's pretraining); nothing for defenses that have neither (old checkpoints as before)."""
@@ -141,7 +148,7 @@ def train_classifier(cfg: TrainConfig, out_dir: str | Path, on_epoch_end: Option
                                      pretrained=cfg.model.pretrained)).to(device)
     ckpt_path = run.checkpoint
     # once per fresh run (TL-DMI pretrains on the public split here); a resumed run restores the state instead
-    prepared = {} if ckpt_path.exists() else defense.prepare(model, scenario, cfg, device)
+    prepared = {} if ckpt_path.exists() else defense.prepare(model, scenario, _prepare_context(cfg, device, scenario))
     defense.attach(model)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -15,9 +15,9 @@ Pretraining (`prepare`, once per fresh run): the scenario's public training spli
 prior and the attacker already have: the public classes / public sub-classes / public dataset), a
 temporary head over the public classes, hard labels, the run's optimiser type at `pretrain_lr`, cosine
 over `pretrain_epochs`, the run's batch size and augmentation (the trainer's loop, train/pretrain.py).
-`pretraining_data` asserts on the exact uint8 tensors that pretraining trains on that none equals a private (train, val or test) image (image
-folders: the scenario's file-path check, scenario.py). Its public test accuracy is recorded in the run's
-final metrics (pretrain_public_acc).
+`pretraining_data` asserts on the exact uint8 tensors that pretraining trains on that none equals a
+private (train, val or test) image (image folders: the scenario's file-path check, scenario.py). Its public
+test accuracy is recorded in the run's final metrics (pretrain_public_acc).
 
 Choices where the paper leaves room, and why:
 - The authors pretrain on large public sets (ImageNet, or the public half of the face data) and take

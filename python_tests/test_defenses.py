@@ -437,8 +437,11 @@ def test_short_training_run_per_defense(tmp_path, overrides):
 
 
 @pytest.mark.slow  # two torchrun processes start in ~30 s on the shared 2 cores
-def test_two_ranks_with_gloo_and_bido(tmp_path):
-    proc = torchrun_train(tmp_path, "defense.kind=bido", "epochs=2")
+@pytest.mark.parametrize("kind", ["bido", "trap_mid", "tl_dmi"])
+def test_two_ranks_with_gloo(tmp_path, kind):
+    """Under DDP: BiDO's per-rank penalty, Trap-MID's rank-averaged trigger step, TL-DMI's pretraining on
+    every rank (and its sharded evaluation)."""
+    proc = torchrun_train(tmp_path, f"defense.kind={kind}", "epochs=2", "defense.pretrain_epochs=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = json.loads((tmp_path / "metrics.json").read_text())["final"]
     assert final["world_size"] == 2 and final["test_acc"] > 0.6

@@ -123,7 +123,7 @@ def judge_drops(rows: list[dict], stats: dict) -> list[dict]:
         for key, label in JUDGE_METRICS:
             seeds, diffs = paired_differences(rows, c["name"], c["baseline"], key)
             if diffs:
-                out.append({"claim": c["claim"], "judge": label, "metric": key, "seeds": seeds,
+                out.append({"claim": c["claim"], "judge": label, "metric": key, "seeds": seeds, "diffs": diffs,
                             **paired_interval(diffs)})
     return out
 

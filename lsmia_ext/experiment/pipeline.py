@@ -35,6 +35,10 @@ ROW_METRICS = {  # results.json row key -> key of metrics.score_attack / evaluat
     "delta_eval": "delta_eval", "fid": "fid", "kid": "kid", "kid_ci_low": "kid_ci_low", "kid_ci_high": "kid_ci_high",
     "precision": "precision", "recall": "recall",
     "density": "density", "coverage": "coverage", "kes_train": "kes_train", "kes_test": "kes_test",
+    # the judges (metrics/judges.py): the primary judge's bootstrap-over-classes interval, the
+    # nearest-neighbour judge, and with a second evaluation model its Acc@1 and "both agree"
+    "attack_acc1_ci_low": "acc1_ci_low", "attack_acc1_ci_high": "acc1_ci_high", "attack_acc1_nn": "acc1_nn",
+    "attack_acc1_judge2": "acc1_judge2", "attack_acc1_both": "acc1_both",
 }
 
 

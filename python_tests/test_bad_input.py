@@ -120,6 +120,14 @@ def test_audit_repeats_below_one(tmp_path, repeats):
     assert not (tmp_path / "out").exists()  # nothing written
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--attack-suite", "nope"], "unknown attack suite 'nope'; allowed: adaptive"),
+    (["--attack-suite", "adaptive", "--attacks", "ppa"], "--attacks ppa and --attack-suite adaptive: give one")])
+def test_audit_attack_suite_unknown_or_with_attacks(tmp_path, extra, message):
+    one_error_line(lsmia(*AUDIT, *extra, "--out", tmp_path / "out"), "audit", message)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("argv", [EXPERIMENT, AUDIT], ids=["experiment", "audit"])
 def test_workers_without_dask(tmp_path, monkeypatch, argv):
     monkeypatch.setitem(sys.modules, "distributed", None)  # what an environment without the [dask] extra sees
@@ -258,3 +266,18 @@ def test_defense_dial_out_of_range_writes_nothing(tmp_path, items, expected):
     one_error_line(lsmia("train", "--config", "train-digits-target", "--out", out,
                          *[a for item in items for a in ("--set", item)]), "train", expected)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("items, expected", [
+    (["selection_score=softmax"], "selection_score"),
+    (["augmentation={archs: [small_cnn, no_such_net]}"], "unknown model 'no_such_net'"),
+    (["augmentation={archs: [small_cnn], sources: [public, private_train]}"], "augmentation.sources"),
+    (["attack=miface", "augmentation={archs: [small_cnn]}"], "cannot use model augmentation"),
+    (["attack=gmi", "selection_score=logit_margin"], "only attack 'ppa'")])
+def test_adaptive_attack_options_write_nothing(runs, items, expected):
+    """Issue 28's bad input: an unknown selection score, an unregistered surrogate architecture, surrogate
+    data that would include private images, augmentation of an attack that cannot use it."""
+    out = runs / "adaptive_out"
+    one_error_line(attack(runs, runs / "target", runs / "prior", *[a for item in items for a in ("--set", item)]),
+                   "attack", expected)
+    assert not out.exists() and not (runs / "attack_out").exists()

@@ -9,11 +9,12 @@ the keys of the ATTACKS and IDENTITY_LOSSES registries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal, Optional
+from typing import Annotated, Callable, Literal, Optional, get_args
 
 from pydantic import AfterValidator, Field, field_validator, model_serializer, model_validator
 
 from ..config import Strict, check_betas, load_config
+from ..models.registry import MODELS
 from ..registry import Registry
 from .identity import IDENTITY_LOSSES
 
@@ -25,6 +26,9 @@ class Attack:
 
     attack_batch: Callable[..., dict]
     needs_prior: bool
+    # Whether its identity loss can be taken over the target and surrogates (model augmentation): "" if
+    # so, else why not (the one-line refusal of config validation).
+    no_augmentation: str = ""
 
 
 ATTACKS: Registry[Attack] = Registry("attack")  # filled by ppa.py, gmi.py, miface.py
@@ -41,6 +45,43 @@ def _check_range(name: str, pair: tuple[float, float], low: float, high: float) 
     a, b = pair
     if not (low < a <= b <= high):
         raise ValueError(f"{name} must be (a, b) with {low} < a <= b <= {high}; got {pair}")
+
+
+SelectionScore = Literal["confidence", "logit_margin"]
+SELECTION_SCORES: tuple[str, ...] = get_args(SelectionScore)
+# What surrogates may be distilled on: images the attacker has. Anything else (a private split) is refused.
+SURROGATE_SOURCES = ("public", "prior")
+
+
+class AugmentationConfig(Strict):
+    """Model augmentation (LOMMA, Nguyen et al. CVPR 2023): surrogate classifiers distilled from the
+    target's soft outputs on attacker-side images; the attack's identity loss and PPA's selections are
+    averaged over the target and its surrogates. One surrogate per entry of `archs` (a repeated name gives
+    another seed). Distillation and its choices: lsmia_ext/attacks/surrogates.py."""
+
+    archs: list[Annotated[str, AfterValidator(MODELS.check)]] = Field(min_length=1)
+    sources: list[str] = Field(default_factory=lambda: list(SURROGATE_SOURCES), min_length=1)
+    prior_samples: int = Field(4000, ge=1)          # generator samples drawn when "prior" is a source
+    prior_truncation_psi: float = Field(1.0, gt=0.0, le=1.0)
+    steps: int = Field(400, ge=1)                   # SGD steps per surrogate
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.01, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    temperature: float = Field(1.0, gt=0.0)
+    holdout: int = Field(1000, ge=1)                # attacker-side images per source kept out for agreement
+    seed: int = 0
+
+    @field_validator("sources")
+    @classmethod
+    def _attacker_side(cls, v):
+        bad = [s for s in v if s not in SURROGATE_SOURCES]
+        if bad:
+            raise ValueError(f"{bad} not allowed: surrogates are distilled on attacker-side "
+                             f"images only (never a private image); allowed: {', '.join(SURROGATE_SOURCES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"augmentation.sources must be distinct; got {v}")
+        return v
 
 
 class InitialSelection(Strict):
@@ -137,6 +178,12 @@ class AttackConfig(Strict):
     # noise is seeded from (seed, batch). Targets without a bottleneck are unaffected; attack.json records
     # how many bottlenecks sampled.
     target_sampling: bool = False
+    # What PPA's initial selection ranks candidates by and its final selection averages over random views:
+    # the softmax confidence of the attacked class, or its logit margin z_y - max_{k != y} z_k (no softmax:
+    # unchanged by any temperature, so a saturated softmax cannot flatten the ranking).
+    selection_score: SelectionScore = "confidence"
+    # Model augmentation (None: the target alone).
+    augmentation: Optional[AugmentationConfig] = None
     initial: InitialSelection = InitialSelection()
     optim: Optimisation = Optimisation()
     final: FinalSelection = FinalSelection()
@@ -162,20 +209,46 @@ class AttackConfig(Strict):
             raise ValueError(f"final.keep ({self.final.keep}) cannot exceed initial.keep ({self.initial.keep})")
         return self
 
+    @field_validator("selection_score", "augmentation")
+    @classmethod
+    def _adaptive_option_fits(cls, v, info):
+        attack = info.data.get("attack")
+        if attack is None or v is None:  # a refused attack name says enough; None is always allowed
+            return v
+        if info.field_name == "selection_score" and v != "confidence" and attack != "ppa":
+            raise ValueError(f"only attack 'ppa' has selections to rank; attack {attack!r} takes confidence (the "
+                             "default)")
+        why = ATTACKS.get(attack).no_augmentation if info.field_name == "augmentation" else ""
+        if why:
+            able = ", ".join(n for n in ATTACKS if not ATTACKS.get(n).no_augmentation)
+            raise ValueError(f"attack {attack!r} cannot use model augmentation ({why}); attacks that can: {able}")
+        return v
+
     @model_serializer(mode="wrap")
     def _dump(self, handler, info):
         """Every attack's section, the absent ones with their defaults: the dump feeds the stage hashes
         and the resume fingerprints, which were computed when every config carried every section.
-        Plus results_version (what results.pt holds), and target_sampling only when it is on (off
-        keeps the hashes of attacks that existed before it)."""
+        Plus results_version (what results.pt holds), and target_sampling, selection_score and augmentation
+        only when they differ from their defaults (which keeps the hashes of attacks that existed before them)."""
         data = handler(self)
         for name, section in OWN_SECTIONS.items():
             if name in data and data[name] is None:
                 data[name] = section().model_dump(mode=info.mode)
-        if not data.get("target_sampling", True):
-            del data["target_sampling"]
+        for name in ("target_sampling", "selection_score", "augmentation"):
+            if name in data and data[name] == type(self).model_fields[name].default:
+                del data[name]
         data["results_version"] = RESULTS_VERSION
         return data
+
+    def options_record(self) -> dict:
+        """What attack.json / results.json record of the attack's adaptive options and budget."""
+        aug = self.augmentation
+        return {"selection_score": self.selection_score if self.attack == "ppa" else None,
+                "loss": self.optim.loss,
+                "augmentation": None if aug is None else {"archs": list(aug.archs), "sources": list(aug.sources)},
+                "budget": {"candidates": self.initial.candidates if self.attack == "ppa" else None,
+                           "keep": self.initial.keep if self.attack == "ppa" else None,
+                           "steps": self.optim.steps}}
 
     @property
     def needs_prior(self) -> bool:

@@ -1,5 +1,6 @@
 """GMI (Zhang et al. 2020): latent search from random starts with the identity loss plus the GAN
-discriminator as a realism prior (non-saturating: softplus(-D(G(w)))). No candidate selection."""
+discriminator as a realism prior (non-saturating: softplus(-D(G(w)))). No candidate selection. With model
+augmentation the identity loss is averaged over the target and its surrogates (LOMMA's GMI variant)."""
 from __future__ import annotations
 
 import time
@@ -15,7 +16,7 @@ from .results import batch_result, render_all
 
 
 def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, classes: torch.Tensor,
-                 rng: torch.Generator, discriminator: nn.Module | None = None, **_) -> dict:
+                 rng: torch.Generator, discriminator: nn.Module | None = None, surrogates=(), **_) -> dict:
     if discriminator is None:
         raise ValueError("GMI needs the prior's discriminator (RUN_DIR/discriminator.pt of the prior); "
                          "pass discriminator= or use --prior with a prior run directory")
@@ -38,7 +39,7 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
         return settings.disc_weight * F.softplus(-discriminator(images).reshape(-1))
 
     t0 = time.perf_counter()
-    latents = descend(cfg, target, start, labels, render, rng, penalty=realism)
+    latents = descend(cfg, target, start, labels, render, rng, penalty=realism, surrogates=surrogates)
     t1 = time.perf_counter()
     images = render_all(render, latents, cfg.score_batch_size)
     timings = {"optimisation_s": t1 - t0, "image_steps": labels.numel() * cfg.optim.steps}

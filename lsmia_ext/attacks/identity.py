@@ -64,3 +64,11 @@ def max_margin_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def identity_loss(name: str):
     """The per-row loss function called `name` (one of IDENTITY_LOSSES)."""
     return IDENTITY_LOSSES.get(name)
+
+
+def ensemble_loss(loss_fn, members, view: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) mean over the ensemble members (the target, then its surrogates: LOMMA's model augmentation) of
+    each member's per-row loss on the same view; one member gives its own loss unchanged."""
+    if len(members) == 1:
+        return loss_fn(members[0](view), labels)
+    return torch.stack([loss_fn(m(view), labels) for m in members]).mean(dim=0)

@@ -44,4 +44,9 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, classes: torch.Tensor, rn
     return batch_result(cfg, target, images, labels, None, None, timings)
 
 
-ATTACKS.register("miface", Attack(attack_batch, needs_prior=False))
+# No model augmentation: LOMMA augments generative attacks (GMI, KEDMI); MI-Face has no generator to draw
+# surrogate training images from, and its pixel-space optimum is an adversarial pattern of the models it
+# descends on, which an ensemble changes into another adversarial pattern rather than a likelier image.
+ATTACKS.register("miface", Attack(attack_batch, needs_prior=False,
+                                  no_augmentation="it descends on raw pixels without a generator prior; "
+                                                  "LOMMA augments generative attacks only"))

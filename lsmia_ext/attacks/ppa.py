@@ -3,11 +3,18 @@
 Stage 1 scores one pool of latents (shared by every class) with the target; stage 2 optimises one w
 (broadcast to all layers) per kept candidate, every class of the batch in one tensor; stage 3 keeps the candidates whose
 confidence survives random crops and flips best.
+
+Adaptive options (AttackConfig.selection_score, .augmentation): both selections rank by the softmax
+confidence or by the logit margin, of the target alone or averaged over the target and its surrogates; the
+identity loss of stage 2 is averaged over the same members (descent.py). results.pt's confidences stay the
+target's own softmax confidences whatever the selections ranked by.
 """
+
 from __future__ import annotations
 
 import time
 from functools import partial
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -15,7 +22,7 @@ from torch import nn
 from .config import ATTACKS, Attack, AttackConfig
 from .descent import descend
 from .results import batch_result, render_all
-from .views import confidences, draw_views, random_view, target_geometry
+from .views import confidences, draw_views, ensemble_scores, random_view, scores, target_geometry
 
 
 @torch.no_grad()
@@ -28,24 +35,41 @@ def candidate_pool(cfg: AttackConfig, generator: nn.Module, seed: int, device: t
     return torch.cat(ws)
 
 
+def default_selection(cfg: AttackConfig, surrogates: Sequence[nn.Module]) -> bool:
+    """True when the selections rank by the target's own confidence (PPA as published)."""
+    return cfg.selection_score == "confidence" and not surrogates
+
+
 @torch.no_grad()
-def score_pool(cfg: AttackConfig, target: nn.Module, generator: nn.Module, pool: torch.Tensor) -> torch.Tensor:
-    """Target confidences (S, K) of the pool's images; synthesised chunk by chunk to bound memory."""
-    out = [confidences(target, generator.synthesis(w), cfg.hflip, cfg.score_batch_size)
-           for w in pool.split(cfg.score_batch_size)]
-    return torch.cat(out)
+def score_pool(cfg: AttackConfig, target: nn.Module, generator: nn.Module, pool: torch.Tensor,
+               surrogates: Sequence[nn.Module] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target confidences (S, K), selection scores (S, K)) of the pool's images, synthesised chunk by chunk to
+    bound memory; the scores are the confidences themselves unless the selection is adaptive."""
+    default = default_selection(cfg, surrogates)
+    conf, score = [], []
+    for w in pool.split(cfg.score_batch_size):
+        images = generator.synthesis(w)
+        conf.append(confidences(target, images, cfg.hflip, cfg.score_batch_size))
+        score.append(conf[-1] if default else
+                     scores([target, *surrogates], images, cfg.hflip, cfg.score_batch_size, cfg.selection_score))
+    return torch.cat(conf), torch.cat(score)
 
 
-def initial_selection(pool: torch.Tensor, pool_conf: torch.Tensor, classes: torch.Tensor, keep: int):
-    """Top `keep` w per class by that class's confidence: (w (C*keep, w_dim) grouped by class, conf (C, keep))."""
-    conf, idx = pool_conf[:, classes].topk(keep, dim=0)  # (keep, C), best first
-    return pool[idx.T.reshape(-1)], conf.T.contiguous()
+def initial_selection(pool: torch.Tensor, pool_score: torch.Tensor, classes: torch.Tensor, keep: int,
+                      pool_conf: torch.Tensor | None = None):
+    """Top `keep` w per class by that class's score: (w (C*keep, w_dim) grouped by class, (C, keep) values of
+    pool_conf (default: the scores) of the kept candidates, in the same order)."""
+    top, idx = pool_score[:, classes].topk(keep, dim=0)  # (keep, C), best first
+    if pool_conf is not None:
+        top = pool_conf[:, classes].gather(0, idx)
+    return pool[idx.T.reshape(-1)], top.T.contiguous()
 
 
 @torch.no_grad()
 def final_selection(cfg: AttackConfig, target: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                    n_classes: int, rng: torch.Generator) -> torch.Tensor:
-    """Indices (C*M,) of the M images per class with the highest mean confidence over T random views.
+                    n_classes: int, rng: torch.Generator, surrogates: Sequence[nn.Module] = ()) -> torch.Tensor:
+    """Indices (C*M,) of the M images per class with the highest mean score (cfg.selection_score, averaged over
+    the target and its surrogates) over T random views.
 
     `images` are grouped by class (n_classes blocks of equal size); indices keep that grouping.
     """
@@ -55,13 +79,14 @@ def final_selection(cfg: AttackConfig, target: nn.Module, images: torch.Tensor, 
         return torch.arange(images.shape[0], device=images.device)
     channels, size = target_geometry(target)
     hflip_p = 0.5 if cfg.hflip else 0.0
+    members = [target, *surrogates]
     score = torch.zeros(images.shape[0], device=images.device)
     for _ in range(transforms):
         u = draw_views(images.shape[0], rng)
         for sl in _slices(images.shape[0], cfg.score_batch_size):
             view = random_view(images[sl], channels, size, cfg.final.crop_scale, cfg.final.crop_ratio, hflip_p, u[sl])
-            p = target(view).float().softmax(dim=1)
-            score[sl] += p.gather(1, labels[sl, None]).squeeze(1)
+            s = ensemble_scores(members, view, cfg.selection_score)
+            score[sl] += s.gather(1, labels[sl, None]).squeeze(1)
     best = (score / transforms).view(n_classes, per_class).topk(keep, dim=1).indices
     offsets = torch.arange(n_classes, device=images.device)[:, None] * per_class
     return (best + offsets).reshape(-1)
@@ -72,11 +97,12 @@ def _slices(n: int, step: int):
 
 
 def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, classes: torch.Tensor,
-                 rng: torch.Generator, pool: torch.Tensor, pool_conf: torch.Tensor, **_) -> dict:
+                 rng: torch.Generator, pool: torch.Tensor, pool_conf: torch.Tensor, pool_score: torch.Tensor,
+                 surrogates: Sequence[nn.Module] = (), **_) -> dict:
     """PPA on one batch of classes; returns the batch's part of results.pt plus timings."""
     t0 = time.perf_counter()
     n_cls = classes.numel()
-    w, init_conf = initial_selection(pool, pool_conf, classes, cfg.initial.keep)
+    w, init_conf = initial_selection(pool, pool_score, classes, cfg.initial.keep, pool_conf)
     labels = classes.repeat_interleave(cfg.initial.keep)
     # every kept candidate before optimisation, so "before" is scored on the initial selection itself,
     # independent of what the final selection later picks
@@ -84,10 +110,10 @@ def attack_batch(cfg: AttackConfig, target: nn.Module, generator: nn.Module, cla
     t1 = time.perf_counter()
     # the optimisation differentiates the generator's unclamped output (PPA: clip false); selection and
     # the delivered images use the clamped images that evaluation sees
-    w = descend(cfg, target, w, labels, partial(generator.synthesis, clamp=False), rng)
+    w = descend(cfg, target, w, labels, partial(generator.synthesis, clamp=False), rng, surrogates=surrogates)
     t2 = time.perf_counter()
     images = render_all(generator.synthesis, w, cfg.score_batch_size)
-    keep = final_selection(cfg, target, images, labels, n_cls, rng)
+    keep = final_selection(cfg, target, images, labels, n_cls, rng, surrogates)
     t3 = time.perf_counter()
     timings = {"initial_selection_s": t1 - t0, "optimisation_s": t2 - t1, "final_selection_s": t3 - t2,
                "image_steps": labels.numel() * cfg.optim.steps}

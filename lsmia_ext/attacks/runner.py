@@ -21,6 +21,7 @@ from torch import nn
 from .. import dist
 from ..config import config_hash
 from ..defenses.mid import sample_at_eval
+from ..errors import UserInputError
 from ..progress import progress_bar
 from ..ops import LatentAdam
 from ..runio import RECORD, RunDir, load_checkpoint, save_checkpoint
@@ -93,14 +94,20 @@ def _check_models(cfg: AttackConfig, target: nn.Module, generator: nn.Module | N
 
 def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None, out_dir: str | Path,
                classes: Sequence[int] | None = None, discriminator: nn.Module | None = None,
-               data_config=None, target_path: str | None = None, prior_path: str | None = None) -> dict:
+               data_config=None, target_path: str | None = None, prior_path: str | None = None,
+               surrogates: Sequence[nn.Module] = ()) -> dict:
     """Runs cfg.attack against `target` and writes RUN_DIR (results.pt, attack.json, grids/).
 
     Resumes from RUN_DIR/partial/ when it holds batches of the same attack; under torchrun the
     batches are sharded over ranks (rank r takes batches r, r + W, ...). Returns a summary dict.
+    With cfg.augmentation, `surrogates` are the target's distilled surrogates (a study passes those of its
+    own stage); none given, they are distilled into RUN_DIR/surrogates from data_config's public images.
     """
     t_start = time.perf_counter()
     _check_models(cfg, target, generator)
+    if surrogates and cfg.augmentation is None:
+        raise ValueError("surrogates were given but the attack config sets no augmentation: set augmentation "
+                         "(archs, sources) or pass no surrogates")
     ids = check_classes(classes, int(target.num_classes))
     settings = cfg.model_dump(mode="json")
     if data_config is not None:
@@ -114,6 +121,13 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     for m in (target, generator, discriminator):
         if m is not None:
             m.to(device)
+    surrogate_record = None
+    if cfg.augmentation is not None and not surrogates:
+        surrogates, surrogate_record = _own_surrogates(cfg, target, generator, data_config, out_dir / "surrogates")
+    surrogates = [m.to(device) for m in surrogates]
+    if any(target_geometry(m) != target_geometry(target) for m in surrogates):
+        raise ValueError(f"surrogates must take the target's input (channels, size) {target_geometry(target)}; got "
+                         f"{[target_geometry(m) for m in surrogates]}")
     batches = [ids[i:i + cfg.classes_per_batch] for i in range(0, len(ids), cfg.classes_per_batch)]
     fingerprints = [config_hash({"settings": settings, "batch": i, "classes": b}) for i, b in enumerate(batches)]
     mine = list(range(dist.rank(), len(batches), dist.world_size()))
@@ -125,9 +139,9 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
     LatentAdam([torch.zeros(1, 1, requires_grad=True)], lr=1e-3, betas=(0.9, 0.999))
     sampled = sample_at_eval(target, None)  # number of MID bottlenecks; z = mu unless target_sampling
     try:
-        with frozen(target, generator, discriminator):
+        with frozen(target, generator, discriminator, *surrogates):
             _run_batches(cfg, target, generator, discriminator, device, out_dir, batches, fingerprints, todo,
-                         extra_timings)
+                         extra_timings, surrogates)
     finally:
         sample_at_eval(target, None)  # the caller gets its target back deterministic
     dist.barrier()
@@ -141,24 +155,53 @@ def run_attack(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None
               "target": None if target_path is None else str(target_path),
               "prior": None if prior_path is None else str(prior_path),
               "world_size": dist.world_size(), "timings": timings,
-              "target_sampling": {"on": cfg.target_sampling, "mid_bottlenecks": sampled}}
+              "target_sampling": {"on": cfg.target_sampling, "mid_bottlenecks": sampled},
+              "options": cfg.options_record(),
+              "surrogates": {"count": len(surrogates), "distilled_here": surrogate_record}}
     write_run(out_dir, merged, record)
     conf = merged["confidences"]
     summary.update(num_images=int(conf.numel()), mean_confidence=float(conf.mean()),
                    per_class_confidence={c: float(conf[merged["labels"] == c].mean()) for c in ids},
-                   timings=timings)
+                   timings=timings, options=record["options"])
     run.finish(summary, config=RECORD)
     return summary
 
 
-def _run_batches(cfg, target, generator, discriminator, device, out_dir, batches, fingerprints, todo, timings):
+def _own_surrogates(cfg: AttackConfig, target: nn.Module, generator: nn.Module | None, data_config,
+                    out_dir: Path) -> tuple[list[nn.Module], dict | None]:
+    """The target's surrogates distilled by this attack (rank 0 distils, every rank loads): (models, summary)."""
+    from .surrogates import distill_surrogates, load_surrogates
+
+    summary = None
+    if dist.is_main():
+        summary = distill_surrogates(cfg.augmentation, target, generator, _scenario(data_config), out_dir)
+    dist.barrier()
+    return load_surrogates(out_dir), summary
+
+
+def _scenario(data_config):
+    """The target's data Scenario: its public images are what surrogates learn from, its private ones are
+    what they must never see."""
+    if data_config is None:
+        raise UserInputError("augmentation: distilling surrogates needs the target's data config (data_config=, "
+                             "read from the target's run directory by `lsmia attack`) or pass surrogates=")
+    from ..config import validate
+    from ..data import DataConfig, load_scenario
+
+    data = data_config if isinstance(data_config, DataConfig) else validate(DataConfig, dict(data_config), "data")
+    return load_scenario(data)
+
+
+def _run_batches(cfg, target, generator, discriminator, device, out_dir, batches, fingerprints, todo, timings,
+                 surrogates=()):
     """Attacks the batches `todo` and saves each to RUN_DIR/partial/ (PPA scores its candidate pool first)."""
-    context = {"device": device, "discriminator": discriminator}
+    context = {"device": device, "discriminator": discriminator, "surrogates": surrogates}
     if cfg.attack == "ppa" and todo:
         _target_noise(cfg, target, 0, POOL)
         t0 = time.perf_counter()
         pool = ppa.candidate_pool(cfg, generator, cfg.seed, device)
-        context.update(pool=pool, pool_conf=ppa.score_pool(cfg, target, generator, pool))
+        pool_conf, pool_score = ppa.score_pool(cfg, target, generator, pool, surrogates)
+        context.update(pool=pool, pool_conf=pool_conf, pool_score=pool_score)
         timings["pool_scoring_s"] = time.perf_counter() - t0
     for i in progress_bar(todo, desc=f"{cfg.attack} batches (rank {dist.rank()})", disable=not todo, leave=False):
         rng = torch.Generator().manual_seed(batch_seed(cfg.seed, i))

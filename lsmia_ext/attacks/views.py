@@ -8,6 +8,7 @@ differentiable op over the whole batch.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -93,15 +94,50 @@ def random_view(images: torch.Tensor, channels: int, size: int, scale, ratio, hf
     return random_resized_crop(match_channels(images, channels), size, scale, ratio, hflip_p, u)
 
 
+def logit_margins(logits: torch.Tensor) -> torch.Tensor:
+    """(B, K) margins z_k - max_{j != k} z_j of every class k: positive only for the top class. Raw logits,
+    so scaling them by a positive temperature scales every margin alike and never changes a ranking."""
+    if logits.shape[1] < 2:
+        raise ValueError("logit_margin needs at least 2 classes")
+    top2 = logits.topk(2, dim=1).values
+    is_top = logits == top2[:, :1]
+    # the best other class: the runner-up for the top class (a tie gives margin 0), the top for the rest
+    return logits - torch.where(is_top, top2[:, 1:], top2[:, :1])
+
+
+def class_scores(logits: torch.Tensor, score: str) -> torch.Tensor:
+    """(B, K) selection score of every class from one forward pass: softmax confidence or logit margin."""
+    logits = logits.float()
+    if score == "confidence":
+        return logits.softmax(dim=1)
+    if score == "logit_margin":
+        return logit_margins(logits)
+    raise ValueError(f"unknown selection score {score!r}; allowed: confidence, logit_margin")
+
+
+def ensemble_scores(members: Sequence[nn.Module], view: torch.Tensor, score: str) -> torch.Tensor:
+    """(B, K) mean over the ensemble members (target first, then its surrogates) of each one's class scores."""
+    if len(members) == 1:
+        return class_scores(members[0](view), score)
+    return torch.stack([class_scores(m(view), score) for m in members]).mean(dim=0)
+
+
 @torch.no_grad()
-def confidences(target: nn.Module, images: torch.Tensor, hflip: bool, batch_size: int) -> torch.Tensor:
-    """Softmax of the target over the plain view, averaged with the mirrored view when hflip: (B, K)."""
-    channels, size = target_geometry(target)
+def scores(members: Sequence[nn.Module], images: torch.Tensor, hflip: bool, batch_size: int,
+           score: str = "confidence") -> torch.Tensor:
+    """(B, K) class scores of the plain view, averaged with the mirrored view when hflip, averaged over the
+    members (all share the first member's geometry)."""
+    channels, size = target_geometry(members[0])
     out = []
     for chunk in images.split(batch_size):
         x = to_target(chunk, channels, size)
-        p = target(x).float().softmax(dim=1)
+        s = ensemble_scores(members, x, score)
         if hflip:
-            p = (p + target(x.flip(-1)).float().softmax(dim=1)) / 2
-        out.append(p)
+            s = (s + ensemble_scores(members, x.flip(-1), score)) / 2
+        out.append(s)
     return torch.cat(out)
+
+
+def confidences(target: nn.Module, images: torch.Tensor, hflip: bool, batch_size: int) -> torch.Tensor:
+    """Softmax of the target over the plain view, averaged with the mirrored view when hflip: (B, K)."""
+    return scores([target], images, hflip, batch_size, "confidence")

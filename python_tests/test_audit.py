@@ -302,6 +302,35 @@ def test_audit_reports_the_interval_over_classes_and_the_spread_over_attack_seed
     assert "repeats" not in old
 
 
+def test_attack_suite_reports_every_attack_and_the_worst_case(folders, user_model, tmp_path):
+    """--attack-suite adaptive: every attack of the suite on the user's model, on top of the audit's PPA budget
+    (A3: 2x its steps, 4x its candidates), surrogates distilled with suite_augmentation's budget; the worst
+    case is the attack with the highest Acc@1."""
+    from lsmia_ext.attacks.suite import ADAPTIVE
+
+    _, d = user_model
+    out = tmp_path / "audit"
+    surrogates = ["suite_augmentation.steps=5", "suite_augmentation.prior_samples=40", "suite_augmentation.holdout=10"]
+    code, stdout, err = lsmia("audit", "--model", d / "model.ts.pt", "--private", folders / "private", "--public",
+                              folders / "public", "--out", out, "--attack-suite", "adaptive", *CONTRACT,
+                              *_tiny_args(*[a for item in surrogates for a in ("--set", item)]))
+    assert code == 0, err
+    results = json.loads((out / "audit.json").read_text())
+    rows = results["rows"]
+    assert [r["attack"] for r in rows] == list(ADAPTIVE) and results["attack_suite"] == "adaptive"
+    worst = results["worst_case"]["model"]
+    assert worst["per_attack"] == {r["attack"]: r["acc1"] for r in rows}
+    assert worst["acc1"] == max(r["acc1"] for r in rows) and worst["per_attack"][worst["attack"]] == worst["acc1"]
+    settings = {r["attack"]: json.loads((out / r["attack_dir"] / "attack.json").read_text())["settings"] for r in rows}
+    assert (settings["A0"]["optim"]["steps"], settings["A0"]["initial"]["candidates"]) == (4, 40)  # TINY's budget
+    assert (settings["A3"]["optim"]["steps"], settings["A3"]["initial"]["candidates"]) == (8, 160)
+    assert settings["A1"]["selection_score"] == "logit_margin" and settings["A1-loss"]["optim"]["loss"] == "max_margin"
+    assert settings["A2"]["augmentation"]["steps"] == 5 and settings["A0"].get("augmentation") is None
+    md = (out / "report.md").read_text()
+    assert f"the worst case is {worst['attack']}: attack Acc@1 {100 * worst['acc1']:.1f} %" in md
+    assert f"worst case over the adaptive suite: {worst['attack']}, attack Acc@1 {100 * worst['acc1']:.1f} %" in stdout
+
+
 @pytest.mark.slow
 def test_compare_nls_retrains_a_module_spec(folders, user_model, tmp_path):
     _, d = user_model

@@ -18,6 +18,7 @@ from test_executor import _weights_sha
 from lsmia_ext.audit.compare import retrain_arch
 from lsmia_ext.audit.config import load_audit_config
 from lsmia_ext.audit.graph import audit_graph
+from lsmia_ext.audit.suite import attack_configs
 from lsmia_ext.data import DataConfig
 from lsmia_ext.models import ModelSpec
 
@@ -44,7 +45,7 @@ def test_audit_stage_hashes_unchanged(tmp_path):
                                      "kwargs": {"width": 8}, "state_dict": root / "net_state.pt", "image_size": 8,
                                      "channels": 1, "num_classes": 5, "mean": [0.5], "std": [0.5]})
     graph, *_ = audit_graph(cfg, tmp_path, data, spec, retrain_arch(spec), "fp-private",
-                            "fp-public", "model-sha", ("ppa", "gmi"), "nls")
+                            "fp-public", "model-sha", attack_configs(cfg, ("ppa", "gmi"), None), "nls")
     assert graph.hashes == PINNED
     assert [n.key for n in graph.nodes] == list(PINNED)  # the sequential order of earlier versions
 

@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="public images (no labels needed; a flat folder or sub-folders)")
     parser.add_argument("--prior", default=None, metavar="RUN_DIR", help="reuse a generator prior")
     parser.add_argument("--eval-model", default=None, metavar="RUN_DIR", help="reuse an evaluation model")
-    parser.add_argument("--attacks", default="ppa", help="comma-separated: ppa,gmi,miface (default ppa)")
+    parser.add_argument("--attacks", default=None, help="comma-separated: ppa,gmi,miface (default ppa)")
+    parser.add_argument("--attack-suite", default=None, metavar="NAME",
+                        help="run every attack of a suite instead (adaptive: PPA and the variants that adapt to a "
+                             "defense, lsmia_ext/attacks/suite.py) and report the worst case over them")
     parser.add_argument("--repeats", type=int, default=1, metavar="N",
                         help="run every attack with N attack seeds (the configured seed and the N-1 after it) and "
                              "report the spread of attack Acc@1 beside its interval over classes (default 1)")
@@ -49,22 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .config import load_audit_config
     from .pipeline import run_audit
+    from .suite import per_attack_text
+    from .uncertainty import interval_text, seeds_text
 
     cfg = load_audit_config(args.config, args.overrides)
     contract = {"image_size": args.image_size, "channels": args.channels, "num_classes": args.num_classes,
                 "value_range": args.value_range, "mean": args.mean, "std": args.std,
                 "trust_pickle": args.trust_pickle}
-    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    attacks = None if args.attacks is None else tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     results = run_audit(cfg, args.model, args.private, args.public, args.out, prior=args.prior,
                         eval_model=args.eval_model, private_test=args.private_test, attacks=attacks,
                         compare=args.compare, contract=contract, executor=executor_from_args(args, cfg.num_threads),
-                        repeats=args.repeats)
+                        repeats=args.repeats, attack_suite=args.attack_suite)
     main = results["rows"][0]
-    ci = ("" if main.get("acc1_ci_low") is None else
-          f", 95 % interval over classes {100 * main['acc1_ci_low']:.1f}-{100 * main['acc1_ci_high']:.1f} %")
-    rep = main.get("repeats")
-    seeds = "" if not rep else (f", over {len(rep['acc1'])} attack seeds {100 * rep['min']:.1f}-{100 * rep['max']:.1f} % "
-                                f"(sd {100 * rep['sd']:.1f})")
-    print(f"attack Acc@1 {100 * main['acc1']:.1f} %{ci}{seeds} (chance {100 / len(results['classes']):.1f} %); "
+    print(f"attack Acc@1 {100 * main['acc1']:.1f} %{interval_text(main)}{seeds_text(main)} (chance "
+          f"{100 / len(results['classes']):.1f} %); "
           f"wrote {args.out}/report.md, report.html, audit.json in {results['timings']['total_wall_s']:.0f} s")
+    if args.attack_suite:
+        worst = results["worst_case"]["model"]
+        print(f"worst case over the {args.attack_suite} suite: {worst['attack']}, attack Acc@1 "
+              f"{100 * worst['acc1']:.1f} %{interval_text(worst)} ({per_attack_text(worst)})")
     return 0

@@ -37,6 +37,9 @@ class AuditConfig(Strict):
     nls: NlsSettings = Field(default_factory=NlsSettings)
     attacks: dict[str, StageRef]
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    suite_augmentation: dict[str, Any] = Field(default_factory=dict, description="--attack-suite: overrides of the "
+                                               "augmentation section (surrogates' budget, e.g. steps) of every suite "
+                                               "attack that uses model augmentation (audit/suite.py)")
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     train_per_class: Optional[int] = Field(None, ge=2, description="private images per class used (seeded)")
     data_seed: int = 42

@@ -84,16 +84,16 @@ def attack_stage(name: str, acfg, d: Path, h: str, target: Path, prior_dir: Path
 
 
 def audit_graph(cfg, out: Path, data, spec, arch: Optional[str], fp_private: str, fp_public: str,
-                model_sha: Optional[str], attacks: tuple[str, ...], compare: Optional[str],
+                model_sha: Optional[str], attacks: dict, compare: Optional[str],
                 prior: Optional[tuple[Path, str]] = None, eval_model: Optional[tuple[Path, str]] = None,
                 gpu: bool = False, repeats: int = 1) -> tuple[AuditGraph, Path, Path, str]:
     """The audit's nodes, in the sequential order of earlier versions, and (graph, prior dir, evaluation model
     dir, its hash). `arch`: the registry name of the spec's architecture (compare.retrain_arch; needed for
     --compare and for an `lsmia` spec); `prior` / `eval_model`: (path, hash) of a given one, not built;
-    `model_sha`: the sha256 of the spec's weights file (None without one); `gpu`: stages whose config says
-    device auto need a GPU; `repeats`: every attack also runs with attack seeds seed+1 .. seed+repeats-1
-    (directories NAME_repeatR, not evaluated: the driver scores their Acc@1, uncertainty.py)."""
-    from ..attacks import AttackConfig
+    `attacks`: {name: AttackConfig} (suite.attack_configs), directories TARGET_NAME; `model_sha`: the sha256 of
+    the spec's weights file (None without one); `gpu`: stages whose config says device auto need a GPU;
+    `repeats`: every attack also runs with attack seeds seed+1 .. seed+repeats-1 (directories NAME_repeatR, not
+    evaluated: the driver scores their Acc@1, uncertainty.py)."""
     from ..priors import PriorConfig
     from ..train import TrainConfig
 
@@ -127,12 +127,11 @@ def audit_graph(cfg, out: Path, data, spec, arch: Optional[str], fp_private: str
                           threads, out)
             g.targets.append(Target(f"retrained, alpha {alpha:+g}", key, alpha, retrained_target(spec, d), h, train))
     for t in g.targets:
-        for name in attacks:
-            acfg = cfg.attacks[name].load(AttackConfig)
-            a_dir = out / "attacks" / f"{t.key}_{acfg.attack}"
+        for name, acfg in attacks.items():
+            a_dir = out / "attacks" / f"{t.key}_{name}"
             a_hash = attack_hash(acfg, t.hash, p_hash if acfg.needs_prior else "")
             deps = [*(["prior"] if acfg.needs_prior and "prior" in built else []), *([t.train] if t.train else [])]
-            a_key, g.attack_dirs[(t.key, name)] = f"attack {t.key} {acfg.attack}", a_dir
+            a_key, g.attack_dirs[(t.key, name)] = f"attack {t.key} {name}", a_dir
             g.add(a_key, a_hash, attack_stage, (a_key, acfg, a_dir, a_hash, t.path, p_dir, data), deps, on(acfg),
                   threads, out)
             g.repeat_dirs[(t.key, name)] = [(acfg.seed, a_dir)]

@@ -22,6 +22,7 @@ from .compare import SPEC_FILE, not_retrainable, retrain_arch
 from .config import AuditConfig
 from .folders import audit_data, folder_fingerprint, private_classes, private_test_set
 from .graph import audit_graph
+from .suite import attack_configs, worst_cases
 from .uncertainty import add_uncertainty
 
 RESULTS_FILE = "audit.json"
@@ -64,11 +65,13 @@ def _check_classes(model, classes: list[str], private: Path) -> None:
 
 def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: str | Path, out: str | Path,
               prior: str | Path | None = None, eval_model: str | Path | None = None,
-              attacks: tuple[str, ...] = ("ppa",), compare: str | None = None, contract: dict | None = None,
-              private_test: str | Path | None = None, log=print, executor=None, repeats: int = 1) -> dict:
+              attacks: tuple[str, ...] | None = None, compare: str | None = None, contract: dict | None = None,
+              private_test: str | Path | None = None, log=print, executor=None, repeats: int = 1,
+              attack_suite: str | None = None) -> dict:
     """Runs (or reuses) every stage of the audit and writes OUT/audit.json, OUT/report.md, OUT/report.html.
     `executor` runs the stage graph (default: executor.SequentialExecutor, in this process); `repeats`: attack
-    seeds per attack (uncertainty.py), reported as each row's spread."""
+    seeds per attack (uncertainty.py), reported as each row's spread; `attacks` (default ("ppa",)) or
+    `attack_suite` (e.g. "adaptive", whose worst case is reported): suite.attack_configs."""
     from ..data import load_scenario
     from ..experiment.graph import eval_reference, start_study
     from .report import write_report
@@ -79,9 +82,7 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     check_out_dir(out)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    unknown = [a for a in attacks if a not in cfg.attacks]
-    if unknown or not attacks:
-        raise ValueError(f"--attacks {','.join(attacks)}: allowed {', '.join(cfg.attacks)}")
+    attack_cfgs = attack_configs(cfg, attacks, attack_suite)
     if compare not in (None, "nls"):
         raise ValueError(f"--compare {compare!r}: the only comparison is 'nls' (negative label smoothing)")
     spec = model_spec(model, **(contract or {}))
@@ -106,7 +107,7 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     arch = retrain_arch(spec) if compare or spec.kind == "lsmia" else None  # registers a module factory here
     graph, prior_dir, eval_dir, e_hash = audit_graph(
         cfg, out, data, spec, arch, folder_fingerprint(private), folder_fingerprint(public),
-        _artifact_hash(model_file, "model.pt") if model_file else None, attacks, compare,
+        _artifact_hash(model_file, "model.pt") if model_file else None, attack_cfgs, compare,
         prior=None if prior is None else _given_prior(prior),
         eval_model=None if given_eval is None else given_eval[:2], gpu=torch.cuda.is_available(), repeats=repeats)
 
@@ -120,7 +121,7 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
     rows = []
     for t in graph.targets:
         train = done[t.train]["result"] if t.train else {}
-        for name in attacks:
+        for name in attack_cfgs:
             evaluation = done[f"evaluate {t.key} {name}"]["result"]
             if held_out is not None:  # the model's utility on the user's held-out folder instead
                 if t.key not in utilities:
@@ -141,8 +142,8 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
                "classes": classes, "num_private_train": len(scenario.private_train),
                "num_private_test": len(scenario.private_test), "num_public": len(scenario.public_train) +
                len(scenario.public_test), "prior": str(prior_dir), "eval_model": str(eval_dir),
-               "eval_model_test_acc": eval_result.get("test_acc"), "attacks": list(attacks), "compare": compare,
-               "repeats": repeats,
+               "eval_model_test_acc": eval_result.get("test_acc"), "attacks": list(attack_cfgs), "compare": compare,
+               "attack_suite": attack_suite, "repeats": repeats,
                "rows": rows, "config": cfg.model_dump(mode="json"), "num_threads": torch.get_num_threads(),
                "timings": {"stages": timings, "stages_wall_s": stages_wall}}
     eval_net, reference, built_s = eval_reference(eval_dir, e_hash, cfg.evaluate, data)
@@ -150,6 +151,7 @@ def run_audit(cfg: AuditConfig, model: str | Path, private: str | Path, public: 
         key = "reference" if "reference" not in timings else "reference (report)"
         timings[key] = {"wall_s": round(built_s, 2), "reused": False, "original_wall_s": round(built_s, 2)}
     _timed(timings, "uncertainty", lambda: add_uncertainty(rows, graph.repeat_dirs, eval_net, cfg.evaluate))
+    results["worst_case"] = worst_cases(rows)
     _timed(timings, "report", lambda: write_report(out, results, cfg, scenario, eval_net, reference))
     results["timings"]["total_wall_s"] = round(time.perf_counter() - t_start, 2)
     write_json(out / RESULTS_FILE, results)

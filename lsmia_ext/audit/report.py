@@ -9,6 +9,7 @@ from ..experiment.report import _stage_rows, image_grid, parallel_sentence, rend
 from ..metrics import FEATURE_EXTRACTOR
 from ..runio import write_text
 from .leak import class_leakage, real_delta
+from .suite import worst_case_sentence
 from .uncertainty import movement_sentence
 
 COLUMNS = [("test_acc", "private test acc %", True), ("ece", "ECE %", True), ("acc1", "attack Acc@1 %", True),
@@ -34,6 +35,11 @@ def _uncertainty_cells(row: dict) -> list[str]:
             f"{_range(rep['min'], rep['max'])} (sd {100 * rep['sd']:.1f})" if rep else "one seed"]
 
 
+def _attack_name(results: dict, row: dict) -> str:
+    suite = results.get("attack_suite")
+    return f"attack {row['attack']} of the {suite} suite" if suite else row["attack"].upper()
+
+
 def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) -> list[tuple]:
     n_cls = len(results["classes"])
     chance = 1 / n_cls
@@ -41,12 +47,13 @@ def _summary(results: dict, rows: list[dict], leaks: list[dict], real: float) ->
     leaky = [r for r in leaks if r["acc1"] >= 0.5]
     acc5 = f", among its top 5 in {_num(main['acc5'], True)} %" if main.get("acc5") is not None else ""
     text = [
-        f"An attacker who holds your model and {results['num_public']} public images ran {main['attack'].upper()} "
+        f"An attacker who holds your model and {results['num_public']} public images ran {_attack_name(results, main)} "
         f"against each of your {n_cls} private classes and kept {main['n_images']} images "
         f"({main['n_images'] // n_cls} per class). An evaluation model trained on your private images "
         f"({_num(results['eval_model_test_acc'], True)} % accurate on held-out ones) recognised the attacked class "
         f"in {_num(main['acc1'], True)} % of them{acc5} (chance: {100 * chance:.1f} %).",
         movement_sentence(main, n_cls),
+        *([worst_case_sentence(results)] if results.get("attack_suite") else []),
         f"In that model's feature space the attack images lie at a mean squared distance (delta_eval) of "
         f"{main['delta_eval']:.2f} from the nearest private image of their class; a real, unseen image of the "
         f"class lies at {real:.2f}. FID against the private images: {main['fid']:.1f}.",

@@ -41,6 +41,22 @@ def add_uncertainty(rows: list[dict], repeat_dirs: dict, eval_net, evaluate_cfg)
             row["repeats"] = {"attack_seeds": [seed for seed, _ in runs], "acc1": acc, **spread(acc)}
 
 
+def interval_text(row: dict) -> str:
+    """", 95 % interval over classes LO-HI %" of a row, or "" without one."""
+    if row.get("acc1_ci_low") is None:
+        return ""
+    return f", 95 % interval over classes {100 * row['acc1_ci_low']:.1f}-{100 * row['acc1_ci_high']:.1f} %"
+
+
+def seeds_text(row: dict) -> str:
+    """", over N attack seeds MIN-MAX % (sd S)" of a row run with --repeats, or ""."""
+    rep = row.get("repeats")
+    if not rep:
+        return ""
+    return (f", over {len(rep['acc1'])} attack seeds {100 * rep['min']:.1f}-{100 * rep['max']:.1f} % "
+            f"(sd {100 * rep['sd']:.1f})")
+
+
 def movement_sentence(row: dict, n_classes: int) -> str:
     """The summary's sentence on how far the headline Acc@1 can move."""
     pct = lambda v: f"{100 * v:.1f}"  # noqa: E731

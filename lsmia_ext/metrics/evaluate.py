@@ -150,7 +150,8 @@ def score_judges(images: torch.Tensor, labels: torch.Tensor, eval_model, ref: Pr
     cfg = cfg or EvaluateConfig()
     logits = predict_logits(eval_model, images, cfg.batch_size) if logits is None else logits
     feats = extract_features(eval_model, images, cfg.batch_size) if feats is None else feats
-    judges = {"eval_model": logits, "nn": nearest_class_scores(feats, ref.train_feats, ref.train_labels, logits.shape[1])}
+    nn = nearest_class_scores(feats, ref.train_feats, ref.train_labels, logits.shape[1])
+    judges = {"eval_model": logits, "nn": nn}
     if second_model is not None:
         judges["judge2"] = predict_logits(second_model, images, cfg.batch_size)
     return judge_scores(judges, labels, cfg.class_bootstrap, cfg.seed)

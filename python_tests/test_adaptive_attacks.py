@@ -208,7 +208,8 @@ def test_surrogate_hash_follows_every_input():
 # ----------------------------------------------------------------------------- the attack
 def test_augmented_attack_distils_its_own_surrogates_and_records_its_options(target, generator, tmp_path):
     cfg = small_cfg(selection_score="logit_margin", optim=dict(loss="max_margin", steps=4), augmentation=FAST_AUG)
-    summary = run_attack(cfg, target, generator, tmp_path / "run", data_config=DIGITS)
+    # the data config as `lsmia attack` reads it from the target's run directory: a plain mapping
+    summary = run_attack(cfg, target, generator, tmp_path / "run", data_config=DIGITS.model_dump(mode="json"))
     record = read_json(tmp_path / "run" / "attack.json")
     expected = {"selection_score": "logit_margin", "loss": "max_margin",
                 "augmentation": {"archs": ["small_cnn", "small_cnn_w2"], "sources": ["public", "prior"]},

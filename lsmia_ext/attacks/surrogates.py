@@ -18,8 +18,10 @@ Where the paper is vague, and what is chosen here:
   `prior_truncation_psi`, seeded): both are attacker-side; private splits are refused by the config.
 - Budget: epochs do not transfer between data sets of different sizes, so training is `steps` SGD steps on
   batches drawn without replacement (reshuffled each pass), at a constant lr (our runs are far shorter than
-  the 20 epochs at which their step schedule first acts). Default 800 x 64 images: about 15 s per small_cnn
-  surrogate on one CPU thread (measured, see the report of the commit adding this file).
+  the 20 epochs at which their step schedule first acts). Default 400 x 64 images (about 0.8 passes over the
+  default scenario's 31 k public + 4 k prior images) on one CPU thread of a shared 2-core machine at load 5-7:
+  small_cnn_w6 14 s, small_cnn_w8 15 s, small_cnn 29 s, small_cnn_wide 64 s, small_resnet 65 s, plus about
+  25 s once per target for the images, the private-image check and the target's soft labels.
 - No input augmentation while distilling (the paper names none); surrogates see the target's input geometry
   (channels, size), the generator's samples converted as the attack shows them to the target.
 - Selection: LOMMA's attacks (GMI, KEDMI) have no candidate selection. PPA's selections here average the

@@ -10,7 +10,8 @@ from ..cli_args import add_config_args
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser, config_default="attack-ppa", set_example="optim.steps=20",
-                    config_help="shipped config name (attack-ppa, attack-gmi, attack-miface, attack-ppa-facescrub) "
+                    config_help="shipped config name (attack-ppa, attack-ppa-strong, attack-gmi, attack-miface, "
+                                "attack-ppa-facescrub) "
                                 "or a YAML path",
                     out_help="run directory to write (rerun to resume)")
     parser.add_argument("--target", required=True, help="target classifier: RUN_DIR or RUN_DIR/model.pt")

@@ -2,7 +2,9 @@
 
 Sections: `initial` / `optim` / `final` are PPA's three stages; `optim` is shared by all three attacks
 (steps, learning rate, betas, identity loss, crop of each step); `gmi` and `miface` hold what only
-those attacks use and are accepted only for their attack. The shipped YAML files
+those attacks use and are accepted only for their attack. The adaptive options (issue 28):
+`selection_score` (PPA's selections by softmax confidence or logit margin) and `augmentation` (surrogates
+distilled from the target, LOMMA; attacks/surrogates.py), both left out of the dump at their defaults. The shipped YAML files
 (lsmia_ext/configs/attack-*.yaml) document the values. Allowed attack and identity loss names are
 the keys of the ATTACKS and IDENTITY_LOSSES registries.
 """

@@ -1,4 +1,5 @@
 """`lsmia experiment [--config NAME_OR_PATH] [--preset quick] [--seeds N] --out RUN_DIR [--ablation DIR]
+[--train-instruments]
 [--workers N | --scheduler ADDRESS | --merge SHARD/results.json ...] [--set key=value ...]`.
 
 In seed shards: run `--set 'seeds=[0,1]' --out runs/a` here and `--set 'seeds=[2,3]' --out runs/b`
@@ -20,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="reduced budget applied on top of the config (quick: about 2 minutes, for tests)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 (overrides the config's seeds)")
+    parser.add_argument("--train-instruments", action="store_true",
+                        help="train the prior and evaluation models even when the package ships them for this "
+                             "config (lsmia_ext/instruments: filled from there by default, sha256-checked)")
     parser.add_argument("--ablation", default=None, metavar="OTHER_RUN_DIR",
                         help="a finished study whose paired claims the report shows as the ablation "
                              "'prior without the private domain' (same as the config field ablation)")
@@ -42,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}/results.json, report.md, report.html from {len(args.merge)} shards "
               f"(seeds {results['settings']['experiment']['seeds']})")
         return 0
-    results = run_experiment(cfg, args.out, executor=executor_from_args(args, cfg.num_threads))
+    results = run_experiment(cfg, args.out, executor=executor_from_args(args, cfg.num_threads),
+                             train_instruments=args.train_instruments)
     print(f"wrote {args.out}/results.json, report.md, report.html in {results['timings']['total_wall_s']:.0f} s")
     return 0

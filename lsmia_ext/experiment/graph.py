@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..config import config_hash
 from ..executor import Node
-from .stages import ResolvedStages, attack_hash, evaluation_hash, run_stage
+from .stages import STAMP, ResolvedStages, attack_hash, evaluation_hash, run_stage
 
 _CACHE: dict = {}  # per process: the latest scenario and (evaluation model, private reference)
 
@@ -66,6 +66,20 @@ def classifier_stage(name: str, cfg, d: Path, h: str, log=print) -> dict:
     from ..train import train_classifier
 
     return asdict(run_stage(name, d, h, lambda: train_classifier(cfg, d), log))
+
+
+def instrument_stage(name: str, cfg, d: Path, h: str, use_shipped: bool, log=print) -> dict:
+    """The study's prior (name "prior") or an evaluation model ("eval_model", "eval_model2"): with `use_shipped`,
+    a stage whose hash is a shipped instrument's (lsmia_ext/instruments) is filled from its files, checked
+    against their sha256, instead of trained; otherwise (--train-instruments), or for any other hash, it is
+    trained by prior_stage / classifier_stage, and a stage filled earlier is trained anew."""
+    from ..instruments import find_instrument
+
+    kind = "prior" if name == "prior" else "classifier"
+    shipped = find_instrument(kind, h) if use_shipped else None
+    if shipped is not None:
+        return asdict(run_stage(name, d, h, lambda: shipped.fill(d, keep=(STAMP,)), log, shipped.description))
+    return prior_stage(cfg, d, h, log) if kind == "prior" else classifier_stage(name, cfg, d, h, log)
 
 
 def surrogate_stage(name: str, aug_cfg, d: Path, h: str, target_dir: Path, prior_dir: Path, data_cfg, log=print) -> dict:
@@ -157,11 +171,14 @@ def node_log(out: Path, key: str) -> str:
     return str(out / "logs" / f"{key.replace(':', '_').replace(' ', '_')}.log")
 
 
-def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str], str], gpu: bool) -> list[Node]:
+def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str], str], gpu: bool,
+                train_instruments: bool = False) -> list[Node]:
     """The nodes of the study (keys as in results.json timings: prior, eval_model, target:K, attack:K,
     evaluation:K); `with_data` adds the identity assignment to a stage hash; `gpu` marks the training
-    and attack stages that run on CUDA as needing a GPU. On a Dask worker a stage's prints go to
+    and attack stages that run on CUDA as needing a GPU; `train_instruments` trains the prior and evaluation
+    models even when the package ships them (instrument_stage). On a Dask worker a stage's prints go to
     OUT/logs/KEY.log."""
+    shipped_ok = not train_instruments
     threads = cfg.num_threads
     res = stage_resources(None, threads, gpu)
     node = lambda key, *a: Node(key, *a, output=node_log(out, key))  # noqa: E731
@@ -169,15 +186,15 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
 
     p_dir, p_hash = out / "prior", with_data(stages.prior.run_hash())
     e_dir, e_hash = out / "eval_model", with_data(stages.eval_model.run_hash())
-    nodes = [node("prior", prior_stage, (stages.prior, p_dir, p_hash), (), res, threads),
-             node("eval_model", classifier_stage, ("eval_model", stages.eval_model, e_dir, e_hash), (),
+    nodes = [node("prior", instrument_stage, ("prior", stages.prior, p_dir, p_hash, shipped_ok), (), res, threads),
+             node("eval_model", instrument_stage, ("eval_model", stages.eval_model, e_dir, e_hash, shipped_ok), (),
                   on(stages.eval_model), threads)]
     judge2: tuple = ()  # evaluation_stage's second-judge arguments (eval2_dir, e2_hash)
     eval_deps: tuple[str, ...] = ("eval_model",)
     if stages.eval_model2 is not None:
         e2_dir, e2_hash = out / "eval_model2", with_data(stages.eval_model2.run_hash())
-        nodes.append(node("eval_model2", classifier_stage, ("eval_model2", stages.eval_model2, e2_dir, e2_hash), (),
-                          on(stages.eval_model2), threads))
+        nodes.append(node("eval_model2", instrument_stage, ("eval_model2", stages.eval_model2, e2_dir, e2_hash,
+                                                            shipped_ok), (), on(stages.eval_model2), threads))
         judge2, eval_deps = (e2_dir, e2_hash), ("eval_model", "eval_model2")
     for seed in cfg.seeds:
         for entry in cfg.targets:

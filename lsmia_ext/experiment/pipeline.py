@@ -56,7 +56,8 @@ class _Study:
     def _record(self, key: str, outcome: dict) -> dict:
         self.timings[key] = {"wall_s": round(outcome["wall_s"], 2), "reused": outcome["reused"],
                              "original_wall_s": round(outcome["original_wall_s"], 2), "worker": outcome["worker"],
-                             "after": list(self.deps.get(key, ()))}
+                             "after": list(self.deps.get(key, ())),
+                             **({"shipped": outcome["shipped"]} if outcome.get("shipped") else {})}
         return outcome["result"]
 
     def _with_data(self, stage_hash: str) -> str:
@@ -129,9 +130,11 @@ def _check_scenario(cfg: ExperimentConfig, stages: ResolvedStages, scenario) -> 
                              "(its classes are not mirror-symmetric): set attack.set.hflip=false")
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, executor=None) -> dict:
+def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, executor=None,
+                   train_instruments: bool = False) -> dict:
     """Runs (or reuses) every stage and writes OUT/results.json, OUT/report.md, OUT/report.html.
-    `executor` runs the stage graph (default: executor.SequentialExecutor, in this process)."""
+    `executor` runs the stage graph (default: executor.SequentialExecutor, in this process);
+    `train_instruments` trains the prior and evaluation models even when the package ships them."""
     from ..data import load_scenario
 
     t_start = time.perf_counter()
@@ -146,7 +149,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
     _check_scenario(cfg, study.stages, scenario)
 
     start_study(cfg.data, scenario)
-    graph = study_graph(cfg, study.stages, out, study._with_data, torch.cuda.is_available())
+    graph = study_graph(cfg, study.stages, out, study._with_data, torch.cuda.is_available(), train_instruments)
     study.deps = {n.key: n.deps for n in graph}
     done = (executor or SequentialExecutor()).run(graph, log)
     study.prior_result = study._record("prior", done["prior"])

@@ -161,6 +161,7 @@ def _stage_rows(timings: dict) -> list[list[str]]:
     rows = []
     for stage, t in timings["stages"].items():
         how = "reused (ran earlier in {:.1f} s)".format(t["original_wall_s"]) if t["reused"] else "ran"
+        how = f"{how}: {t['shipped']}" if t.get("shipped") else how
         rows.append([stage, f"{t['wall_s']:.1f}", how])
     return rows
 
@@ -218,6 +219,14 @@ def prior_sentence(prior: dict) -> str:
         text += (f" Share of its samples per category (real public share in brackets): {parts}; worst ratio "
                  f"{prior['category_share_min_ratio']:.2f}.")
     return text
+
+
+def instruments_sentence(stages: dict) -> str:
+    """Which of the study's instruments (prior, evaluation models) came shipped with the package: a sentence
+    and a space, or "" when none did."""
+    shipped = [f"{key}: {t['shipped']}" for key, t in stages.items() if t.get("shipped")]
+    return (f"Not trained in this run, from the package (lsmia_ext/instruments, sha256-checked): {'; '.join(shipped)}; "
+            "`lsmia experiment --train-instruments` trains them. " if shipped else "")
 
 
 def grid_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
@@ -318,6 +327,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
                         f"PRDC and KES. Evaluation model test accuracy: "
                         f"{100 * (results['eval_model']['test_acc'] or float('nan')):.1f} %. "
                         f"{prior_sentence(results['prior'])} "
+                        f"{instruments_sentence(results['timings'].get('stages', {}))}"
                         f"FID/KID/PRDC feature space: {results['settings']['feature_extractor']}. "
                         "KID (unbiased MMD^2, cubic kernel) beside FID: FID on a few hundred attack images is biased "
                         "upward at that size, KID is not; each row of results.json also holds KID's 95 % bootstrap "

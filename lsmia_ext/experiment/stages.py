@@ -4,7 +4,10 @@ A stage directory holds `stage.json`, a runio.RunDir record = {"format", "kind":
 "config_hash", "finished", "wall_s", "result"} (records of earlier versions lack format and kind). A
 finished stage whose hash equals the hash of its resolved config (plus the hashes of the artifacts it
 consumes) is reused without running anything; a stage of another hash is deleted and run again; an
-unfinished one of the same hash is handed back to its stage function, which resumes it.
+unfinished one of the same hash is handed back to its stage function, which resumes it. A stage filled
+from a shipped checkpoint (lsmia_ext/instruments) says so in its record ("shipped": "shipped checkpoint
+(trained DATE, this config)"); it is reused only by a call that would fill it too, and run anew by one that
+trains (`lsmia experiment --train-instruments`).
 """
 from __future__ import annotations
 
@@ -113,37 +116,46 @@ class StageOutcome:
     original_wall_s: float  # seconds the stage took when it actually ran
     host: str = ""          # where this invocation ran (executor.where)
     worker: str = ""
+    shipped: str = ""       # the stage came from a shipped checkpoint: which (stage.json "shipped"); "" if trained
 
 
-def run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log=print) -> StageOutcome:
+def run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log=print,
+              shipped: str | None = None) -> StageOutcome:
     """Runs fn() in stage_dir unless a finished run of the same hash is there (see module doc). One process
-    at a time holds the stage directory (runio.exclusive); another one waits, then reuses its result."""
+    at a time holds the stage directory (runio.exclusive); another one waits, then reuses its result.
+    `shipped`: fn fills the stage from a shipped checkpoint, described by this text (recorded in stage.json)."""
     with exclusive(stage_dir, log):
-        return _run_stage(name, Path(stage_dir), stage_hash, fn, log)
+        return _run_stage(name, Path(stage_dir), stage_hash, fn, log, shipped)
 
 
-def _run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log) -> StageOutcome:
+def _run_stage(name: str, stage_dir: Path, stage_hash: str, fn: Callable[[], dict], log,
+               shipped: str | None) -> StageOutcome:
     stage = RunDir(stage_dir, "stage", {"stage": name}, stage_hash, record=STAMP)
     at = where()  # host and worker, recorded in stage.json and returned
     old = stage.read()
     if old is not None:
-        if old.get("config_hash") == stage_hash and old.get("finished"):
+        if old.get("config_hash") == stage_hash and old.get("finished") and (shipped or not old.get("shipped")):
             log(f"[experiment] {name}: reused ({stage_dir}, hash {stage_hash})")
-            return StageOutcome(old["result"], 0.0, True, float(old.get("wall_s", 0.0)), **at)
+            return StageOutcome(old["result"], 0.0, True, float(old.get("wall_s", 0.0)), **at,
+                                shipped=old.get("shipped", ""))
         if old.get("config_hash") != stage_hash:
             log(f"[experiment] {name}: config changed (hash {old.get('config_hash')} -> {stage_hash}); rerunning")
+            shutil.rmtree(stage_dir)
+        elif old.get("shipped") and not shipped:
+            log(f"[experiment] {name}: holds a shipped checkpoint; training it instead")
             shutil.rmtree(stage_dir)
     elif stage.path.exists() and any(stage.path.iterdir()):
         raise FileExistsError(f"{stage_dir} exists but has no {STAMP}: it was not written by `lsmia experiment`; "
                               "move it away or choose another --out")
-    stage.write(finished=False, stage=name, **at)
-    log(f"[experiment] {name}: running in {stage_dir}")
+    note = {"shipped": shipped} if shipped else {}
+    stage.write(finished=False, stage=name, **at, **note)
+    log(f"[experiment] {name}: {'filling from a ' + shipped if shipped else 'running'} in {stage_dir}")
     t0 = time.perf_counter()
     result = _jsonable(fn())
     wall = time.perf_counter() - t0
-    stage.write(finished=True, result=result, stage=name, wall_s=wall, **at)
+    stage.write(finished=True, result=result, stage=name, wall_s=wall, **at, **note)
     log(f"[experiment] {name}: done in {wall:.1f} s")
-    return StageOutcome(result, wall, False, wall, **at)
+    return StageOutcome(result, wall, False, wall, **at, shipped=shipped or "")
 
 
 def attack_hash(attack_cfg, target_hash: str, prior_hash: str) -> str:

@@ -44,7 +44,9 @@ test-all: install
 	cd python_tests && ../$(VENV)/bin/pytest -q --durations=15 .
 
 # The default study's first seed, its stages on 2 local Dask workers (same numbers as sequential, about
-# half the wall time on 2 cores); add --seeds 7 for the README's study.
+# half the wall time on 2 cores); add --seeds 7 for the README's study. Its prior and evaluation model come
+# from the package (lsmia_ext/instruments, sha256-checked) when their stage hash is the shipped one; add
+# --train-instruments to train them here instead.
 experiment: install
 	$(VENV)/bin/lsmia experiment --out $(OUT) --workers 2
 

@@ -44,9 +44,9 @@ class Instrument:
         return {rel: self._checked(rel, want) for rel, want in self.manifest["files"].items()}
 
     def _checked(self, rel: str, want: str) -> bytes:
-        path = self.folder / rel
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise UserInputError(f"shipped instrument {self.name}: file {rel!r} lies outside its folder: {FIX}")
+        path = self.folder / rel
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -74,7 +74,10 @@ def instruments() -> list[Instrument]:
     """Every shipped instrument: one NAME.json with its folder NAME/ in SHIPPED_DIR."""
     found = []
     for path in sorted(SHIPPED_DIR.glob("*.json")):
-        manifest = read_json(path)
+        try:
+            manifest = read_json(path)
+        except UserInputError:  # truncated: said below, with what to do about a package file
+            manifest = None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("kind") not in KINDS:
             raise UserInputError(f"{path} is not a shipped-instrument manifest (format {FORMAT}, kind one of "
                                  f"{', '.join(KINDS)}): {FIX}")

@@ -50,13 +50,17 @@ class PlainProgress:
             for item in self.iterable:
                 yield item
                 self.update(1)
-        finally:
-            self.close()
+        except BaseException:
+            self.closed = True  # interrupted (an error, a break): no final line, the error is what matters
+            raise
+        self.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            self.closed = True
         self.close()
 
     def set_postfix(self, **kwargs) -> None:

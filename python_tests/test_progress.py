@@ -72,3 +72,23 @@ def test_disabled_writes_nothing():
     for stream in (io.StringIO(), Terminal()):
         assert list(progress_bar(range(3), file=stream, disable=True)) == [0, 1, 2]
         assert stream.getvalue() == ""
+
+
+def test_an_interrupted_plain_bar_writes_no_final_line():
+    """An error inside the loop leaves only the error for the reader (a CLI prints one error line)."""
+    import io
+
+    from lsmia_ext.progress import PlainProgress
+
+    def broken():
+        yield 1
+        raise ValueError("boom")
+
+    out = io.StringIO()
+    bar = PlainProgress(broken(), total=5, desc="epoch", file=out, min_interval_s=0.0, step_percent=100.0)
+    try:
+        for _ in bar:
+            pass
+    except ValueError:
+        pass
+    assert out.getvalue() == ""

@@ -18,10 +18,16 @@ def stage_hashes(name: str) -> dict:
     stages = resolve_stages(cfg)
     prior, eval_model = stages.prior.run_hash(), stages.eval_model.run_hash()
     hashes = {"prior": prior, "eval_model": eval_model}
+    judge2 = stages.eval_model2.run_hash() if stages.eval_model2 is not None else None
+    if judge2 is not None:
+        hashes["eval_model2"] = judge2
+    attacks = list(cfg.attack_overrides())
     for (entry, seed), target in stages.targets.items():
         t = target.run_hash()
-        a = attack_hash(stages.attack_of(entry, seed), t, prior)
-        hashes[f"{entry}_seed{seed}"] = [t, a, evaluation_hash(cfg.evaluate, a, eval_model)]
+        for attack in attacks or [None]:
+            a = attack_hash(stages.attack_of(entry, seed, attack), t, prior)
+            key = f"{entry}_seed{seed}" + ("" if attack is None else f"_{attack}")
+            hashes[key] = [t, a, evaluation_hash(cfg.evaluate, a, eval_model, judge2)]
     return hashes
 
 

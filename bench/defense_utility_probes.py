@@ -77,7 +77,7 @@ def main() -> None:
         row = {"config": args.config, "setting": setting, "epochs": cfg.epochs, "seed": args.seed, "val_acc": final.get("val_acc"),
                "test_acc": final["test_acc"],
                "train_acc": final["train_acc"], "wall_s": round(time.perf_counter() - t0, 1),
-               **{k: final[k] for k in ("pretrain_public_acc",) if k in final}}
+               **{k: final[k] for k in ("pretrain_public_acc", "trapdoor_acc") if k in final}}
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

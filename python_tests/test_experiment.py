@@ -16,7 +16,8 @@ from lsmia_ext.experiment import load_experiment_config, run_experiment, summari
 ROW_KEYS = {"name", "alpha", "seed", "test_acc", "ece", "attack_acc1", "attack_acc5", "attack_acc1_initial",
             "attack_acc5_initial", "delta_eval", "fid", "precision", "recall", "density", "coverage", "kes_train",
             "kes_test", "attack_acc_category", "attack_acc_category_initial", "train_acc", "kid", "kid_ci_low",
-            "kid_ci_high", "test_acc_sampling", "val_acc"}
+            "kid_ci_high", "test_acc_sampling", "val_acc", "attack_acc1_ci_low", "attack_acc1_ci_high",
+            "attack_acc1_nn", "attack_acc1_judge2", "attack_acc1_both"}
 ARGS = ["experiment", "--config", "experiment-digits", "--preset", "quick"]
 
 
@@ -46,8 +47,11 @@ def test_quick_preset_end_to_end(study):
         assert row["test_acc_sampling"] is None  # no MID target
         assert row["val_acc"] is None  # the digits scenario has no validation split
         assert row["kid_ci_low"] <= row["kid"] <= row["kid_ci_high"]
+        assert row["attack_acc1_judge2"] is None and row["attack_acc1_both"] is None  # no second judge
+        assert row["attack_acc1_ci_low"] <= row["attack_acc1"] <= row["attack_acc1_ci_high"]
         for key in ROW_KEYS - {"name", "attack_acc5", "attack_acc5_initial", "attack_acc_category",
-                               "attack_acc_category_initial", "test_acc_sampling", "val_acc"}:
+                               "attack_acc_category_initial", "test_acc_sampling", "val_acc", "attack_acc1_judge2",
+                               "attack_acc1_both"}:
             assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (key, row[key])
         assert 0.0 <= row["attack_acc1"] <= 1.0 and 0.0 <= row["test_acc"] <= 1.0
         assert row["test_acc"] > 0.5  # the targets really learned the 5 private digits

@@ -267,3 +267,26 @@ def test_ablation_summary_recomputes_claims_of_an_older_results_json(tmp_path):
     write_json(tmp_path / "bad" / "results.json", {"rows": []})
     with pytest.raises(ValueError, match="lacks 'settings'"):
         ablation_summary(tmp_path / "bad")
+
+
+def test_seeds_for_holm_is_the_seed_count_at_holms_first_step():
+    from scipy.stats import nct, t
+
+    from lsmia_ext.experiment.stats import detectable_effect_holm, seeds_for_holm
+
+    # the hand case above: 9 seeds detect 1.4917 sd at Holm's first step of 6 tests (0.05 / 6), 8 seeds do not
+    assert seeds_for_holm(1.0, 1.4918, 6) == 9 and seeds_for_holm(1.0, 1.4916, 6) == 10
+    assert detectable_effect_holm(1.0, 8, 6) > 1.4918
+
+    def power(n, effect, sd, tests):  # two-sided paired t at 0.05 / tests, straight from the noncentral t
+        crit, nc = t.ppf(1 - 0.05 / (2 * tests), n - 1), effect * math.sqrt(n) / sd
+        return nct.sf(crit, n - 1, nc) + nct.cdf(-crit, n - 1, nc)
+
+    # 10 points at a 5-point spread, 5 comparisons: the fewest seeds with 80 % power at 0.01
+    n = seeds_for_holm(0.05, 0.10, 5)
+    assert power(n, 0.10, 0.05, 5) >= 0.8 > power(n - 1, 0.10, 0.05, 5)
+    assert n > seeds_needed(0.05, 0.10)  # the adjusted level asks for more seeds than 0.05
+    assert seeds_for_holm(0.05, 0.10, 1) == seeds_needed(0.05, 0.10)  # one test: no adjustment
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(UserInputError, match="tests"):
+            seeds_for_holm(0.05, 0.10, bad)

@@ -24,6 +24,7 @@ from ..data import DataConfig
 from ..metrics import EvaluateConfig
 from .matched import DROPS, MAX_GAP, NOT_A_DEFENSE
 from .stages import ResolvedStages, resolve_stages
+from .tradeoff import defense_of
 
 DEFAULT_CONFIG = "experiment-fmnist"
 
@@ -137,6 +138,21 @@ class ReportConfig(Strict):
     # costs added after the matched table's results were read (e.g. where the controls sit): read the
     # same way but in a table of their own, with its own Holm adjustment, labelled post hoc in the report
     post_hoc_drops: list[float] = Field(default_factory=list)
+    # The primary comparisons (experiment/primary.py): every other defense family against primary_reference
+    # at this one cost (a fraction of validation accuracy below the undefended target of the same seed,
+    # e.g. 0.02), Holm-adjusted over those comparisons only; the matched table then is exploratory.
+    # None: no primary comparison (and neither field appears in the config's dump).
+    primary_cost: Optional[float] = Field(None, gt=0, lt=1)
+    primary_reference: str = "negative LS"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Without a primary cost the dump is what it was before these fields existed."""
+        data = handler(self)
+        if data.get("primary_cost") is None:
+            data.pop("primary_cost", None)
+            data.pop("primary_reference", None)
+        return data
 
     @field_validator("matched_drops")
     @classmethod
@@ -229,6 +245,15 @@ class ExperimentConfig(Strict):
                                      f"alpha and set must equal that entry's ({src.alpha}, {src.set})")
             seen[t.name] = t
         return v
+
+    @model_validator(mode="after")
+    def _primary_reference(self):
+        """A primary comparison needs its reference family among the targets (tradeoff.defense_of)."""
+        ref = self.report.primary_reference
+        if self.report.primary_cost is not None and ref not in {defense_of(t) for t in self.targets}:
+            known = sorted({defense_of(t) for t in self.targets} - set(NOT_A_DEFENSE))
+            raise ValueError(f"report.primary_reference {ref!r} is no family of the targets; allowed: {known}")
+        return self
 
     @field_validator("seeds")
     @classmethod

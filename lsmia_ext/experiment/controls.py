@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..config import flatten_overrides
 from .matched import MAX_GAP, NOT_MEASURED, family_curves, interpolate, matched_results, undefended, utility_key
+from .primary import primary_pairs, primary_results
 from .stats import CONFIDENCE, POWER, paired_interval
 from .tradeoff import defense_of
 
@@ -92,6 +93,10 @@ def comparisons(rows: list[dict], targets, report) -> dict:
     """The results.json entries of the study's comparisons across targets: "matched" (and, with post-hoc
     grid points, "matched_without_post_hoc" and "post_hoc", with post-hoc costs "matched_post_hoc_costs";
     matched.matched_results) and "controls", with the costs and bracket width of the experiment's
-    ReportConfig `report`."""
-    return {**matched_results(rows, targets, report.matched_drops, report.max_gap, report.post_hoc_drops),
-            "controls": control_comparison(rows, targets, report.max_gap)}
+    ReportConfig `report`; with report.primary_cost also "primary" (primary.py; the matched tables are then
+    exploratory)."""
+    controls = control_families(targets)
+    primary = primary_pairs(targets, report, controls)  # None without a primary cost
+    return {**matched_results(rows, targets, report.matched_drops, report.max_gap, report.post_hoc_drops, primary),
+            "controls": control_comparison(rows, targets, report.max_gap),
+            **primary_results(rows, targets, report, controls)}

@@ -21,10 +21,14 @@ the table's verdicts are drawn from), and the effect 80 % power would detect at 
 (stats.detectable_effect_holm) beside the unadjusted one. Verdict: A (or B) more private when the
 Holm-adjusted p is below 0.05 (the sign of the mean says which), "no difference shown" otherwise, "not measured" with fewer than
 2 seeds read. Control families (TargetEntry.family) are families like any other here.
+
+With a primary comparison set (ReportConfig.primary_cost; primary.py: each defense family against one
+reference family at one cost, Holm over those alone) this table is exploratory: it leaves the primary pairs
+out and reads its verdicts at the unadjusted p, labelled so in the report.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Collection, Optional
 
 from .stats import CONFIDENCE, HOLM_LEVEL, POWER, holm_fields, paired_interval
 from .tradeoff import defense_of
@@ -117,43 +121,71 @@ def matched_verdict(p_holm: Optional[float], mean: Optional[float], n: int, a: s
     return "no difference shown"
 
 
-def _order(families) -> list[str]:
+def order_families(families) -> list[str]:
+    """negative LS, MID, BiDO first (the order of the study's tables), then the others alphabetically."""
     families = list(families)  # read twice
     first = [f for f in ("negative LS", "MID", "BiDO") if f in families]
     return first + sorted(f for f in families if f not in first)
 
 
-def matched_comparison(rows: list[dict], targets, drops=DROPS, metric: str = "attack_acc1",
-                       max_gap: float = MAX_GAP) -> list[dict]:
-    """Every pair of families at every drop: per-seed matched attack accuracies read inside measured
-    brackets, paired differences (A - B), t interval, p and Holm-adjusted p, detectable effect and verdict.
-    [] when fewer than two defense families are present."""
+def level_curves(rows: list[dict], targets, metric: str = "attack_acc1") -> tuple[str, dict, dict[int, float]]:
+    """(utility key, family_curves on that axis, {seed: the undefended target's utility}): what a reading at
+    a cost below the undefended target needs (matched_comparison, primary.py)."""
     targets = list(targets)
-    fams_of = {t.name: defense_of(t) for t in targets}
-    utility = utility_key(rows, [n for n, f in fams_of.items() if f != "positive LS"])
+    utility = utility_key(rows, [t.name for t in targets if defense_of(t) != "positive LS"])
     curves = family_curves(rows, targets, metric, utility)
     base = {r["seed"]: r[utility] for r in rows if r["name"] in undefended(targets) and r.get(utility) is not None}
-    fams = _order(f for f in curves if f not in NOT_A_DEFENSE)
+    return utility, curves, base
+
+
+def read_pair(curves: dict, base: dict[int, float], a: str, b: str, drop: float, max_gap: float) -> dict:
+    """Families a and b per seed at the undefended utility minus `drop`, each read only inside a measured
+    bracket (interpolate): {"seeds" (both read), "a_values", "b_values", "diffs" (a - b), "unread_a",
+    "unread_b" (seeds where that family is not read)}."""
+    seeds, va, vb, unread = [], [], [], {a: [], b: []}
+    for s in sorted(base):
+        ya = interpolate(curves.get(a, {}).get(s, []), base[s] - drop, max_gap)
+        yb = interpolate(curves.get(b, {}).get(s, []), base[s] - drop, max_gap)
+        for fam, y in ((a, ya), (b, yb)):
+            if y is None:
+                unread[fam].append(s)
+        if ya is not None and yb is not None:
+            seeds.append(s)
+            va.append(ya)
+            vb.append(yb)
+    return {"seeds": seeds, "unread_a": unread[a], "unread_b": unread[b], "a_values": va, "b_values": vb,
+            "diffs": [x - y for x, y in zip(va, vb)]}
+
+
+def matched_comparison(rows: list[dict], targets, drops=DROPS, metric: str = "attack_acc1",
+                       max_gap: float = MAX_GAP, primary: Optional[Collection[tuple]] = None) -> list[dict]:
+    """Every pair of families at every drop: per-seed matched attack accuracies read inside measured
+    brackets, paired differences (A - B), t interval, p and Holm-adjusted p, detectable effect and verdict.
+    [] when fewer than two defense families are present.
+
+    With `primary`, the primary comparisons as (cost, reference family, family) triples (primary.py, from
+    ReportConfig.primary_cost; also when empty), the table is exploratory: those pairs at that cost are
+    left out (they are Holm-adjusted over their own family in the primary table), every other entry
+    carries "exploratory": True and its verdict is read at the unadjusted p (no Holm fields), so no Holm
+    family mixes with the primary one."""
+    utility, curves, base = level_curves(rows, targets, metric)
+    fams = order_families(f for f in curves if f not in NOT_A_DEFENSE)
     out = []
     for drop in drops:
         for i, a in enumerate(fams):
             for b in fams[i + 1:]:
-                seeds, va, vb, unread = [], [], [], {a: [], b: []}
-                for s in sorted(base):
-                    ya = interpolate(curves[a].get(s, []), base[s] - drop, max_gap)
-                    yb = interpolate(curves[b].get(s, []), base[s] - drop, max_gap)
-                    for fam, y in ((a, ya), (b, yb)):
-                        if y is None:
-                            unread[fam].append(s)
-                    if ya is not None and yb is not None:
-                        seeds.append(s)
-                        va.append(ya)
-                        vb.append(yb)
-                diffs = [x - y for x, y in zip(va, vb)]
+                if primary is not None and any(abs(drop - c) <= _TOL and {a, b} == {r, f} for c, r, f in primary):
+                    continue
+                pair = read_pair(curves, base, a, b, drop, max_gap)
                 out.append({"drop": drop, "a": a, "b": b, "metric": metric, "utility": utility, "max_gap": max_gap,
-                            "seeds": seeds, "seeds_total": len(base), "unread_a": unread[a], "unread_b": unread[b],
-                            "a_values": va, "b_values": vb, "diffs": diffs, **paired_interval(diffs),
+                            "seeds": pair["seeds"], "seeds_total": len(base), "unread_a": pair["unread_a"],
+                            "unread_b": pair["unread_b"], "a_values": pair["a_values"], "b_values": pair["b_values"],
+                            "diffs": pair["diffs"], **paired_interval(pair["diffs"]),
                             "confidence": CONFIDENCE, "power": POWER})
+    if primary is not None:
+        for e in out:
+            e.update(exploratory=True, level=LEVEL, verdict=matched_verdict(e["p"], e["mean"], e["n"], e["a"], e["b"]))
+        return out
     for e, fields in zip(out, holm_fields(out)):  # p_holm, holm_tests, detectable_effect_holm (stats.py)
         e.update(**fields, level=LEVEL, verdict=matched_verdict(fields["p_holm"], e["mean"], e["n"], e["a"], e["b"]))
     return out
@@ -163,18 +195,21 @@ def post_hoc_names(targets) -> list[str]:
     return [t.name for t in targets if getattr(t, "added_after_attacks", False)]
 
 
-def matched_results(rows: list[dict], targets, drops=DROPS, max_gap: float = MAX_GAP, post_hoc_drops=()) -> dict:
+def matched_results(rows: list[dict], targets, drops=DROPS, max_gap: float = MAX_GAP, post_hoc_drops=(),
+                    primary: Optional[Collection[tuple]] = None) -> dict:
     """{"matched": table} and, when some entry was added after attack results were seen,
     "matched_without_post_hoc": the same table without those entries (and "post_hoc": their names); with
     post_hoc_drops (costs chosen after the table was read), "matched_post_hoc_costs": the table at those
-    costs alone, with its own Holm adjustment (so it cannot change a verdict of the main table)."""
+    costs alone, with its own Holm adjustment (so it cannot change a verdict of the main table). With
+    `primary` (the primary comparisons) every table is exploratory (matched_comparison)."""
     targets = list(targets)
-    out = {"matched": matched_comparison(rows, targets, drops, max_gap=max_gap)}
+    out = {"matched": matched_comparison(rows, targets, drops, max_gap=max_gap, primary=primary)}
     if post_hoc_drops:
-        out["matched_post_hoc_costs"] = matched_comparison(rows, targets, post_hoc_drops, max_gap=max_gap)
+        out["matched_post_hoc_costs"] = matched_comparison(rows, targets, post_hoc_drops, max_gap=max_gap,
+                                                           primary=primary)
     late = post_hoc_names(targets)
     if late:
         out["post_hoc"] = late
         out["matched_without_post_hoc"] = matched_comparison(rows, [t for t in targets if t.name not in late], drops,
-                                                             max_gap=max_gap)
+                                                             max_gap=max_gap, primary=primary)
     return out

@@ -6,6 +6,14 @@ from .claims_report import holm_level, with_power
 from .matched import NOT_MEASURED
 
 AXIS = {"val_acc": "validation accuracy", "test_acc": "test accuracy"}
+EXPLORATORY = ("Exploratory: this study fixed its primary comparisons before the run (the table 'Primary "
+               "comparisons' above: one cost, each defense against one reference family, Holm over those alone). "
+               "Every other cost and pair is here, read the same way but unadjusted for multiplicity and with no "
+               "Holm family of its own, so nothing here decides a ranking: a difference found here is a lead for "
+               "a new study. The primary pairs are not repeated here.")
+_EXPLORATORY_RULE = ("Verdict: two-sided paired t test at the unadjusted 0.05 (no multiplicity adjustment); the 95 % "
+                     "t interval beside it is not adjusted either. Beside 'no difference shown': the smallest true "
+                     "difference the same seeds would detect with 80 % power at 0.05.")
 
 
 def _pts(v) -> str:
@@ -25,7 +33,10 @@ def _p(p) -> str:
 
 
 def _verdict(e: dict) -> str:
-    """The Holm verdict; when undecided, the effect detectable at Holm's first step, then the unadjusted one."""
+    """The Holm verdict; when undecided, the effect detectable at Holm's first step, then the unadjusted one
+    (an exploratory entry, matched.py: the unadjusted verdict and effect)."""
+    if e.get("exploratory"):
+        return with_power(e["verdict"], e["detectable_effect"], True, "unadjusted")
     verdict = with_power(e["verdict"], e.get("detectable_effect_holm"), True, holm_level(e))
     if verdict == e["verdict"] or e["detectable_effect"] is None:
         return verdict
@@ -34,6 +45,11 @@ def _verdict(e: dict) -> str:
 
 def _costs(entries: list[dict]) -> str:
     return ", ".join(f"{100 * d:.1f}" for d in sorted({e["drop"] for e in entries}))
+
+
+def _p_read(e: dict) -> tuple[str, str]:
+    """(name, value) of the p a verdict is read from: Holm-adjusted, or unadjusted in an exploratory table."""
+    return ("p (unadjusted)", _p(e["p"])) if e.get("exploratory") else ("Holm p", _p(e["p_holm"]))
 
 
 def _key(e: dict) -> tuple:
@@ -50,7 +66,7 @@ def matched_sentence(entries: list[dict]) -> str:
         if e["verdict"].endswith("more private"):
             said.append(f"{where}: {e['verdict']} than {e['b'] if e['verdict'].startswith(e['a']) else e['a']} "
                         f"(attack Acc@1 {e['a']} - {e['b']} = {_pts(e['mean'])} points, 95 % CI {_ci(e['ci'])}, "
-                        f"Holm p {_p(e['p_holm'])}, {e['n']} seeds)")
+                        f"{' '.join(_p_read(e))}, {e['n']} seeds)")
         elif e["verdict"] == NOT_MEASURED:
             unmeasured.append(f"{e['a']} vs {e['b']} {where}")
         else:
@@ -70,9 +86,11 @@ def matched_blocks(comparison: dict) -> list[tuple]:
     entries = comparison.get("matched") or []
     if not entries:
         return []
+    exploratory = bool(entries[0].get("exploratory"))
+    title = "Defenses at matched utility" + (" (exploratory, unadjusted)" if exploratory else "")
     if all(e["verdict"] == NOT_MEASURED for e in entries):  # e.g. a study whose families sit far below the baseline
         costs = _costs(entries)
-        return [("h2", "Defenses at matched utility"),
+        return [("h2", title),
                 ("p", f"Not measured at any cost ({costs} points): no two families have measured settings within "
                       f"{100 * entries[0]['max_gap']:.1f} points of accuracy around those levels on 2 or more seeds.")
                 ] + _post_hoc_cost_blocks(comparison.get("matched_post_hoc_costs") or [])
@@ -80,18 +98,20 @@ def matched_blocks(comparison: dict) -> list[tuple]:
     late = comparison.get("post_hoc") or []
     e0 = entries[0]
     axis = AXIS[e0["utility"]]
-    blocks = [("h2", "Defenses at matched utility"),
+    blocks = [("h2", title),
+              *([("p", EXPLORATORY)] if exploratory else []),
               ("p", f"Per seed, each family's curve (its settings plus the undefended target; attack Acc@1 made "
                     f"non-decreasing in {axis}) is read at the {axis} of the undefended target minus the cost, only "
                     f"on a measured point or between two measured points of that seed at most "
                     f"{100 * e0['max_gap']:.1f} points apart (linear there); elsewhere the family is not "
                     "measured on that seed, and a comparison with fewer than 2 seeds read says 'not measured'. "
-                    "Differences are paired by seed. Verdict: two-sided paired t test, p adjusted with Holm's "
+                    "Differences are paired by seed. " + (_EXPLORATORY_RULE if exploratory else
+                    "Verdict: two-sided paired t test, p adjusted with Holm's "
                     f"method across the {e0['holm_tests']} comparisons of this table, significant "
                     "below 0.05; the 95 % t interval beside it is not adjusted. Beside 'no difference shown': the "
                     "smallest true difference the same seeds would detect with 80 % power at the level the verdict "
                     f"is read, Holm's first step (0.05/{e0['holm_tests']}: the smallest p must pass it), then the "
-                    "same at the unadjusted 0.05 (Holm's last step, the most lenient)."),
+                    "same at the unadjusted 0.05 (Holm's last step, the most lenient).")),
               _table(entries, without if late else None),
               ("p", matched_sentence(entries))]
     if late:
@@ -109,11 +129,11 @@ def _table(entries: list[dict], without: dict | None) -> tuple:
     """The matched table; with `without` (the comparison without post-hoc grid points, by key) a last
     column with its verdicts."""
     header = ["cost (points)", "A", "B", "seeds read", "A attack Acc@1 %", "B attack Acc@1 %", "A - B (points)",
-              "95 % CI (unadjusted)", "p (Holm)", "verdict"]
+              "95 % CI (unadjusted)", "p (unadjusted)" if entries[0].get("exploratory") else "p (Holm)", "verdict"]
     if without is not None:
         header.append("verdict without post-hoc points")
     body = [[f"{100 * e['drop']:.1f}", e["a"], e["b"], f"{e['n']} of {e['seeds_total']}",
-             _mean(e["a_values"]), _mean(e["b_values"]), _pts(e["mean"]), _ci(e["ci"]), _p(e["p_holm"]), _verdict(e)]
+             _mean(e["a_values"]), _mean(e["b_values"]), _pts(e["mean"]), _ci(e["ci"]), _p_read(e)[1], _verdict(e)]
             + ([_verdict(without[_key(e)]) if _key(e) in without else "family absent"] if without is not None else [])
             for e in entries]
     return "table", header, body
@@ -125,9 +145,11 @@ def _post_hoc_cost_blocks(entries: list[dict]) -> list[tuple]:
         return []
     read = [e for e in entries if e["verdict"] != NOT_MEASURED]
     costs = _costs(entries)
+    adjusted = ("unadjusted, like the table above" if entries[0].get("exploratory") else
+                f"Holm's adjustment runs over these {entries[0]['holm_tests']} comparisons only")
     intro = (f"Cost levels chosen after the table above was read ({costs} points, report.post_hoc_drops), read the "
-             f"same way; Holm's adjustment runs over these {entries[0]['holm_tests']} comparisons only, so they "
-             "change no verdict above. A post-hoc look: treat its verdicts as leads for a new study, not as results.")
+             f"same way; {adjusted}, so they change no verdict above. A post-hoc look: treat its verdicts as leads "
+             "for a new study, not as results.")
     if not read:
         return [("p", intro + " Every pair is not measured there.")]
     return [("p", intro), _table(read, None), ("p", matched_sentence(read))]

@@ -18,6 +18,7 @@ from .adaptive_report import adaptive_blocks
 from .claims_report import ablation_blocks, claims_blocks, verdict_sentence
 from .controls_report import controls_blocks
 from .matched_report import matched_blocks
+from .primary_report import primary_blocks
 from .tradeoff import tradeoff_blocks
 from .trend_report import trend_blocks
 
@@ -349,6 +350,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     if results.get("ablation"):
         blocks += ablation_blocks(results["ablation"], PERCENT)
     blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
+    blocks += primary_blocks(results)  # only with report.primary_cost
     blocks += matched_blocks(results)  # only with two defense families or more
     blocks += adaptive_blocks(results)  # only with an attack suite
     if len(seeds) > 1:

@@ -313,6 +313,19 @@ def detectable_effect_holm(sd: Optional[float], n: int, tests: int, power: float
     return detectable_effect(sd, n, power, confidence=1 - level / tests)
 
 
+def seeds_for_holm(sd: float, effect: float, tests: int, power: float = POWER, level: float = HOLM_LEVEL) -> int:
+    """The fewest paired seeds that detect a true mean difference `effect` with probability `power` at
+    Holm's first step of a family of `tests` comparisons (a two-sided paired t test at level / tests), if
+    the differences spread like sd: seeds_needed at that level; the inverse of detectable_effect_holm.
+
+    The number to fix before a study whose verdicts are Holm-adjusted (experiment/primary.py), e.g. a 10-point
+    difference at the 5.15-point spread of docs/defenses' negative-LS comparisons, 5 primary comparisons:
+    seeds_for_holm(0.0515, 0.10, 5) == 7 (bench/primary_design.py)."""
+    if isinstance(tests, bool) or not isinstance(tests, int) or tests < 1:
+        raise UserInputError(f"tests must be a whole number >= 1 (the comparisons of the Holm family), got {tests!r}")
+    return seeds_needed(sd, effect, power, confidence=1 - level / tests)
+
+
 def holm_fields(stats: list[dict]) -> list[dict]:
     """Per member of a family, from its paired statistics ("p", "sd", "n": paired_interval's dict):
     {"p_holm" (Holm over the family's p-values), "holm_tests", "detectable_effect_holm" (at the first

@@ -13,12 +13,21 @@ from pathlib import Path
 from ..runio import save_figure
 from ..config import flatten_overrides
 
-FAMILIES = {"mid": "MID", "bido": "BiDO"}
-PARAMS = {"MID": ("beta",), "BiDO": ("lambda_x", "lambda_y")}
+# defense.kind -> family label, and each family's dials (DefenseConfig fields) that label a setting
+FAMILIES = {"mid": "MID", "bido": "BiDO", "tl_dmi": "TL-DMI", "random_erasing": "random erasing",
+            "trap_mid": "Trap-MID"}
+PARAMS = {"MID": ("beta",), "BiDO": ("lambda_x", "lambda_y"), "TL-DMI": ("freeze_layers", "pretrain_epochs"),
+          "random erasing": ("erase_scale", "erase_p"), "Trap-MID": ("trap_beta", "trap_alpha")}
+
+
+def _value(v) -> str:
+    """A dial's value: a number as %g, a range (erase_scale) as low-high."""
+    return "-".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else f"{v:g}"
 
 
 def defense_of(entry) -> str:
-    """The entry's `family` label when set, else "MID" | "BiDO" (from set.defense.kind), else
+    """The entry's `family` label when set, else the family of set.defense.kind (FAMILIES: "MID", "BiDO",
+    "TL-DMI", "random erasing", "Trap-MID"), else
     "negative LS" | "positive LS" | "none" from alpha."""
     if getattr(entry, "family", None):
         return entry.family
@@ -29,12 +38,13 @@ def defense_of(entry) -> str:
 
 
 def setting_of(entry) -> str:
-    """The swept value(s) of the entry, as a short label (alpha for LS, beta for MID, lambdas for BiDO,
-    the overrides of a control family's entry)."""
+    """The swept value(s) of the entry, as a short label (alpha for LS, the family's PARAMS set in the entry
+    for a defense, e.g. "beta 0.01", "freeze_layers 3", "erase_scale 0.1-0.4, erase_p 0.5"; "defaults" when
+    it sets none; the overrides of a control family's entry)."""
     family, flat = defense_of(entry), flatten_overrides(entry.set)
     params = PARAMS.get(family) or PARAMS.get(FAMILIES.get(flat.get("defense.kind"), ""))  # "MID (sampled)": beta
     if params:
-        return ", ".join(f"{p} {flat[f'defense.{p}']:g}" for p in params if f"defense.{p}" in flat) or "defaults"
+        return ", ".join(f"{p} {_value(flat[f'defense.{p}'])}" for p in params if f"defense.{p}" in flat) or "defaults"
     if getattr(entry, "family", None) and entry.alpha == 0:
         return ", ".join(f"{k} {v}" for k, v in flat.items()) or "defaults"
     return f"alpha {entry.alpha:+g}"

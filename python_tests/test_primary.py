@@ -166,3 +166,24 @@ def test_new_defense_families_are_labelled():
     assert setting_of(tl) == "freeze_layers 3, pretrain_epochs 1"
     assert setting_of(re) == "erase_scale 0.1-0.4, erase_p 0.5"
     assert setting_of(trap) == "trap_beta 0.3" and setting_of(plain) == "defaults"
+
+
+def test_the_shipped_comparison_config_has_the_seeds_its_power_computation_gives():
+    """experiment-fmnist-defenses2025: 5 primary comparisons against negative LS at 2 points; its seed count is
+    seeds_for_holm at the pooled spread of docs/defenses' negative-LS matched rows, as its rationale says."""
+    import json
+    from pathlib import Path
+
+    from lsmia_ext.experiment.controls import control_families
+    from lsmia_ext.experiment.primary import primary_pairs
+    from lsmia_ext.experiment.stats import seeds_for_holm
+
+    cfg = load_experiment_config("experiment-fmnist-defenses2025")
+    pairs = primary_pairs(cfg.targets, cfg.report, control_families(cfg.targets))
+    assert pairs == [(0.02, "negative LS", f) for f in ("MID", "BiDO", "TL-DMI", "Trap-MID", "random erasing")]
+    assert control_families(cfg.targets) == ["train less", "narrower model"]
+    results = json.loads((Path(__file__).resolve().parents[1] / "docs" / "defenses" / "results.json").read_text())
+    spread = pooled_sd([e for e in results["matched"] if "negative LS" in (e["a"], e["b"])])
+    assert spread["comparisons"] == 10 and round(100 * spread["sd"], 2) == 5.15
+    assert seeds_for_holm(spread["sd"], 0.10, len(pairs)) == len(cfg.seeds) == 7
+    assert "5.15 points" in cfg.rationale and "stats.seeds_for_holm(0.0515, 0.10, 5) = 7" in cfg.rationale

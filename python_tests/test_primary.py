@@ -187,3 +187,22 @@ def test_the_shipped_comparison_config_has_the_seeds_its_power_computation_gives
     assert spread["comparisons"] == 10 and round(100 * spread["sd"], 2) == 5.15
     assert seeds_for_holm(spread["sd"], 0.10, len(pairs)) == len(cfg.seeds) == 7
     assert "5.15 points" in cfg.rationale and "stats.seeds_for_holm(0.0515, 0.10, 5) = 7" in cfg.rationale
+
+
+def test_with_an_attack_suite_the_primary_table_reads_the_worst_case():
+    from lsmia_ext.experiment.adaptive import suite_statistics
+    from lsmia_ext.experiment.stats import claim_statistics
+
+    rows, targets = _study()
+    report = ReportConfig(matched_drops=[0.01], max_gap=0.015, primary_cost=COST)
+    # A1 leaks 5 points more than A0 from the MID target only: its worst case is A1's, everyone else's A0's
+    suite = [{**r, "attack": "A0"} for r in rows] + \
+        [{**r, "attack": "A1", "attack_acc1": r["attack_acc1"] + (0.05 if r["name"] == "mid" else -0.05)} for r in rows]
+
+    def single(some):
+        return {"claims": claim_statistics(some, targets), **comparisons(some, targets, report)}
+
+    stats = suite_statistics(suite, ["A0", "A1"], single)
+    a0 = stats["adaptive"]["by_attack"]["A0"]["primary"][0]
+    assert a0["family"] == "MID" and a0["diffs"] == pytest.approx([0.25, 0.26, 0.27])
+    assert stats["primary"][0]["diffs"] == pytest.approx([0.30, 0.31, 0.32])  # the worst case's

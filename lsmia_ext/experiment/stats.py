@@ -28,7 +28,8 @@ its last at HOLM_LEVEL; which step a comparison meets depends on the other p-val
 run. `detectable_effect_holm` gives the effect at the first step (HOLM_LEVEL / m, the level a comparison
 must pass when nothing else in its family is found, hence the conservative figure); the unadjusted
 `detectable_effect` (level HOLM_LEVEL, Holm's last step) stays beside it as the lower end. Every member of
-a Holm family carries both (`add_holm`, matched.py).
+a Holm family carries both (`add_holm`, matched.py). `seeds_for_holm` inverts it: the seeds a study of m
+Holm-adjusted comparisons needs (experiment/primary.py's design, bench/primary_design.py).
 
 Multiplicity: when a study tests several claims of one kind (C1.1, C1.2, ... several positive alphas or
 training-set sizes; C2.1a, C2.2a, ... several negative ones), each such family's attack Acc@1 p-values are

@@ -32,7 +32,7 @@ def test_each_registry_names_its_entries():
 
     assert set(ATTACKS.names()) == {"ppa", "gmi", "miface"}
     assert set(IDENTITY_LOSSES.names()) == {"poincare", "ce", "max_margin"}
-    assert set(DEFENSES.names()) == {"none", "mid", "bido"}
+    assert set(DEFENSES.names()) == {"none", "mid", "bido", "tl_dmi", "random_erasing", "trap_mid"}
     assert {"small_cnn", "small_resnet", "resnet18"} <= set(MODELS.names())
     assert set(GENERATOR_KINDS.names()) == {"lsmia", "module", "stylegan2-ada"}
     for call, message in [(lambda: identity_loss("l2"), "unknown identity loss 'l2'; allowed: "),

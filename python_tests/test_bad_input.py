@@ -281,3 +281,16 @@ def test_adaptive_attack_options_write_nothing(runs, items, expected):
     one_error_line(attack(runs, runs / "target", runs / "prior", *[a for item in items for a in ("--set", item)]),
                    "attack", expected)
     assert not out.exists() and not (runs / "attack_out").exists()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("report.primary_reference=TL-DMI", "report.primary_reference 'TL-DMI' is no family of the targets"),
+    ("attack_suite=strongest", "unknown attack suite 'strongest'; allowed: adaptive"),
+    ('attack_suite={"A9": {"selection_score": "entropy"}}', "selection_score"),
+    ('eval_model2={"config": "no-such-config"}', "no-such-config"),
+])
+def test_experiment_design_fields_name_themselves(tmp_path, override, expected):
+    """Adaptive suite, second judge and primary comparison: a bad value is one line and nothing is written."""
+    one_error_line(lsmia(*EXPERIMENT, "--set", "report.primary_cost=0.02", "--set", override, "--out", tmp_path / "o"),
+                   "experiment", expected)
+    assert not (tmp_path / "o").exists()

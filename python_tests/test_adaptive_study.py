@@ -124,8 +124,13 @@ def test_suite_study_attacks_every_target_with_every_attack_and_reports_the_wors
     report = (root / "s0" / "report.md").read_text()
     assert "## Adaptive attacks: each attack and the worst case" in report
     assert "## Judges side by side" in report
-    # the merge recomputes the same statistics from both shards' rows
+    # the merge recomputes the same statistics from both shards' rows; its per-seed table gives each target's
+    # attack Acc@1 with its bootstrap-over-classes interval
     m = json.loads((merged / "results.json").read_text())
+    per_seed = (merged / "report.md").read_text().split("## Per seed")[1]
+    first = m["adaptive"]["worst_case_rows"][0]
+    assert f"{100 * first['attack_acc1']:.1f} [{100 * first['attack_acc1_ci_low']:.1f}, " \
+           f"{100 * first['attack_acc1_ci_high']:.1f}]" in per_seed
     assert len(m["rows"]) == 12 and m["adaptive"]["attacks"] == ["A0", "A1", "A2"]
     c2a = next(c for c in m["claims"] if c.get("part") == "attack drop")
     assert c2a["metrics"]["attack_acc1"]["n"] == 2

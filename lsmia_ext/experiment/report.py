@@ -59,6 +59,15 @@ PERCENT = {"test_acc", "val_acc", "train_acc", "ece", "attack_acc1", "attack_acc
            "attack_acc_category", "precision", "recall", "coverage", "kes_train", "kes_test"}
 
 
+def _cell(row: dict, key: str) -> str:
+    """A per-seed cell; attack Acc@1 with its bootstrap-over-classes interval when the row has one."""
+    text = _fmt(None if row.get(key) is None else (row[key], None), key in PERCENT)
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if key == "attack_acc1" and low is not None and high is not None:
+        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return text
+
+
 def results_table(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["target", "alpha", "seeds"] + [title + (" %" if key in PERCENT else "") for key, title in METRICS]
     body = [[e["name"], f"{e['alpha']:+g}", str(len(e["seeds"]))] + [_fmt(e[k], k in PERCENT) for k, _ in METRICS]
@@ -356,8 +365,10 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     if len(seeds) > 1:
         blocks.append(("h2", "Per seed"))
         blocks.append(("table", ["target", "alpha", "seed"] + [t for _, t in METRICS],
-                       [[r["name"], f"{r['alpha']:+g}", str(r["seed"])] +
-                        [_fmt(None if r.get(k) is None else (r[k], None), k in PERCENT) for k, _ in METRICS] for r in rows]))
+                       [[r["name"], f"{r['alpha']:+g}", str(r["seed"])] + [_cell(r, k) for k, _ in METRICS] for r in rows]))
+        blocks.append(("p", "Attack Acc@1 of one target and seed with its 95 % bootstrap interval over the attacked "
+                            "classes (metrics/judges.py; a class's attack images are often all right or all wrong, so "
+                            "the classes, not the images, are the sample), where the evaluation recorded it."))
     blocks += grid_blocks(out, results, cfg, scenario)
     blocks.append(("h2", "Settings and why"))
     if cfg.rationale:

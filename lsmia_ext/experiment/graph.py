@@ -196,6 +196,7 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
         nodes.append(node("eval_model2", instrument_stage, ("eval_model2", stages.eval_model2, e2_dir, e2_hash,
                                                             shipped_ok), (), on(stages.eval_model2), threads))
         judge2, eval_deps = (e2_dir, e2_hash), ("eval_model", "eval_model2")
+    surrogate_keys: set[str] = set()
     for seed in cfg.seeds:
         for entry in cfg.targets:
             t_key = target_key(entry, seed)
@@ -213,7 +214,8 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
                 aug = getattr(acfg, "augmentation", None)
                 if aug is not None:
                     s_key, s_dir, s_hash = surrogate_node(out, t_key, aug, t_hash, p_hash)
-                    if not any(n.key == s_key for n in nodes):
+                    if s_key not in surrogate_keys:  # A2 and A3 share one target's surrogates
+                        surrogate_keys.add(s_key)
                         nodes.append(node(s_key, surrogate_stage, (s_key, aug, s_dir, s_hash, t_dir, p_dir, cfg.data),
                                           ("prior", f"target:{t_key}"), res, threads))
                     a_deps, s_dir_arg = (*a_deps, s_key), (s_dir,)

@@ -167,10 +167,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, log=print, execut
             t_key = target_key(entry, seed)
             t_dir = out / "targets" / t_key
             t_result = study._record(f"target:{t_key}", done[f"target:{t_key}"])
+            for stage in [k for k in done if k.startswith(f"surrogates:{t_key}_") and k not in study.timings]:
+                study._record(stage, done[stage])
             for attack in suite_attacks(cfg):
                 key = run_key(entry.name, seed, attack)
-                for stage in [k for k in done if k.startswith(f"surrogates:{t_key}_") and k not in study.timings]:
-                    study._record(stage, done[stage])
                 study._record(f"attack:{key}", done[f"attack:{key}"])
                 evaluation = study.evaluation(key, done[f"evaluation:{key}"])
                 row = {**study.row(entry, seed, evaluation, attack),

@@ -395,3 +395,17 @@ def test_committed_statistics_are_what_the_code_computes_from_the_rows(study):
     fresh = json.loads(json.dumps(study_statistics(committed["rows"], cfg)))
     stale = [k for k, v in fresh.items() if not close(v, committed.get(k))]
     assert not stale, f"docs/{study}/results.json: {stale} differ from this code's; run docs/rebuild_reports.py"
+
+
+def test_the_instrument_timings_quoted_are_the_committed_runs():
+    """README and docs/fresh-runs quote the two make-experiment runs of issue 31 (total wall seconds, core-seconds)."""
+    text = (ROOT / "README.md").read_text() + (ROOT / "docs" / "fresh-runs" / "README.md").read_text()
+    for kind in ("shipped", "trained"):
+        t = results(f"fresh-runs/instruments-2026-12-07/{kind}")["timings"]
+        from lsmia_ext.experiment.report import core_seconds
+
+        core = core_seconds(t["stages"], 1)  # what the report's "core-seconds in all" says (1 thread per stage)
+        assert f"{t['total_wall_s']:.0f} s" in text and f"{core:,.0f}".replace(",", " ") in text, kind
+    rows = [results(f"fresh-runs/instruments-2026-12-07/{k}")["rows"] for k in ("shipped", "trained")]
+    study = {(r["name"], r["seed"]): r["attack_acc1"] for r in results("study")["rows"]}
+    assert all(a["attack_acc1"] == b["attack_acc1"] == study[(a["name"], 0)] for a, b in zip(*rows))

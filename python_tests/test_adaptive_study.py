@@ -8,6 +8,7 @@ import json
 import pytest
 
 from conftest import lsmia
+from lsmia_ext.config import ConfigError
 from lsmia_ext.experiment import load_experiment_config
 from lsmia_ext.experiment.adaptive import WORST, decision, holm_over_worst_case, worst_case_rows
 from lsmia_ext.experiment.stats import paired_interval
@@ -95,6 +96,17 @@ def suite_study(tmp_path_factory):
                          "--set", "seeds=[0,1]", "--merge", *shards, "--out", merged)
     assert code == 0, err
     return root, merged
+
+
+def test_a_study_takes_a_subset_of_the_adaptive_suite_by_name():
+    # issue 29's rule: a study attacked by A0 and the adaptive study's strongest attack only
+    sub = load_experiment_config("experiment-digits", preset="quick", overrides={"attack_suite": ["A0", "A3"]})
+    full = load_experiment_config("experiment-digits", preset="quick", overrides={"attack_suite": "adaptive"})
+    assert list(sub.attack_overrides()) == ["A0", "A3"]
+    for attack in ("A0", "A3"):
+        assert sub.stages.attack_of("hard", 0, attack) == full.stages.attack_of("hard", 0, attack)
+    with pytest.raises(ConfigError, match="allowed: A0, A1-loss, A1, A2, A3"):
+        load_experiment_config("experiment-digits", preset="quick", overrides={"attack_suite": ["A0", "A7"]})
 
 
 def test_suite_study_attacks_every_target_with_every_attack_and_reports_the_worst_case(suite_study):

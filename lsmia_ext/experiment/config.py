@@ -189,10 +189,10 @@ class ExperimentConfig(Strict):
     # as the ablation "prior without the private domain"; it changes no stage of this study.
     ablation: Optional[str] = None
     # Attack suite (experiment/adaptive.py): every target is attacked by every attack of the suite, a
-    # shipped suite's name (lsmia_ext/attacks/suite.py, e.g. "adaptive") or a mapping {attack name:
-    # overrides of the attack recipe}; the study's primary endpoint is then each target's worst case
-    # (highest attack Acc@1) over the suite. None: one attack, the recipe's.
-    attack_suite: Optional[Union[str, dict[str, dict[str, Any]]]] = None
+    # shipped suite's name (lsmia_ext/attacks/suite.py, e.g. "adaptive"), a list of that suite's attack
+    # names (e.g. [A0, A3]) or a mapping {attack name: overrides of the attack recipe}; the study's primary
+    # endpoint is then each target's worst case (highest attack Acc@1) over the suite. None: one attack.
+    attack_suite: Optional[Union[str, list[str], dict[str, dict[str, Any]]]] = None
     # A second judge: another evaluation model (another architecture and seed) that scores every attack
     # beside the first, which stays the primary judge. None: one judge.
     eval_model2: Optional[StageRef] = None

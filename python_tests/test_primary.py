@@ -206,3 +206,20 @@ def test_with_an_attack_suite_the_primary_table_reads_the_worst_case():
     a0 = stats["adaptive"]["by_attack"]["A0"]["primary"][0]
     assert a0["family"] == "MID" and a0["diffs"] == pytest.approx([0.25, 0.26, 0.27])
     assert stats["primary"][0]["diffs"] == pytest.approx([0.30, 0.31, 0.32])  # the worst case's
+
+
+def test_frontier_curves_by_hand_and_the_plot_in_the_report_section(tmp_path):
+    from lsmia_ext.experiment.primary_report import frontier, primary_blocks
+
+    rows, targets = _study()
+    curves = frontier(rows, targets)
+    # TL-DMI: tl_a (0.885, 0.885, 0.89) / (0.30, 0.36, 0.30); tl_b (0.875, 0.875, 0.86) / 0.20: sorted by accuracy
+    tl = curves["TL-DMI"]
+    assert len(tl["points"]) == 6
+    assert tl["curve"] == [pytest.approx((0.87, 0.20)), pytest.approx((0.8866667, 0.32), rel=1e-5)]
+    assert curves["none"]["curve"] == [pytest.approx((0.90, 0.80))] and "train less" in curves
+    assert set(curves) == {"none", "positive LS", "negative LS", "MID", "BiDO", "TL-DMI", "train less"}
+    results = comparisons(rows, targets, ReportConfig(matched_drops=[COST], max_gap=0.015, primary_cost=COST))
+    blocks = primary_blocks(results, tmp_path, rows, targets)
+    assert blocks[4][:2] == ("img", "plot_frontier.png") and (tmp_path / "plot_frontier.png").stat().st_size > 0
+    assert len(primary_blocks(results)) == 4  # no plot without rows and targets

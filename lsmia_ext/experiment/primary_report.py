@@ -1,11 +1,17 @@
 """Report blocks of the primary comparisons (primary.py): one table (family, cost read, seeds read, paired
-difference to the reference, interval, p, Holm p, verdict with the effect detectable at Holm's first step)
-and the verdicts in words."""
+difference to the reference, interval, p, Holm p, verdict with the effect detectable at Holm's first step),
+the verdicts in words, and the frontier plot (attack Acc@1 over the utility axis, per-seed points and each
+family's mean curve)."""
 from __future__ import annotations
 
+import statistics
+from pathlib import Path
+
+from ..runio import save_figure
 from .claims_report import holm_level, with_power
 from .matched import NOT_MEASURED
 from .matched_report import AXIS, _ci, _mean, _p, _pts
+from .tradeoff import defense_of
 
 
 def primary_verdict(e: dict) -> str:
@@ -46,8 +52,65 @@ def primary_sentence(entries: list[dict]) -> str:
     return text.strip()
 
 
-def primary_blocks(results: dict) -> list[tuple]:
-    """The section; [] without primary comparisons (ReportConfig.primary_cost unset)."""
+def frontier(rows: list[dict], targets, utility: str = "val_acc") -> dict:
+    """Per defense family (the undefended target is family "none"): its per-seed points (utility, attack Acc@1)
+    and its mean curve, one point per entry (means over that entry's seeds), sorted by utility. The rows are
+    the ones the primary table reads (each target's worst case with an attack suite)."""
+    family = {t.name: defense_of(t) for t in targets}
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r["name"] for r in rows if r["name"] in family):
+        mine = [r for r in rows if r["name"] == name and r.get(utility) is not None and r.get("attack_acc1") is not None]
+        if not mine:
+            continue
+        f = out.setdefault(family[name], {"points": [], "curve": []})
+        f["points"] += [(r[utility], r["attack_acc1"]) for r in mine]
+        f["curve"].append((statistics.fmean(r[utility] for r in mine), statistics.fmean(r["attack_acc1"] for r in mine)))
+    for f in out.values():
+        f["curve"].sort()
+    return out
+
+
+def plot_frontier(curves: dict, axis: str, attack: str, path: Path, level: float | None = None) -> Path:
+    """Attack Acc@1 (y) over the utility axis (x): small translucent points per seed, a line through each
+    family's mean points, the undefended target as a black star; `level`: the primary cost's utility level
+    (mean over seeds), a dotted vertical line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, (family, f) in enumerate(curves.items()):
+        color = "black" if family == "none" else f"C{i % 10}"
+        ax.scatter([100 * x for x, _ in f["points"]], [100 * y for _, y in f["points"]], s=9, alpha=0.3, color=color)
+        ax.plot([100 * x for x, _ in f["curve"]], [100 * y for _, y in f["curve"]], color=color,
+                marker="*" if family == "none" else "o", markersize=11 if family == "none" else 4,
+                ls="none" if family == "none" else "-", label="undefended" if family == "none" else family)
+    if level is not None:
+        ax.axvline(100 * level, ls=":", color="grey", lw=1, label="primary cost (mean level)")
+    ax.set_xlabel(f"target {axis} (%)")
+    ax.set_ylabel(f"{attack} (%)  (lower = more private)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return save_figure(path, fig)
+
+
+def _frontier_block(out: Path, rows: list[dict], targets, e0: dict, worst: bool) -> list[tuple]:
+    curves = frontier(rows, targets, e0["utility"])
+    if len(curves) < 2:
+        return []
+    base = [x for x, _ in curves.get("none", {}).get("points", [])]
+    level = statistics.fmean(base) - e0["cost"] if base else None
+    attack = "worst-case attack Acc@1" if worst else "attack Acc@1"
+    plot_frontier(curves, AXIS[e0["utility"]], attack, Path(out) / "plot_frontier.png", level)
+    return [("img", "plot_frontier.png", f"{attack} over {AXIS[e0['utility']]}: one small point per target and "
+                                         "seed, each family's mean curve through its settings, the undefended "
+                                         "target as a star, the primary cost's level dotted")]
+
+
+def primary_blocks(results: dict, out: Path | None = None, rows: list[dict] | None = None, targets=None) -> list[tuple]:
+    """The section; [] without primary comparisons (ReportConfig.primary_cost unset). With `out`, `rows` (the
+    rows the table reads) and `targets`, the frontier plot is written there and shown after the table."""
     entries = results.get("primary") or []
     if not entries:
         return []
@@ -69,6 +132,8 @@ def primary_blocks(results: dict) -> list[tuple]:
                     f"(0.05/{tests}), the level a lone finding must pass."),
               primary_table(entries),
               ("p", primary_sentence(entries))]
+    if out is not None and rows is not None and targets is not None:
+        blocks += _frontier_block(out, rows, targets, e0, bool(results.get("adaptive")))
     without = results.get("primary_without_post_hoc")
     if without is not None:
         by_family = {w["family"]: w["verdict"] for w in without}

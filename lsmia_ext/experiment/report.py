@@ -359,7 +359,7 @@ def build_blocks(out: Path, results: dict, cfg, scenario) -> list[tuple]:
     if results.get("ablation"):
         blocks += ablation_blocks(results["ablation"], PERCENT)
     blocks += tradeoff_blocks(out, summary, cfg.targets)  # only when several defense families are present
-    blocks += primary_blocks(results)  # only with report.primary_cost
+    blocks += primary_blocks(results, out, rows, cfg.targets)  # only with report.primary_cost
     blocks += matched_blocks(results)  # only with two defense families or more
     blocks += adaptive_blocks(results)  # only with an attack suite
     if len(seeds) > 1:

@@ -52,6 +52,8 @@ struct Kernels {
   // forward that also overwrites the logits with their gradient (call.out == call.x)
   void (*ls_ce_forward_grad)(const LsCeCall& call);
   void (*latent_adam)(const LatentAdamCall& call);
+  // contiguous labels: the number not equal to ignore; *bad: some of those outside [0, K)
+  int64_t (*ls_ce_count_labels)(const int64_t* y, int64_t n, int64_t K, int64_t ignore, bool* bad);
 };
 
 namespace DEFAULT { extern const Kernels kernels; }

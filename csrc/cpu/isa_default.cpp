@@ -6,5 +6,5 @@
 
 namespace lsmia::cpu::CPU_CAPABILITY {
 const Kernels kernels{&ls_ce_forward_kernel, &ls_ce_backward_kernel, &ls_ce_forward_grad_kernel,
-                      &latent_adam_kernel};
+                      &latent_adam_kernel, &ls_ce_count_labels_kernel};
 }

@@ -15,26 +15,40 @@ namespace {
 
 // Range-checks every label and returns what reduction='mean' divides by: the number of rows not
 // ignored, or the sum of their class weights (`w`: the contiguous accumulation-dtype weights, or
-// undefined). One pass over the labels, in float64.
+// undefined). Contiguous labels are counted and checked by the instruction-set kernel; only a bad
+// label (the error) or weights (their sum, in float64) take a second pass.
 double check_labels_cpu(const at::Tensor& target, int64_t K, int64_t ignore_index, const at::Tensor& w = {}) {
   const at::Tensor t = target.reshape({-1});
   const int64_t* p = t.const_data_ptr<int64_t>();
   const int64_t n = t.size(0), stride = t.stride(0);
+  const auto valid = [K](int64_t y) { return static_cast<uint64_t>(y) < static_cast<uint64_t>(K); };
   int64_t count = 0;
+  bool bad = false;
+  if (stride == 1) {
+    count = kernels().ls_ce_count_labels(p, n, K, ignore_index, &bad);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t y = p[i * stride];
+      count += y != ignore_index;
+      bad |= y != ignore_index && !valid(y);
+    }
+  }
+  for (int64_t i = 0; bad && i < n; ++i) {
+    const int64_t y = p[i * stride];
+    TORCH_CHECK_INDEX(y == ignore_index || valid(y), "fused_ls_ce: target[", i, "] = ", y,
+                      " is out of range: labels must lie in [0, ", K, ") or equal ignore_index (", ignore_index,
+                      ")");
+  }
+  if (!w.defined()) return static_cast<double>(count);
+  const float* wf = w.scalar_type() == at::kFloat ? w.const_data_ptr<float>() : nullptr;
+  const double* wd = w.scalar_type() == at::kDouble ? w.const_data_ptr<double>() : nullptr;
   double wsum = 0.0;
-  const float* wf = w.defined() && w.scalar_type() == at::kFloat ? w.const_data_ptr<float>() : nullptr;
-  const double* wd = w.defined() && w.scalar_type() == at::kDouble ? w.const_data_ptr<double>() : nullptr;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t y = p[i * stride];
     if (y == ignore_index) continue;
-    TORCH_CHECK_INDEX(static_cast<uint64_t>(y) < static_cast<uint64_t>(K), "fused_ls_ce: target[", i, "] = ", y,
-                      " is out of range: labels must lie in [0, ", K, ") or equal ignore_index (", ignore_index,
-                      ")");
-    ++count;
-    if (wf != nullptr) wsum += wf[y];
-    if (wd != nullptr) wsum += wd[y];
+    wsum += wf != nullptr ? static_cast<double>(wf[y]) : wd[y];
   }
-  return w.defined() ? wsum : static_cast<double>(count);
+  return wsum;
 }
 
 // The call every kernel gets; `w` (accumulation dtype, contiguous) must outlive it.

@@ -1,8 +1,9 @@
 // CPU label-smoothed cross-entropy, compiled once per instruction set (namespace CPU_CAPABILITY).
 // Math: ls_ce_math.h. Rows (n, j) of logits viewed as (N, K, M) are spread over threads.
 // Few classes (K <= kLaneMaxK): one vector lane per row, W rows at a time; column k of the W rows is
-// one load (rows j, j+1, ... of a (N, K, M) map are adjacent), one gather, or W scalar reads, kept
-// in a small buffer so that max, exp, sums and log all run on full vectors.
+// one load (rows j, j+1, ... of a (N, K, M) map are adjacent), part of an 8 x 8 transpose (AVX2,
+// float32 rows of unit class stride), one gather, or W scalar reads, kept in a small buffer so that
+// max, exp, sums and log all run on full vectors; gradient rows go back the same way.
 // More classes: row by row, a row read in place (contiguous float32 / float64) or through a
 // per-thread row buffer (K values, stays in cache); never an N x K temporary.
 #pragma once
@@ -22,6 +23,7 @@
 namespace lsmia::cpu::CPU_CAPABILITY {
 
 constexpr int64_t kLaneMaxK = 64;
+constexpr int64_t kInterleave = 2;  // lane groups processed together (lanes_run)
 
 // Typed view of one call.
 template <typename scalar_t>
@@ -92,9 +94,27 @@ template <typename acc_t>
 inline Vectorized<acc_t> vexp_nonpos(const Vectorized<acc_t>& t) {
   return t.exp();
 }
+// float: exp(t) = 2^n exp(r), n = round(t / ln 2) (added to a 1.5 * 2^23 + 127 bias, so that the
+// float's low bits hold n + 127, the exponent of 2^n), r = t - n ln 2 in two steps, exp(r) =
+// 1 + r + r^2 Q(r) with Q of degree 4 fitted for this file (least squares on Chebyshev nodes of
+// [-ln 2 / 2, ln 2 / 2], reweighted toward the minimax relative error). Within 1.03 ULP of exp over
+// [-87.33, 0] (checked exhaustively when fitted); 0 below -87.33 (2^-126), -inf and NaN
+// included. About 17 vector operations, against 22 for ATen's exp_u20 (about 20 ULP).
 template <>
 inline Vectorized<float> vexp_nonpos(const Vectorized<float>& t) {
-  return t.exp_u20();  // about 20 ULP, 0 below -87.3 (-inf included)
+  using Vec = Vectorized<float>;
+  using IVec = Vectorized<int32_t>;
+  const Vec lowest(-87.3365448f), bias(12583039.0f);  // ln(2^-126); 1.5 * 2^23 + 127
+  const Vec x = at::vec::clamp_min(t, lowest);       // NaN stays NaN, masked below
+  const Vec fx = at::vec::fmadd(x, Vec(1.44269504f), bias);
+  const Vec n = fx - bias;
+  Vec r = at::vec::fmadd(n, Vec(-0.693359375f), x);  // ln 2 = 0.693359375 - 2.12194440e-4
+  r = at::vec::fmadd(n, Vec(2.12194440e-4f), r);
+  Vec q(0.00139088896f);
+  for (const float c : {0.00836811467f, 0.0416667228f, 0.166665271f, 0.500000002f}) q = at::vec::fmadd(q, r, Vec(c));
+  const Vec p = at::vec::fmadd(r * r, q, r) + Vec(1.0f);
+  const Vec scale = at::vec::cast<float>(at::vec::cast<int32_t>(fx) << IVec(23));  // 2^n
+  return (p * scale) & (t >= lowest);
 }
 
 // Per-thread constants of the lane path: gather indices of W whole (N, K) rows, and of the transpose
@@ -137,10 +157,14 @@ struct Lanes {
     m = count;
     const int64_t K = a.c.K, cs = a.c.xs1;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      if (cx.row_gather && m == W) {  // W plain rows: column k is one gather
-        const Vectorized<int_t> vi = Vectorized<int_t>::loadu(cx.row_idx);
+      if (cx.row_gather && m == W) {  // W plain rows: transposed, or column k is one gather
         const scalar_t* x = a.x + r0 * a.c.xs0;
-        for (int64_t k = 0; k < K; ++k) at::vec::gather<sizeof(acc_t)>(x + k * cs, vi).store(cols + k * W);
+        // a transpose of K < 4 classes reads 4 - K values past the last row: only inside the tensor
+        const bool fits = K >= 4 || (r0 + W - 1) * a.c.xs0 + 4 <= (a.c.N - 1) * a.c.xs0 + K;
+        if (!(cs == 1 && fits && load_cols_transposed(x, a.c.xs0, K, cols))) {
+          const Vectorized<int_t> vi = Vectorized<int_t>::loadu(cx.row_idx);
+          for (int64_t k = 0; k < K; ++k) at::vec::gather<sizeof(acc_t)>(x + k * cs, vi).store(cols + k * W);
+        }
         const int64_t* yp = a.c.y + r0 * a.c.ys0;
         for (int64_t j = 0; j < W; ++j) y[j] = yp[j * a.c.ys0];
         return;
@@ -174,43 +198,71 @@ struct Lanes {
       for (int64_t j = 0; j < W; ++j) cols[k * W + j] = static_cast<acc_t>(a.x[off[j] + k * cs]);
   }
 
-  // Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, drop mask,
-  // and z_y (read from the columns, so call it before forward() replaces them by exponentials).
-  void lane_labels(const Call<scalar_t>& a, Vec& vy, Vec& vwy, Vec& drop, Vec* vzy) const {
-    alignas(64) acc_t yk[W], wy[W], zy[W];
-    for (int64_t j = 0; j < W; ++j) {
-      const bool real = j < m && y[j] != a.c.ignore_index;
-      yk[j] = real ? static_cast<acc_t>(y[j]) : acc_t(-1);
-      wy[j] = real ? a.weight(y[j]) : acc_t(0);
-      zy[j] = cols[(real ? y[j] : 0) * W + j];
-    }
-    vy = Vec::loadu(yk);
-    vwy = Vec::loadu(wy);
-    drop = vy == Vec(acc_t(-1));
-    if (vzy != nullptr) *vzy = Vec::loadu(zy);
+  // Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, drop mask
+  // (any_drop: some lane has it), and z_y.
+  struct Labels {
+    Vec vy, vwy, drop, vzy;
+    bool any_drop;
+  };
+  // Read z_y from the columns: call it before reduce() replaces them by exponentials.
+  Labels labels(const Call<scalar_t>& a) const {
+    using IVec = Vectorized<int_t>;
+    Labels lab;
+    lab.vy = lane_labels<acc_t>(y, m, a.c.ignore_index, lab.any_drop);
+    const Vec zero(acc_t(0));
+    lab.drop = lab.vy == Vec(acc_t(-1));
+    const IVec iy = at::vec::convert_to_int_of_same_size(Vec::blendv(lab.vy, zero, lab.drop));  // dropped: 0
+    lab.vzy = at::vec::gather<sizeof(acc_t)>(cols, iy * IVec(static_cast<int_t>(W)) + IVec::arange(0, 1));
+    const Vec w = a.w == nullptr ? Vec(acc_t(1)) : at::vec::gather<sizeof(acc_t)>(a.w, iy);
+    lab.vwy = Vec::blendv(w, zero, lab.drop);
+    return lab;
   }
 
-  // Loss (and, with lse != null, the lse) of the real lanes' rows. keep_exp: the columns become
-  // exp(z - max) for gradient_from_exp, with vs their sum and bad the lanes whose max is not finite.
-  void forward(const Call<scalar_t>& a, acc_t* loss, double* lse, bool keep_exp, Vec& vs, Vec& bad) {
+  // The forward in two phases (lanes_run interleaves two groups phase by phase, so that their
+  // dependency chains overlap). reduce: vmax, vs = sum exp(z - vmax), vd = sum w_k (z_k - vmax), bad
+  // = the lanes whose max is not finite; keep_exp: the columns become exp(z - vmax) for the gradient.
+  // finish: the loss (and, with lse != null, the lse) of the real lanes' rows.
+  Vec vmax, vs, vd, bad;
+  void reduce(const Call<scalar_t>& a, bool keep_exp) {
     const int64_t K = a.c.K;
-    Vec vy, vwy, drop, vzy;
-    lane_labels(a, vy, vwy, drop, &vzy);
-    Vec vmax(-std::numeric_limits<acc_t>::infinity());
-    for (int64_t k = 0; k < K; ++k) vmax = at::vec::maximum(vmax, Vec::loadu(cols + k * W));  // keeps NaN
-    const Vec zero(acc_t(0));
-    bad = (vmax - vmax) != zero;  // NaN, +inf or only -inf: the row is NaN
-    Vec vd(zero);
-    vs = zero;
-    const bool smooth = a.alpha != acc_t(0);
-    for (int64_t k = 0; k < K; ++k) {
-      const Vec t = Vec::loadu(cols + k * W) - vmax;
-      const Vec e = vexp_nonpos(t);
-      if (keep_exp) e.store(cols + k * W);
-      vs += e;
-      if (smooth) vd = a.w == nullptr ? vd + t : vd + t * Vec(a.w[k]);
+    // clamp_min is one max instruction; a NaN logit may leave vmax below the row's max, but its
+    // t = z - vmax is NaN, and so is vt, the sum of the t. Two accumulators per reduction halve
+    // its dependency chain (a group is latency-bound: max, sum, division, gradient in a row).
+    const Vec ninf(-std::numeric_limits<acc_t>::infinity()), zero(acc_t(0));
+    Vec m0(ninf), m1(ninf);
+    int64_t k = 0;
+    for (; k + 1 < K; k += 2) {
+      m0 = at::vec::clamp_min(Vec::loadu(cols + k * W), m0);
+      m1 = at::vec::clamp_min(Vec::loadu(cols + (k + 1) * W), m1);
     }
-    const Vec vlog = vs.log();
+    if (k < K) m0 = at::vec::clamp_min(Vec::loadu(cols + k * W), m0);
+    vmax = at::vec::clamp_min(m0, m1);
+    Vec vt(zero), s0(zero), t1(zero), s1(zero);
+    vd = zero;
+    const bool smooth = a.alpha != acc_t(0), weighted = smooth && a.w != nullptr;
+    const auto column = [&](int64_t c, Vec& s, Vec& ts) {
+      const Vec t = Vec::loadu(cols + c * W) - vmax;
+      const Vec e = vexp_nonpos(t);
+      if (keep_exp) e.store(cols + c * W);
+      s += e;
+      ts += t;
+      if (weighted) vd += t * Vec(a.w[c]);
+    };
+    for (k = 0; k + 1 < K; k += 2) {
+      column(k, s0, vt);
+      column(k + 1, s1, t1);
+    }
+    if (k < K) column(k, s0, vt);
+    vs = s0 + s1;
+    vt += t1;
+    if (!weighted) vd = vt;
+    bad = ((vmax - vmax) != zero) | (vt != vt);  // NaN, +inf or only -inf: the row is NaN
+  }
+  void finish(const Call<scalar_t>& a, const Labels& lab, acc_t* loss, double* lse) const {
+    const int64_t K = a.c.K;
+    const Vec &vwy = lab.vwy, &drop = lab.drop, &vzy = lab.vzy, zero(acc_t(0));
+    const bool smooth = a.alpha != acc_t(0);
+    const Vec vlog = vlog_pos(vs);  // vs >= 1 where the max is finite
     // ls_ce_finish_row on W lanes
     const Vec nll = vlog - (vzy - vmax);
     Vec vloss = vwy * nll;
@@ -232,13 +284,12 @@ struct Lanes {
   }
 
   // Gradient of the real lanes' rows scaled by vg (per lane), written to a.out. from_exp: the
-  // columns hold exp(z - max) with per-lane sum s1 (forward(keep_exp)); otherwise they hold z and
+  // columns hold exp(z - max) with per-lane sum s1 (reduce(keep_exp)); otherwise they hold z and
   // p = exp((z - s1) - s2) with s1 + s2 = lse.
-  void gradient(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, bool from_exp, const Vec& s1, const Vec& s2,
-                const Vec& g, const Vec& bad) const {
+  void gradient(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, const Labels& lab, bool from_exp, const Vec& s1,
+                const Vec& s2, const Vec& g, const Vec& bad) const {
     const int64_t K = a.c.K;
-    Vec vy, vwy, drop;
-    lane_labels(a, vy, vwy, drop, nullptr);
+    const Vec &vy = lab.vy, &vwy = lab.vwy, &drop = lab.drop;
     const Vec zero(acc_t(0)), vg = Vec::blendv(g, zero, drop);
     const acc_t smooth = a.alpha / static_cast<acc_t>(K);
     const Vec hit = Vec(acc_t(1) - a.alpha) * vwy;
@@ -254,23 +305,31 @@ struct Lanes {
     }
     alignas(64) acc_t tmp[kLaneMaxK * W];
     scalar_t* o0 = a.out + (adjacent || packed ? a.out_off(r0) : 0);
-    for (int64_t k = 0; k < K; ++k) {
-      const Vec c = Vec::loadu(cols + k * W);
-      const Vec p = from_exp ? c : vexp(c - s1 - s2);
-      Vec e = p * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
-      e = e - Vec::blendv(zero, vgh, vy == Vec(static_cast<acc_t>(k)));
-      e = Vec::blendv(e, zero, drop);  // ignored rows: 0 even where exp overflowed
-      if (adjacent) {
-        e.store(reinterpret_cast<acc_t*>(o0 + k * ocs), m);
-      } else if (packed) {
-        e.store(tmp + k * W);
-      } else {
-        e.store(tmp);
-        for (int64_t j = 0; j < m; ++j) a.out[oo[j] + k * ocs] = static_cast<scalar_t>(tmp[j]);
+    if (packed && from_exp && a.w == nullptr && !lab.any_drop) {  // the training path's usual case
+      Vec vk(zero);
+      for (int64_t k = 0; k < K; ++k, vk += Vec(acc_t(1))) {
+        (Vec::loadu(cols + k * W) * vgc - vgs - (vgh & (vy == vk))).store(tmp + k * W);
+      }
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        const Vec c = Vec::loadu(cols + k * W);
+        const Vec p = from_exp ? c : vexp(c - s1 - s2);
+        Vec e = p * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
+        e = e - Vec::blendv(zero, vgh, vy == Vec(static_cast<acc_t>(k)));
+        if (lab.any_drop) e = Vec::blendv(e, zero, drop);  // ignored rows: 0 even where exp overflowed
+        if (adjacent) {
+          e.store(reinterpret_cast<acc_t*>(o0 + k * ocs), m);
+        } else if (packed) {
+          e.store(tmp + k * W);
+        } else {
+          e.store(tmp);
+          for (int64_t j = 0; j < m; ++j) a.out[oo[j] + k * ocs] = static_cast<scalar_t>(tmp[j]);
+        }
       }
     }
     if (!packed) return;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (store_rows_transposed(tmp, K, o0, K)) return;
       if (cx.out_gather) {  // transpose back: gradient vector v of the W rows is one gather of the block
         const int_t* idx = cx.out_idx.get();
         for (int64_t v = 0; v < K; ++v) {
@@ -295,25 +354,34 @@ void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   double* lse = static_cast<double*>(a.c.lse);
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
     const LaneCtx<scalar_t> cx(a, grad);
-    L lanes;
+    L lanes[kInterleave];  // groups per step, phase by phase: their dependency chains overlap
+    typename L::Labels lab[kInterleave];
     alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
     const Vec scale(static_cast<acc_t>(a.c.grad_scale)), zero(acc_t(0));
-    for (int64_t gi = begin; gi < end; ++gi) {
-      const int64_t r0 = gi * L::W;
-      lanes.load(a, cx, r0, std::min(L::W, R - r0));
-      Vec s1, bad;
-      if (fwd) lanes.forward(a, loss, lse, grad, s1, bad);
-      if (!grad) continue;
+    for (int64_t gi = begin; gi < end; gi += kInterleave) {
+      const int64_t step = std::min(kInterleave, end - gi);
+      for (int64_t u = 0; u < step; ++u) {
+        const int64_t r0 = (gi + u) * L::W;
+        lanes[u].load(a, cx, r0, std::min(L::W, R - r0));
+        lab[u] = lanes[u].labels(a);
+      }
       if (fwd) {
-        lanes.gradient(a, cx, true, s1, zero, scale, bad);
-        continue;
+        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, grad);
+        for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
       }
-      for (int64_t j = 0; j < L::W; ++j) {
-        const int64_t r = r0 + std::min(j, lanes.m - 1);
-        g[j] = a.upstream(r);
-        lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+      for (int64_t u = 0; grad && u < step; ++u) {
+        L& l = lanes[u];
+        if (fwd) {
+          l.gradient(a, cx, lab[u], true, l.vs, zero, scale, l.bad);
+          continue;
+        }
+        for (int64_t j = 0; j < L::W; ++j) {
+          const int64_t r = l.r0 + std::min(j, l.m - 1);
+          g[j] = a.upstream(r);
+          lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+        }
+        l.gradient(a, cx, lab[u], false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
       }
-      lanes.gradient(a, cx, false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
     }
   });
 }
@@ -500,6 +568,35 @@ inline void ls_ce_dispatch(const LsCeCall& call, bool fwd, bool grad) {
     default:
       return;  // the caller checked the dtype
   }
+}
+
+// Contiguous labels y[0..n): how many differ from ignore; *bad: whether any of those lies outside
+// [0, K) (the caller then finds the first for its error message).
+inline int64_t ls_ce_count_labels_kernel(const int64_t* y, int64_t n, int64_t K, int64_t ignore, bool* bad) {
+  using V = Vectorized<int64_t>;
+  const V vign(ignore), vk(K), zero(0), ones(-1);
+  V ignored(0), out(0);
+  int64_t i = 0;
+  for (; i + V::size() <= n; i += V::size()) {
+    const V v = V::loadu(y + i), skip = v == vign;
+    ignored = ignored - skip;  // a mask lane is -1
+    out = out | (((v < zero) | (v >= vk)) & (skip ^ ones));
+  }
+  alignas(64) int64_t part[V::size()], flag[V::size()];
+  ignored.store(part);
+  out.store(flag);
+  int64_t count = n, any = 0;
+  for (int64_t j = 0; j < V::size(); ++j) {
+    count -= part[j];
+    any |= flag[j];
+  }
+  for (; i < n; ++i) {
+    const bool skip = y[i] == ignore;
+    count -= skip;
+    any |= !skip && static_cast<uint64_t>(y[i]) >= static_cast<uint64_t>(K);
+  }
+  *bad = any != 0;
+  return count;
 }
 
 inline void ls_ce_forward_kernel(const LsCeCall& call) { ls_ce_dispatch(call, true, false); }

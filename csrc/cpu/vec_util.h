@@ -4,6 +4,7 @@
 #pragma once
 #include <ATen/cpu/vec/vec.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <new>
@@ -40,5 +41,157 @@ inline Vectorized<float> vexp(const Vectorized<float>& x) {
   Vec r = Vec::blendv(x.exp_u20(), Vec(std::numeric_limits<float>::infinity()), x > Vec(88.72283f));
   return Vec::blendv(r, x, x != x);
 }
+
+// log(x) for a positive normal x: what the lane path takes of s = sum exp(z - max), which is about 1
+// to K (a row whose max is not finite is marked NaN whatever this returns). Zero, subnormal, inf
+// and NaN inputs give garbage. Sleef (1 ULP) for double and on DEFAULT.
+template <typename acc_t>
+inline Vectorized<acc_t> vlog_pos(const Vectorized<acc_t>& x) {
+  return x.log();
+}
+// float: x = 2^e m with m in [sqrt(1/2), sqrt(2)), f = m - 1, log(1 + f) = f - f^2/2 + f^3 P(f) with
+// P of degree 7, fitted for this file (least squares on Chebyshev nodes of [sqrt(1/2) - 1,
+// sqrt(2) - 1], reweighted toward the minimax relative error); in float32 arithmetic the result is
+// within 1 ULP of log(x) on all of [1, 64] (checked exhaustively when fitted). About 25 vector
+// operations and no division, against Sleef's logf (1 ULP) at about 90 with one.
+template <>
+inline Vectorized<float> vlog_pos(const Vectorized<float>& x) {
+  using Vec = Vectorized<float>;
+  using IVec = Vectorized<int32_t>;
+  const IVec bits = at::vec::cast<int32_t>(x);
+  Vec m = at::vec::cast<float>((bits & IVec(0x007fffff)) | IVec(0x3f800000));  // in [1, 2)
+  Vec e = at::vec::convert_to_fp_of_same_size<float>((bits >> IVec(23)) - IVec(127));
+  const Vec big = m > Vec(1.41421356f);
+  m = Vec::blendv(m, m * Vec(0.5f), big);
+  e = e + (big & Vec(1.0f));
+  const Vec f = m - Vec(1.0f), f2 = f * f;
+  Vec p(-0.08195447809f);
+  for (const float c : {0.1302953011f, -0.1306729616f, 0.1415491889f, -0.1662846201f, 0.2000367235f,
+                        -0.2500071969f, 0.3333329755f}) {
+    p = at::vec::fmadd(p, f, Vec(c));
+  }
+  const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;  // ln 2 = hi + lo, hi exact in 9 bits
+  Vec r = at::vec::fmadd(f2 * f, p, e * Vec(ln2_lo));
+  r = at::vec::fmadd(Vec(-0.5f), f2, r);
+  return at::vec::fmadd(e, Vec(ln2_hi), r + f);
+}
+
+// Labels of one group of W lanes as acc_t: y[j], or -1 where y[j] == ignore or j >= m (spare lane);
+// any_drop: some lane is -1. Labels are in range (checked by the caller), so their low 32 bits are
+// the label. Scalar here; AVX2 float: a few vector operations on the two int64 registers.
+template <typename acc_t>
+inline Vectorized<acc_t> lane_labels(const int64_t* y, int64_t m, int64_t ignore, bool& any_drop) {
+  constexpr int64_t W = Vectorized<acc_t>::size();
+  alignas(64) acc_t yk[W];
+  any_drop = false;
+  for (int64_t j = 0; j < W; ++j) {
+    const bool drop = j >= m || y[j] == ignore;
+    any_drop |= drop;
+    yk[j] = drop ? acc_t(-1) : static_cast<acc_t>(y[j]);
+  }
+  return Vectorized<acc_t>::loadu(yk);
+}
+#if defined(CPU_CAPABILITY_AVX2)
+template <>
+inline Vectorized<float> lane_labels(const int64_t* y, int64_t m, int64_t ignore, bool& any_drop) {
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y));
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 4));
+  const __m256i ign = _mm256_set1_epi64x(ignore), order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  // the low 32-bit halves of a's and b's four int64 each, in lane order
+  const auto low32 = [&](__m256i p, __m256i q) {
+    return _mm256_permutevar8x32_epi32(_mm256_blend_epi32(p, _mm256_slli_epi64(q, 32), 0xAA), order);
+  };
+  const __m256i spare = _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(m - 1));
+  const __m256i drop = _mm256_or_si256(low32(_mm256_cmpeq_epi64(a, ign), _mm256_cmpeq_epi64(b, ign)), spare);
+  any_drop = !_mm256_testz_si256(drop, drop);
+  return _mm256_blendv_ps(_mm256_cvtepi32_ps(low32(a, b)), _mm256_set1_ps(-1.0f), _mm256_castsi256_ps(drop));
+}
+#endif
+
+// Transposes between 8 rows and 8 columns of float32 for the lane path (AVX2: gathers are slow on
+// AMD before Zen 4 and cost several cycles on Intel too). Rows i and i + 4 share a register (one
+// per 128-bit half), so only in-lane shuffles are needed. Other ISAs and types: false, the caller
+// gathers.
+template <typename T>
+inline bool load_cols_transposed(const T*, int64_t, int64_t, T*) {
+  return false;
+}
+template <typename T>
+inline bool store_rows_transposed(const T*, int64_t, T*, int64_t) {
+  return false;
+}
+#if defined(CPU_CAPABILITY_AVX2)
+// Each 128-bit half of a, b, c, d is a 4 x 4 block (row per register); transpose both blocks.
+inline void transpose4_halves(__m256& a, __m256& b, __m256& c, __m256& d) {
+  const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
+  const __m256 t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
+  a = _mm256_shuffle_ps(t0, t2, 0x44);
+  b = _mm256_shuffle_ps(t0, t2, 0xEE);
+  c = _mm256_shuffle_ps(t1, t3, 0x44);
+  d = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+
+// Columns k..k+3 of the 8 rows s + i * ld: v[i] = row i | row i + 4.
+inline void load_rows4(const float* s, int64_t ld, __m256* v) {
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i * ld)), _mm_loadu_ps(s + (i + 4) * ld), 1);
+  }
+}
+
+// Blocks of columns covering 0..K-1, f(first column, wide): 8 wide, then a last block of 8 (tail
+// > 4) or 4 that ends at K and may overlap the one before; K < 8: blocks of 4 (one at 0 when K < 4).
+template <typename F>
+inline void for_blocks(int64_t K, F f) {
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) f(k, true);
+  if (k == K) return;
+  if (K - k > 4) {
+    if (K >= 8) return f(K - 8, true);
+    f(0, false);
+  }
+  f(std::max<int64_t>(K - 4, 0), false);
+}
+
+// Columns 0..K-1 of the 8 rows x + i * ld into cols (column k, rows 0..7, at cols + 8 k). K < 4
+// reads 4 - K floats past the last row: the caller allows it only where they lie inside the tensor.
+template <>
+inline bool load_cols_transposed(const float* x, int64_t ld, int64_t K, float* cols) {
+  for_blocks(K, [&](int64_t k, bool wide) {
+    __m256 v[8];
+    load_rows4(x + k, ld, v);
+    transpose4_halves(v[0], v[1], v[2], v[3]);  // v[c]: column k + c
+    if (wide) {
+      load_rows4(x + k + 4, ld, v + 4);
+      transpose4_halves(v[4], v[5], v[6], v[7]);
+    }
+    for (int c = 0; c < (wide ? 8 : 4); ++c) _mm256_storeu_ps(cols + (k + c) * 8, v[c]);
+  });
+  return true;
+}
+
+// The inverse for K >= 4: cols (K columns of 8 rows) into the rows o + i * ld (columns 0..K-1).
+template <>
+inline bool store_rows_transposed(const float* cols, int64_t K, float* o, int64_t ld) {
+  if (K < 4) return false;
+  for_blocks(K, [&](int64_t k, bool wide) {
+    __m256 v[8];
+    for (int c = 0; c < (wide ? 8 : 4); ++c) v[c] = _mm256_loadu_ps(cols + (k + c) * 8);
+    transpose4_halves(v[0], v[1], v[2], v[3]);  // v[i]: row i | row i + 4, columns k..k+3
+    if (!wide) {
+      for (int i = 0; i < 4; ++i) {
+        _mm_storeu_ps(o + i * ld + k, _mm256_castps256_ps128(v[i]));
+        _mm_storeu_ps(o + (i + 4) * ld + k, _mm256_extractf128_ps(v[i], 1));
+      }
+      return;
+    }
+    transpose4_halves(v[4], v[5], v[6], v[7]);  // columns k+4..k+7
+    for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(o + i * ld + k, _mm256_permute2f128_ps(v[i], v[i + 4], 0x20));
+      _mm256_storeu_ps(o + (i + 4) * ld + k, _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
+    }
+  });
+  return true;
+}
+#endif
 
 }  // namespace lsmia::cpu::CPU_CAPABILITY

@@ -26,9 +26,10 @@ TORCH_LIBRARY(lsmia, m) {
   m.def("ls_ce_forward_grad_(Tensor(a!) logits, Tensor target, Tensor? weight, Tensor grad_scale, "
         "float alpha, int ignore_index) -> Tensor");
   // Training forward (CPU): (loss rows, gradient of their sum w.r.t. the logits, contiguous, divided
-  // by the mean's denominator when `mean`, that denominator as a 0-d tensor in the loss dtype).
+  // by the mean's denominator when `mean`, that denominator as a 0-d tensor in the loss dtype, and
+  // the rows' sum, divided by that denominator when `mean`, NaN when it is 0).
   m.def("ls_ce_forward_with_grad(Tensor logits, Tensor target, Tensor? weight, float alpha, int ignore_index, "
-        "bool mean) -> (Tensor, Tensor, Tensor)");
+        "bool mean) -> (Tensor, Tensor, Tensor, Tensor)");
   // One Adam step per row of a batch of latents, each row with its own step count and lr.
   m.def("latent_adam_(Tensor(a!) params, Tensor grads, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, "
         "Tensor(d!) steps, Tensor lr, float beta1, float beta2, float eps, float weight_decay, "

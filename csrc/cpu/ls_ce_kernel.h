@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <climits>
 #include <limits>
+#include <utility>
 
 #include "cpu/dispatch.h"
 #include "cpu/vec_util.h"
@@ -33,13 +34,14 @@ struct Call {
   const scalar_t* x;
   const acc_t* w;
   acc_t W, alpha;
+  acc_t keep, smooth;  // 1 - alpha and alpha / K, once per call rather than once per row group
   scalar_t* out;
   bool in_place;  // gradient written over the logits (strides of x) instead of a contiguous out
 
   explicit Call(const LsCeCall& call)
       : c(call), x(static_cast<const scalar_t*>(call.x)), w(static_cast<const acc_t*>(call.w)),
-        W(static_cast<acc_t>(call.W)), alpha(static_cast<acc_t>(call.alpha)), out(static_cast<scalar_t*>(call.out)),
-        in_place(call.out == call.x) {}
+        W(static_cast<acc_t>(call.W)), alpha(static_cast<acc_t>(call.alpha)), keep(acc_t(1) - alpha),
+        smooth(alpha / static_cast<acc_t>(call.K)), out(static_cast<scalar_t*>(call.out)), in_place(call.out == call.x) {}
 
   // row r -> (n, j); M == 1 (plain (N, K) logits) skips the division
   void split(int64_t r, int64_t& n, int64_t& j) const {
@@ -94,16 +96,17 @@ template <typename acc_t>
 inline Vectorized<acc_t> vexp_nonpos(const Vectorized<acc_t>& t) {
   return t.exp();
 }
-// float: exp(t) = 2^n exp(r), n = round(t / ln 2) (added to a 1.5 * 2^23 + 127 bias, so that the
-// float's low bits hold n + 127, the exponent of 2^n), r = t - n ln 2 in two steps, exp(r) =
-// 1 + r + r^2 Q(r) with Q of degree 4 fitted for this file (least squares on Chebyshev nodes of
-// [-ln 2 / 2, ln 2 / 2], reweighted toward the minimax relative error). Within 1.03 ULP of exp over
-// [-87.33, 0] (checked exhaustively when fitted); 0 below -87.33 (2^-126), -inf and NaN
-// included. About 17 vector operations, against 22 for ATen's exp_u20 (about 20 ULP).
+// float, AVX2 table (kOwnFloatMath): exp(t) = 2^n exp(r), n = round(t / ln 2) (added to a 1.5 * 2^23
+// + 127 bias, so that the float's low bits hold n + 127, the exponent of 2^n), r = t - n ln 2 in two
+// steps, exp(r) = 1 + P with P = r + r^2 Q(r), Q of degree 4 fitted for this file (least squares on
+// Chebyshev nodes of [-ln 2 / 2, ln 2 / 2], reweighted toward the minimax relative error), and
+// 2^n exp(r) = 2^n + 2^n P in one fma (one rounding). Within 1.03 ULP of exp over [-87.33, 0]
+// (1.024 at worst, checked exhaustively); 0 below -87.33 (2^-126), -inf and NaN included. 15 vector operations,
+// against 22 for ATen's exp_u20 (about 20 ULP), which the AVX-512 and DEFAULT tables keep.
+#if defined(CPU_CAPABILITY_AVX2)
 template <>
 inline Vectorized<float> vexp_nonpos(const Vectorized<float>& t) {
   using Vec = Vectorized<float>;
-  using IVec = Vectorized<int32_t>;
   const Vec lowest(-87.3365448f), bias(12583039.0f);  // ln(2^-126); 1.5 * 2^23 + 127
   const Vec x = at::vec::clamp_min(t, lowest);       // NaN stays NaN, masked below
   const Vec fx = at::vec::fmadd(x, Vec(1.44269504f), bias);
@@ -112,10 +115,15 @@ inline Vectorized<float> vexp_nonpos(const Vectorized<float>& t) {
   r = at::vec::fmadd(n, Vec(2.12194440e-4f), r);
   Vec q(0.00139088896f);
   for (const float c : {0.00836811467f, 0.0416667228f, 0.166665271f, 0.500000002f}) q = at::vec::fmadd(q, r, Vec(c));
-  const Vec p = at::vec::fmadd(r * r, q, r) + Vec(1.0f);
-  const Vec scale = at::vec::cast<float>(at::vec::cast<int32_t>(fx) << IVec(23));  // 2^n
-  return (p * scale) & (t >= lowest);
+  const Vec scale(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(fx), 23)));  // 2^n
+  return at::vec::fmadd(at::vec::fmadd(r * r, q, r), scale, scale) & (t >= lowest);
 }
+#else
+template <>
+inline Vectorized<float> vexp_nonpos(const Vectorized<float>& t) {
+  return t.exp_u20();  // about 20 ULP, 0 below -87.3 (-inf included)
+}
+#endif
 
 // Per-thread constants of the lane path: gather indices of W whole (N, K) rows, and of the transpose
 // of a K x W column block back into W contiguous gradient rows.
@@ -141,21 +149,37 @@ struct LaneCtx {
   }
 };
 
-template <typename scalar_t>
+// KC: the number of classes when it is a compile-time constant (kFixedK), 0 when it is a.c.K.
+template <typename scalar_t, int64_t KC = 0>
 struct Lanes {
   using acc_t = at::opmath_type<scalar_t>;
   using Vec = Vectorized<acc_t>;
   using int_t = at::vec::int_same_size_t<acc_t>;
   static constexpr int64_t W = Vec::size();
-  alignas(64) acc_t cols[kLaneMaxK * W];  // column k of the group at cols + k * W
+  static constexpr int64_t kCols = KC != 0 ? KC : kLaneMaxK;
+  static int64_t classes(const Call<scalar_t>& a) { return KC != 0 ? KC : a.c.K; }
+  alignas(64) acc_t cols[kCols * W];  // column k of the group at cols + k * W
   int64_t off[W];                          // logits offset of each lane's row (generic loads only)
-  int64_t y[W];
+  int64_t y[W];                            // labels of the lanes, where they are not adjacent in memory
+  const int64_t* ys;                       // the W labels: y, or the label tensor itself (a full group
+                                           // of adjacent labels: no copy, whose 8-byte stores would stall
+                                           // the 32-byte loads of lane_labels)
   int64_t r0, m;                           // first row, real lanes (spare lanes repeat the last row)
 
-  void load(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, int64_t first, int64_t count) {
+  // Labels of the lanes: ys = the W labels from `first` when they are adjacent and all real, else a copy.
+  void load_labels(const int64_t* first, int64_t stride) {
+    if (stride == 1 && m == W) {
+      ys = first;
+      return;
+    }
+    for (int64_t j = 0; j < W; ++j) y[j] = first[std::min(j, m - 1) * stride];
+    ys = y;
+  }
+
+  LSMIA_INLINE void load(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, int64_t first, int64_t count) {
     r0 = first;
     m = count;
-    const int64_t K = a.c.K, cs = a.c.xs1;
+    const int64_t K = classes(a), cs = a.c.xs1;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (cx.row_gather && m == W) {  // W plain rows: transposed, or column k is one gather
         const scalar_t* x = a.x + r0 * a.c.xs0;
@@ -165,8 +189,15 @@ struct Lanes {
           const Vectorized<int_t> vi = Vectorized<int_t>::loadu(cx.row_idx);
           for (int64_t k = 0; k < K; ++k) at::vec::gather<sizeof(acc_t)>(x + k * cs, vi).store(cols + k * W);
         }
-        const int64_t* yp = a.c.y + r0 * a.c.ys0;
-        for (int64_t j = 0; j < W; ++j) y[j] = yp[j * a.c.ys0];
+        load_labels(a.c.y + r0 * a.c.ys0, a.c.ys0);
+        return;
+      }
+      if (a.adjacent(r0, m, W, false)) {  // W adjacent rows of one map: column k is one load
+        int64_t n, j;
+        a.split(r0, n, j);
+        const scalar_t* x = a.x + n * a.c.xs0 + j * a.c.xs2;
+        for (int64_t k = 0; k < K; ++k) Vec::loadu(x + k * cs).store(cols + k * W);
+        load_labels(a.c.y + n * a.c.ys0 + j * a.c.ys1, a.c.ys1);
         return;
       }
     }
@@ -175,12 +206,9 @@ struct Lanes {
       off[j] = a.x_off(r);
       y[j] = a.label(r);
     }
+    ys = y;
     const scalar_t* x = a.x + off[0];
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      if (a.adjacent(r0, m, W, false)) {
-        for (int64_t k = 0; k < K; ++k) Vec::loadu(x + k * cs).store(cols + k * W);
-        return;
-      }
       int64_t lo = 0, hi = 0;
       for (int64_t j = 1; j < W; ++j) {
         lo = std::min(lo, off[j] - off[0]);
@@ -199,35 +227,38 @@ struct Lanes {
   }
 
   // Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, drop mask
-  // (any_drop: some lane has it), and z_y.
+  // (any_drop: some lane has it).
   struct Labels {
-    Vec vy, vwy, drop, vzy;
+    Vec vy, vwy, drop;
     bool any_drop;
   };
-  // Read z_y from the columns: call it before reduce() replaces them by exponentials.
-  Labels labels(const Call<scalar_t>& a) const {
-    using IVec = Vectorized<int_t>;
+  LSMIA_INLINE Labels labels(const Call<scalar_t>& a) const {
     Labels lab;
-    lab.vy = lane_labels<acc_t>(y, m, a.c.ignore_index, lab.any_drop);
+    lab.vy = lane_labels<acc_t>(ys, m, a.c.ignore_index, lab.any_drop);
     const Vec zero(acc_t(0));
     lab.drop = lab.vy == Vec(acc_t(-1));
-    const IVec iy = at::vec::convert_to_int_of_same_size(Vec::blendv(lab.vy, zero, lab.drop));  // dropped: 0
-    lab.vzy = at::vec::gather<sizeof(acc_t)>(cols, iy * IVec(static_cast<int_t>(W)) + IVec::arange(0, 1));
-    const Vec w = a.w == nullptr ? Vec(acc_t(1)) : at::vec::gather<sizeof(acc_t)>(a.w, iy);
+    Vec w(acc_t(1));
+    if (a.w != nullptr) {
+      const Vec iy = Vec::blendv(lab.vy, zero, lab.drop);  // dropped: class 0
+      w = at::vec::gather<sizeof(acc_t)>(a.w, at::vec::convert_to_int_of_same_size(iy));
+    }
     lab.vwy = Vec::blendv(w, zero, lab.drop);
     return lab;
   }
 
   // The forward in two phases (lanes_run interleaves two groups phase by phase, so that their
-  // dependency chains overlap). reduce: vmax, vs = sum exp(z - vmax), vd = sum w_k (z_k - vmax), bad
-  // = the lanes whose max is not finite; keep_exp: the columns become exp(z - vmax) for the gradient.
-  // finish: the loss (and, with lse != null, the lse) of the real lanes' rows.
-  Vec vmax, vs, vd, bad;
-  void reduce(const Call<scalar_t>& a, bool keep_exp) {
-    const int64_t K = a.c.K;
+  // dependency chains overlap). reduce: vmax, vs = sum exp(z - vmax), vd = sum w_k (z_k - vmax), vty
+  // = z_y - vmax (0 in dropped lanes; picked by a compare per column: a gather of z_y from the
+  // columns just stored would wait for those stores), bad = the lanes whose max is not finite;
+  // keep_exp: the columns become exp(z - vmax) for the gradient. finish: the loss (and, with
+  // lse != null, the lse) of the real lanes' rows.
+  Vec vmax, vs, vd, vty, bad;
+  LSMIA_INLINE void reduce(const Call<scalar_t>& a, const Labels& lab, bool keep_exp) {
+    const int64_t K = classes(a);
     // clamp_min is one max instruction; a NaN logit may leave vmax below the row's max, but its
-    // t = z - vmax is NaN, and so is vt, the sum of the t. Two accumulators per reduction halve
-    // its dependency chain (a group is latency-bound: max, sum, division, gradient in a row).
+    // t = z - vmax is NaN, and so is vt, the sum of the t. Two accumulators per sum (AVX2 table,
+    // kOwnFloatMath) halve its dependency chain; the max is exact in any order.
+    constexpr int64_t kSums = kOwnFloatMath ? 2 : 1;
     const Vec ninf(-std::numeric_limits<acc_t>::infinity()), zero(acc_t(0));
     Vec m0(ninf), m1(ninf);
     int64_t k = 0;
@@ -237,62 +268,63 @@ struct Lanes {
     }
     if (k < K) m0 = at::vec::clamp_min(Vec::loadu(cols + k * W), m0);
     vmax = at::vec::clamp_min(m0, m1);
-    Vec vt(zero), s0(zero), t1(zero), s1(zero);
-    vd = zero;
+    Vec s[kSums], ts[kSums];
+    for (int64_t u = 0; u < kSums; ++u) s[u] = ts[u] = zero;
+    vd = vty = zero;
     const bool smooth = a.alpha != acc_t(0), weighted = smooth && a.w != nullptr;
-    const auto column = [&](int64_t c, Vec& s, Vec& ts) {
-      const Vec t = Vec::loadu(cols + c * W) - vmax;
+    // unrolled: with K fixed at compile time (KC) the accumulator and the class k are constants
+#pragma GCC unroll 16
+    for (k = 0; k < K; ++k) {
+      const Vec t = Vec::loadu(cols + k * W) - vmax;
       const Vec e = vexp_nonpos(t);
-      if (keep_exp) e.store(cols + c * W);
-      s += e;
-      ts += t;
-      if (weighted) vd += t * Vec(a.w[c]);
-    };
-    for (k = 0; k + 1 < K; k += 2) {
-      column(k, s0, vt);
-      column(k + 1, s1, t1);
+      if (keep_exp) e.store(cols + k * W);
+      s[k % kSums] += e;
+      ts[k % kSums] += t;
+      if (weighted) vd += t * Vec(a.w[k]);
+      vty = vty | (t & (lab.vy == Vec(static_cast<acc_t>(k))));
     }
-    if (k < K) column(k, s0, vt);
-    vs = s0 + s1;
-    vt += t1;
+    vs = s[0];
+    Vec vt = ts[0];
+    if constexpr (kSums == 2) {
+      vs += s[1];
+      vt += ts[1];
+    }
     if (!weighted) vd = vt;
     bad = ((vmax - vmax) != zero) | (vt != vt);  // NaN, +inf or only -inf: the row is NaN
   }
-  void finish(const Call<scalar_t>& a, const Labels& lab, acc_t* loss, double* lse) const {
-    const int64_t K = a.c.K;
-    const Vec &vwy = lab.vwy, &drop = lab.drop, &vzy = lab.vzy, zero(acc_t(0));
+  LSMIA_INLINE void finish(const Call<scalar_t>& a, const Labels& lab, acc_t* loss, double* lse) const {
+    const Vec &vwy = lab.vwy, &drop = lab.drop, zero(acc_t(0));
     const bool smooth = a.alpha != acc_t(0);
     const Vec vlog = vlog_pos(vs);  // vs >= 1 where the max is finite
     // ls_ce_finish_row on W lanes
-    const Vec nll = vlog - (vzy - vmax);
+    const Vec nll = vlog - vty;
     Vec vloss = vwy * nll;
-    if (smooth) {
-      vloss = Vec(acc_t(1) - a.alpha) * vloss + Vec(a.alpha / static_cast<acc_t>(K)) * (Vec(a.W) * vlog - vd);
-    }
+    if (smooth) vloss = Vec(a.keep) * vloss + Vec(a.smooth) * (Vec(a.W) * vlog - vd);
     vloss = Vec::blendv(vloss, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
     Vec::blendv(vloss, zero, drop).store(loss + r0, m);
     if (lse == nullptr) return;
-    alignas(64) acc_t mx[W], ls[W], bd[W];
+    alignas(64) acc_t mx[W], ls[W], bd[W], dr[W];
     vmax.store(mx);
     vlog.store(ls);
     Vec::blendv(zero, Vec(acc_t(1)), bad).store(bd);
+    Vec::blendv(zero, Vec(acc_t(1)), drop).store(dr);  // real lanes: ignored rows
     for (int64_t j = 0; j < m; ++j) {
-      lse[r0 + j] = y[j] == a.c.ignore_index ? 0.0
-                    : bd[j] != acc_t(0)      ? std::numeric_limits<double>::quiet_NaN()
-                                             : static_cast<double>(mx[j]) + static_cast<double>(ls[j]);
+      lse[r0 + j] = dr[j] != acc_t(0)   ? 0.0
+                    : bd[j] != acc_t(0) ? std::numeric_limits<double>::quiet_NaN()
+                                        : static_cast<double>(mx[j]) + static_cast<double>(ls[j]);
     }
   }
 
   // Gradient of the real lanes' rows scaled by vg (per lane), written to a.out. from_exp: the
   // columns hold exp(z - max) with per-lane sum s1 (reduce(keep_exp)); otherwise they hold z and
   // p = exp((z - s1) - s2) with s1 + s2 = lse.
-  void gradient(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, const Labels& lab, bool from_exp, const Vec& s1,
+  LSMIA_INLINE void gradient(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, const Labels& lab, bool from_exp, const Vec& s1,
                 const Vec& s2, const Vec& g, const Vec& bad) const {
-    const int64_t K = a.c.K;
+    const int64_t K = classes(a);
     const Vec &vy = lab.vy, &vwy = lab.vwy, &drop = lab.drop;
     const Vec zero(acc_t(0)), vg = Vec::blendv(g, zero, drop);
-    const acc_t smooth = a.alpha / static_cast<acc_t>(K);
-    const Vec hit = Vec(acc_t(1) - a.alpha) * vwy;
+    const acc_t smooth = a.smooth;
+    const Vec hit = Vec(a.keep) * vwy;
     Vec vgc = vg * (hit + Vec(smooth * a.W));
     const Vec vgh = vg * hit, vgs = vg * Vec(smooth);
     if (from_exp) vgc = Vec::blendv(vgc / s1, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
@@ -303,12 +335,12 @@ struct Lanes {
     if (!adjacent && !packed) {
       for (int64_t j = 0; j < W; ++j) oo[j] = a.out_off(r0 + std::min(j, m - 1));
     }
-    alignas(64) acc_t tmp[kLaneMaxK * W];
+    alignas(64) acc_t tmp[kCols * W];
     scalar_t* o0 = a.out + (adjacent || packed ? a.out_off(r0) : 0);
     if (packed && from_exp && a.w == nullptr && !lab.any_drop) {  // the training path's usual case
-      Vec vk(zero);
-      for (int64_t k = 0; k < K; ++k, vk += Vec(acc_t(1))) {
-        (Vec::loadu(cols + k * W) * vgc - vgs - (vgh & (vy == vk))).store(tmp + k * W);
+#pragma GCC unroll 16
+      for (int64_t k = 0; k < K; ++k) {
+        (Vec::loadu(cols + k * W) * vgc - vgs - (vgh & (vy == Vec(static_cast<acc_t>(k))))).store(tmp + k * W);
       }
     } else {
       for (int64_t k = 0; k < K; ++k) {
@@ -343,9 +375,9 @@ struct Lanes {
   }
 };
 
-template <typename scalar_t>
+template <typename scalar_t, int64_t KC = 0>
 void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
-  using L = Lanes<scalar_t>;
+  using L = Lanes<scalar_t, KC>;
   using acc_t = typename L::acc_t;
   using Vec = typename L::Vec;
   const int64_t R = a.c.N * a.c.M, groups = (R + L::W - 1) / L::W;
@@ -366,7 +398,7 @@ void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
         lab[u] = lanes[u].labels(a);
       }
       if (fwd) {
-        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, grad);
+        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, lab[u], grad);
         for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
       }
       for (int64_t u = 0; grad && u < step; ++u) {
@@ -544,10 +576,26 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   });
 }
 
+// lanes_run with K a compile-time constant when it is one of Ks (loops unrolled, the group's
+// columns in registers where they fit); false when it is not.
+template <typename scalar_t, int64_t... Ks>
+bool lanes_run_fixed(const Call<scalar_t>& a, bool fwd, bool grad, std::integer_sequence<int64_t, Ks...>) {
+  return ((a.c.K == Ks && (lanes_run<scalar_t, Ks>(a, fwd, grad), true)) || ...);
+}
+
+// Class counts with their own lane kernel: the AVX2 table's float32 (issue 30), 2 to 16 classes.
+template <typename scalar_t>
+constexpr bool kFixedK = kOwnFloatMath && std::is_same_v<scalar_t, float>;
+constexpr int64_t kFixedMaxK = 16;
+
 template <typename scalar_t>
 void ls_ce_run(const LsCeCall& call, bool fwd, bool grad) {
   const Call<scalar_t> a(call);
   if (call.K <= kLaneMaxK) {
+    if constexpr (kFixedK<scalar_t>) {
+      using Ks = std::integer_sequence<int64_t, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, kFixedMaxK>;
+      if (lanes_run_fixed(a, fwd, grad, Ks{})) return;
+    }
     lanes_run(a, fwd, grad);
   } else {
     rows_run(a, fwd, grad);

@@ -13,6 +13,27 @@ namespace lsmia::cpu::CPU_CAPABILITY {
 
 using at::vec::Vectorized;
 
+// Forces inlining where GCC's size limits would leave a hot helper of the lane path out of line (a
+// call per row group, its arguments no longer constants). LSMIA_INLINE_LAMBDA goes after a lambda's
+// parameter list.
+#if defined(__GNUC__)
+#define LSMIA_INLINE __attribute__((always_inline)) inline
+#define LSMIA_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define LSMIA_INLINE inline
+#define LSMIA_INLINE_LAMBDA
+#endif
+
+// The AVX2 table's own float arithmetic in the lane path (issue 30, speed on CPUs without AVX-512):
+// exp / log polynomials (vexp_nonpos, vlog_pos) and sums split over two accumulators. The AVX-512
+// and DEFAULT tables keep ATen's exp_u20 / Sleef log and one accumulator, so their results stay bit
+// for bit those of the studies committed with them.
+#if defined(CPU_CAPABILITY_AVX2)
+constexpr bool kOwnFloatMath = true;
+#else
+constexpr bool kOwnFloatMath = false;
+#endif
+
 template <typename T>
 class Buffer {
  public:
@@ -49,6 +70,7 @@ template <typename acc_t>
 inline Vectorized<acc_t> vlog_pos(const Vectorized<acc_t>& x) {
   return x.log();
 }
+#if defined(CPU_CAPABILITY_AVX2)  // the AVX2 table only: see kOwnFloatMath
 // float: x = 2^e m with m in [sqrt(1/2), sqrt(2)), f = m - 1, log(1 + f) = f - f^2/2 + f^3 P(f) with
 // P of degree 7, fitted for this file (least squares on Chebyshev nodes of [sqrt(1/2) - 1,
 // sqrt(2) - 1], reweighted toward the minimax relative error); in float32 arithmetic the result is
@@ -75,6 +97,7 @@ inline Vectorized<float> vlog_pos(const Vectorized<float>& x) {
   r = at::vec::fmadd(Vec(-0.5f), f2, r);
   return at::vec::fmadd(e, Vec(ln2_hi), r + f);
 }
+#endif
 
 // Labels of one group of W lanes as acc_t: y[j], or -1 where y[j] == ignore or j >= m (spare lane);
 // any_drop: some lane is -1. Labels are in range (checked by the caller), so their low 32 bits are
@@ -122,7 +145,7 @@ inline bool store_rows_transposed(const T*, int64_t, T*, int64_t) {
 }
 #if defined(CPU_CAPABILITY_AVX2)
 // Each 128-bit half of a, b, c, d is a 4 x 4 block (row per register); transpose both blocks.
-inline void transpose4_halves(__m256& a, __m256& b, __m256& c, __m256& d) {
+LSMIA_INLINE void transpose4_halves(__m256& a, __m256& b, __m256& c, __m256& d) {
   const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
   const __m256 t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
   a = _mm256_shuffle_ps(t0, t2, 0x44);
@@ -132,7 +155,7 @@ inline void transpose4_halves(__m256& a, __m256& b, __m256& c, __m256& d) {
 }
 
 // Columns k..k+3 of the 8 rows s + i * ld: v[i] = row i | row i + 4.
-inline void load_rows4(const float* s, int64_t ld, __m256* v) {
+LSMIA_INLINE void load_rows4(const float* s, int64_t ld, __m256* v) {
   for (int i = 0; i < 4; ++i) {
     v[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i * ld)), _mm_loadu_ps(s + (i + 4) * ld), 1);
   }
@@ -141,7 +164,7 @@ inline void load_rows4(const float* s, int64_t ld, __m256* v) {
 // Blocks of columns covering 0..K-1, f(first column, wide): 8 wide, then a last block of 8 (tail
 // > 4) or 4 that ends at K and may overlap the one before; K < 8: blocks of 4 (one at 0 when K < 4).
 template <typename F>
-inline void for_blocks(int64_t K, F f) {
+LSMIA_INLINE void for_blocks(int64_t K, F f) {
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) f(k, true);
   if (k == K) return;
@@ -155,8 +178,8 @@ inline void for_blocks(int64_t K, F f) {
 // Columns 0..K-1 of the 8 rows x + i * ld into cols (column k, rows 0..7, at cols + 8 k). K < 4
 // reads 4 - K floats past the last row: the caller allows it only where they lie inside the tensor.
 template <>
-inline bool load_cols_transposed(const float* x, int64_t ld, int64_t K, float* cols) {
-  for_blocks(K, [&](int64_t k, bool wide) {
+LSMIA_INLINE bool load_cols_transposed(const float* x, int64_t ld, int64_t K, float* cols) {
+  for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
     __m256 v[8];
     load_rows4(x + k, ld, v);
     transpose4_halves(v[0], v[1], v[2], v[3]);  // v[c]: column k + c
@@ -171,9 +194,9 @@ inline bool load_cols_transposed(const float* x, int64_t ld, int64_t K, float* c
 
 // The inverse for K >= 4: cols (K columns of 8 rows) into the rows o + i * ld (columns 0..K-1).
 template <>
-inline bool store_rows_transposed(const float* cols, int64_t K, float* o, int64_t ld) {
+LSMIA_INLINE bool store_rows_transposed(const float* cols, int64_t K, float* o, int64_t ld) {
   if (K < 4) return false;
-  for_blocks(K, [&](int64_t k, bool wide) {
+  for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
     __m256 v[8];
     for (int c = 0; c < (wide ? 8 : 4); ++c) v[c] = _mm256_loadu_ps(cols + (k + c) * 8);
     transpose4_halves(v[0], v[1], v[2], v[3]);  // v[i]: row i | row i + 4, columns k..k+3

@@ -49,7 +49,7 @@ def _ls_ce_backward_fake(grad_loss, logits, target, weight, lse, alpha, ignore_i
 def _ls_ce_forward_with_grad_fake(logits, target, weight, alpha, ignore_index, mean):
     acc = _acc_dtype(logits.dtype)
     return (target.new_empty(target.shape, dtype=acc), torch.empty_like(logits, memory_format=torch.contiguous_format),
-            target.new_empty((), dtype=acc))
+            target.new_empty((), dtype=acc), target.new_empty((), dtype=acc))
 
 
 @torch.library.register_fake("lsmia::ls_ce_forward_grad_")
@@ -198,11 +198,15 @@ def _scale_grad(grad, grad_out, target, ignore_index, reduction):
     ignored row cannot leak into its zero gradient). In eager mode `grad` (the op's own buffer) is
     scaled in place, and not at all when a CPU grad_out is exactly 1; under vmap (batched gradients,
     torch.func) and torch.compile (compiled autograd) out of place, without data-dependent branches."""
-    scale = torch.where(target != ignore_index, grad_out, 0).unsqueeze(1) if reduction == "none" else grad_out
+    if reduction != "none":
+        if torch.compiler.is_compiling() or _batched(grad_out):
+            return grad * grad_out.to(grad.dtype)
+        if grad.device.type == "cpu" and grad_out.item() == 1:  # CPU: a cheap host read (one op, not eq + bool)
+            return grad
+        return grad.mul_(grad_out.to(grad.dtype))
+    scale = torch.where(target != ignore_index, grad_out, 0).unsqueeze(1)
     if torch.compiler.is_compiling() or _batched(grad_out):
         return grad * scale.to(grad.dtype)
-    if reduction != "none" and grad.device.type == "cpu" and bool(grad_out == 1):  # CPU: a cheap host read
-        return grad
     return grad.mul_(scale.to(grad.dtype))
 
 
@@ -250,28 +254,29 @@ class _LsCeTrain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, target, weight, alpha, ignore_index, reduction):
-        loss, grad, denom = torch.ops.lsmia.ls_ce_forward_with_grad(x, target, weight, alpha, ignore_index,
-                                                                     reduction == "mean")
+        # `total`: the rows' sum or mean, reduced by the op (as loss.sum() * mean_scale(denom), bit for bit)
+        loss, grad, denom, total = torch.ops.lsmia.ls_ce_forward_with_grad(x, target, weight, alpha, ignore_index,
+                                                                            reduction == "mean")
         ctx.save_for_backward(x, target, weight)
         ctx.grad, ctx.denom = grad, denom
         ctx.alpha, ctx.ignore_index, ctx.reduction = alpha, ignore_index, reduction
-        if reduction == "none":
-            return loss
-        return loss.sum() if reduction == "sum" else loss.sum() * mean_scale(denom)
+        return loss if reduction == "none" else total
 
     @staticmethod
     def backward(ctx, grad_out):
         grad, ctx.grad = ctx.grad, None
-        x, target, weight = ctx.saved_tensors
+        x, target, weight = ctx.saved_tensors  # also autograd's check that x was not modified in place since
+        if grad is not None and not torch.is_grad_enabled():  # the usual case: hand the gradient over
+            return _scale_grad(grad, grad_out, target, ctx.ignore_index, ctx.reduction), None, None, None, None, None
         if torch.is_grad_enabled():  # create_graph: the differentiable backward op
             g = grad_out * mean_scale(ctx.denom) if ctx.reduction == "mean" else grad_out
             with torch.no_grad():
                 _, lse = torch.ops.lsmia.ls_ce_forward(x, target, weight, ctx.alpha, ctx.ignore_index)
             return (torch.ops.lsmia.ls_ce_backward(g.expand(target.shape), x, target, weight, lse, ctx.alpha,
                                                    ctx.ignore_index), None, None, None, None, None)
-        if grad is None:  # a retained graph's second backward: the same kernel again, the same bits
-            _, grad, _ = torch.ops.lsmia.ls_ce_forward_with_grad(x, target, weight, ctx.alpha, ctx.ignore_index,
-                                                                  ctx.reduction == "mean")
+        # a retained graph's second backward: the same kernel again, the same bits
+        _, grad, _, _ = torch.ops.lsmia.ls_ce_forward_with_grad(x, target, weight, ctx.alpha, ctx.ignore_index,
+                                                                 ctx.reduction == "mean")
         return _scale_grad(grad, grad_out, target, ctx.ignore_index, ctx.reduction), None, None, None, None, None
 
 
@@ -355,7 +360,7 @@ def fused_ls_ce(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.0, 
         out = _LsCeTrain.apply(x, t, weight, alpha, ignore_index, reduction)
         if reduction == "none":
             out = out.reshape(target.shape)
-        return out.to(logits.dtype)
+        return out if out.dtype == logits.dtype else out.to(logits.dtype)
     loss, _ = torch.ops.lsmia.ls_ce_forward(x, t, weight, alpha, ignore_index)
     if reduction == "none":
         loss = loss.reshape(target.shape)

@@ -30,7 +30,8 @@ constexpr int64_t kInterleave = 2;  // lane groups processed together (lanes_run
 template <typename scalar_t>
 struct Call {
   using acc_t = at::opmath_type<scalar_t>;
-  const LsCeCall& c;
+  LsCeCall c;  // a copy: in a lane kernel's own Call (lanes_run) nothing the kernel stores can alias it,
+               // so its fields stay in registers instead of being reloaded after every store
   const scalar_t* x;
   const acc_t* w;
   acc_t W, alpha;
@@ -375,17 +376,20 @@ struct Lanes {
   }
 };
 
-template <typename scalar_t, int64_t KC = 0>
-void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
+// One pass of the lane path: the forward (kFwd: loss, and lse unless kGrad), the gradient (kGrad:
+// from the forward's exponentials when kFwd, else from the saved lse), or both.
+template <typename scalar_t, int64_t KC, bool kFwd, bool kGrad>
+void lanes_pass(const Call<scalar_t>& call) {
   using L = Lanes<scalar_t, KC>;
   using acc_t = typename L::acc_t;
   using Vec = typename L::Vec;
-  const int64_t R = a.c.N * a.c.M, groups = (R + L::W - 1) / L::W;
-  const int64_t grain = std::max<int64_t>(1, 16384 / (a.c.K * L::W));
-  acc_t* loss = static_cast<acc_t*>(a.c.loss);
-  double* lse = static_cast<double*>(a.c.lse);
+  const int64_t R = call.c.N * call.c.M, groups = (R + L::W - 1) / L::W;
+  const int64_t grain = std::max<int64_t>(1, 16384 / (call.c.K * L::W));
+  acc_t* loss = static_cast<acc_t*>(call.c.loss);
+  double* lse = static_cast<double*>(call.c.lse);
   at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
-    const LaneCtx<scalar_t> cx(a, grad);
+    const Call<scalar_t> a = call;  // this thread's own copy: see Call::c
+    const LaneCtx<scalar_t> cx(a, kGrad);
     L lanes[kInterleave];  // groups per step, phase by phase: their dependency chains overlap
     typename L::Labels lab[kInterleave];
     alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
@@ -397,25 +401,33 @@ void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
         lanes[u].load(a, cx, r0, std::min(L::W, R - r0));
         lab[u] = lanes[u].labels(a);
       }
-      if (fwd) {
-        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, lab[u], grad);
+      if constexpr (kFwd) {
+        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, lab[u], kGrad);
         for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
       }
-      for (int64_t u = 0; grad && u < step; ++u) {
+      for (int64_t u = 0; kGrad && u < step; ++u) {
         L& l = lanes[u];
-        if (fwd) {
+        if constexpr (kFwd) {
           l.gradient(a, cx, lab[u], true, l.vs, zero, scale, l.bad);
-          continue;
+        } else {
+          for (int64_t j = 0; j < L::W; ++j) {
+            const int64_t r = l.r0 + std::min(j, l.m - 1);
+            g[j] = a.upstream(r);
+            lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+          }
+          l.gradient(a, cx, lab[u], false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
         }
-        for (int64_t j = 0; j < L::W; ++j) {
-          const int64_t r = l.r0 + std::min(j, l.m - 1);
-          g[j] = a.upstream(r);
-          lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
-        }
-        l.gradient(a, cx, lab[u], false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
       }
     }
   });
+}
+
+// The three passes are separate instantiations: no test of fwd / grad per group or per column.
+template <typename scalar_t, int64_t KC = 0>
+void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
+  if (fwd && grad) return lanes_pass<scalar_t, KC, true, true>(a);
+  if (fwd) return lanes_pass<scalar_t, KC, true, false>(a);
+  lanes_pass<scalar_t, KC, false, true>(a);
 }
 
 // ---- many classes: row by row ----

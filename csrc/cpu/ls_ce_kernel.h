@@ -126,6 +126,127 @@ inline Vectorized<float> vexp_nonpos(const Vectorized<float>& t) {
 }
 #endif
 
+// ---- the lane math: W rows in the lanes of a vector, column k of the rows one vector. Shared by
+// Lanes (columns in a buffer) and the AVX2 training kernel (columns in registers): the same
+// expressions, so both give the same bits.
+
+// Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, drop mask
+// (any_drop: some lane has it).
+template <typename acc_t>
+struct LaneLabels {
+  Vectorized<acc_t> vy, vwy, drop;
+  bool any_drop;
+};
+// The W labels ys[0..W) of which the first m are real; weights w (or null).
+template <typename acc_t>
+LSMIA_INLINE LaneLabels<acc_t> lane_label_data(const int64_t* ys, int64_t m, int64_t ignore_index, const acc_t* w) {
+  using Vec = Vectorized<acc_t>;
+  LaneLabels<acc_t> lab;
+  lab.vy = lane_labels<acc_t>(ys, m, ignore_index, lab.any_drop);
+  const Vec zero(acc_t(0));
+  lab.drop = lab.vy == Vec(acc_t(-1));
+  Vec wy(acc_t(1));
+  if (w != nullptr) {
+    const Vec iy = Vec::blendv(lab.vy, zero, lab.drop);  // dropped: class 0
+    wy = at::vec::gather<sizeof(acc_t)>(w, at::vec::convert_to_int_of_same_size(iy));
+  }
+  lab.vwy = Vec::blendv(wy, zero, lab.drop);
+  return lab;
+}
+
+// The forward's reductions over the K columns col(k) of W rows: vmax, vs = sum exp(z - vmax), vd =
+// sum w_k (z_k - vmax), vty = z_y - vmax (0 in dropped lanes; picked by a compare per column: a
+// gather of z_y from columns just stored would wait for those stores), bad = the lanes whose max
+// is not finite. keep(k, e) receives exp(z_k - vmax) (for the gradient, or nothing).
+template <typename acc_t>
+struct LaneSums {
+  Vectorized<acc_t> vmax, vs, vd, vty, bad;
+};
+template <typename acc_t, typename Col, typename Keep>
+LSMIA_INLINE LaneSums<acc_t> lane_sums(int64_t K, const acc_t* w, bool smooth, const Vectorized<acc_t>& vy, Col col,
+                                       Keep keep) {
+  using Vec = Vectorized<acc_t>;
+  // clamp_min is one max instruction; a NaN logit may leave vmax below the row's max, but its
+  // t = z - vmax is NaN, and so is vt, the sum of the t. Two accumulators per sum (AVX2 table,
+  // kOwnFloatMath) halve its dependency chain; the max is exact in any order.
+  constexpr int64_t kSums = kOwnFloatMath ? 2 : 1;
+  const Vec ninf(-std::numeric_limits<acc_t>::infinity()), zero(acc_t(0));
+  LaneSums<acc_t> r;
+  Vec m0(ninf), m1(ninf);
+  int64_t k = 0;
+  for (; k + 1 < K; k += 2) {
+    m0 = at::vec::clamp_min(col(k), m0);
+    m1 = at::vec::clamp_min(col(k + 1), m1);
+  }
+  if (k < K) m0 = at::vec::clamp_min(col(k), m0);
+  r.vmax = at::vec::clamp_min(m0, m1);
+  Vec s[kSums], ts[kSums];
+  for (int64_t u = 0; u < kSums; ++u) s[u] = ts[u] = zero;
+  r.vd = r.vty = zero;
+  const bool weighted = smooth && w != nullptr;
+  // unrolled: with K fixed at compile time (KC) the accumulator and the class k are constants
+#pragma GCC unroll 16
+  for (k = 0; k < K; ++k) {
+    const Vec t = col(k) - r.vmax;
+    const Vec e = vexp_nonpos(t);
+    keep(k, e);
+    s[k % kSums] += e;
+    ts[k % kSums] += t;
+    if (weighted) r.vd += t * Vec(w[k]);
+    r.vty = r.vty | (t & (vy == Vec(static_cast<acc_t>(k))));
+  }
+  r.vs = s[0];
+  Vec vt = ts[0];
+  if constexpr (kSums == 2) {
+    r.vs += s[1];
+    vt += ts[1];
+  }
+  if (!weighted) r.vd = vt;
+  r.bad = ((r.vmax - r.vmax) != zero) | (vt != vt);  // NaN, +inf or only -inf: the row is NaN
+  return r;
+}
+
+// ls_ce_finish_row on W lanes: the loss (0 in dropped lanes, NaN in bad ones); vlog = log vs.
+template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+LSMIA_INLINE Vectorized<acc_t> lane_loss(const Call<scalar_t>& a, const LaneLabels<acc_t>& lab, const LaneSums<acc_t>& r,
+                                         Vectorized<acc_t>& vlog) {
+  using Vec = Vectorized<acc_t>;
+  vlog = vlog_pos(r.vs);  // vs >= 1 where the max is finite
+  const Vec nll = vlog - r.vty;
+  Vec vloss = lab.vwy * nll;
+  if (a.alpha != acc_t(0)) vloss = Vec(a.keep) * vloss + Vec(a.smooth) * (Vec(a.W) * vlog - r.vd);
+  vloss = Vec::blendv(vloss, Vec(std::numeric_limits<acc_t>::quiet_NaN()), r.bad);
+  return Vec::blendv(vloss, Vec(acc_t(0)), lab.drop);
+}
+
+// Per-lane factors of the gradient g (c p_k - smooth w_k) - g hit [k == y] for upstream gradients
+// g: vgc = g c (divided by s1 when p_k is exp(z_k - max) with sum s1: from_exp; NaN in bad lanes),
+// vgh = g hit, vgs = g smooth; g is 0 in dropped lanes.
+template <typename acc_t>
+struct GradFactors {
+  Vectorized<acc_t> vgc, vgh, vgs;
+};
+template <typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+LSMIA_INLINE GradFactors<acc_t> grad_factors(const Call<scalar_t>& a, const LaneLabels<acc_t>& lab,
+                                             const Vectorized<acc_t>& g, bool from_exp,
+                                             const Vectorized<acc_t>& s1, const Vectorized<acc_t>& bad) {
+  using Vec = Vectorized<acc_t>;
+  const Vec vg = Vec::blendv(g, Vec(acc_t(0)), lab.drop);
+  const Vec hit = Vec(a.keep) * lab.vwy;
+  GradFactors<acc_t> f;
+  f.vgc = vg * (hit + Vec(a.smooth * a.W));
+  f.vgh = vg * hit;
+  f.vgs = vg * Vec(a.smooth);
+  if (from_exp) f.vgc = Vec::blendv(f.vgc / s1, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
+  return f;
+}
+// Column k of the gradient without class weights, from p_k (any lane may then be dropped).
+template <typename acc_t>
+LSMIA_INLINE Vectorized<acc_t> grad_column(const Vectorized<acc_t>& p, const GradFactors<acc_t>& f,
+                                           const Vectorized<acc_t>& vy, int64_t k) {
+  return p * f.vgc - f.vgs - (f.vgh & (vy == Vectorized<acc_t>(static_cast<acc_t>(k))));
+}
+
 // Per-thread constants of the lane path: gather indices of W whole (N, K) rows, and of the transpose
 // of a K x W column block back into W contiguous gradient rows.
 template <typename scalar_t>
@@ -227,88 +348,31 @@ struct Lanes {
       for (int64_t j = 0; j < W; ++j) cols[k * W + j] = static_cast<acc_t>(a.x[off[j] + k * cs]);
   }
 
-  // Per-lane label data: label as acc_t (-1 where the lane is spare or ignored), w_y, drop mask
-  // (any_drop: some lane has it).
-  struct Labels {
-    Vec vy, vwy, drop;
-    bool any_drop;
-  };
-  LSMIA_INLINE Labels labels(const Call<scalar_t>& a) const {
-    Labels lab;
-    lab.vy = lane_labels<acc_t>(ys, m, a.c.ignore_index, lab.any_drop);
-    const Vec zero(acc_t(0));
-    lab.drop = lab.vy == Vec(acc_t(-1));
-    Vec w(acc_t(1));
-    if (a.w != nullptr) {
-      const Vec iy = Vec::blendv(lab.vy, zero, lab.drop);  // dropped: class 0
-      w = at::vec::gather<sizeof(acc_t)>(a.w, at::vec::convert_to_int_of_same_size(iy));
-    }
-    lab.vwy = Vec::blendv(w, zero, lab.drop);
-    return lab;
-  }
+  using Labels = LaneLabels<acc_t>;
+  LSMIA_INLINE Labels labels(const Call<scalar_t>& a) const { return lane_label_data<acc_t>(ys, m, a.c.ignore_index, a.w); }
 
-  // The forward in two phases (lanes_run interleaves two groups phase by phase, so that their
-  // dependency chains overlap). reduce: vmax, vs = sum exp(z - vmax), vd = sum w_k (z_k - vmax), vty
-  // = z_y - vmax (0 in dropped lanes; picked by a compare per column: a gather of z_y from the
-  // columns just stored would wait for those stores), bad = the lanes whose max is not finite;
-  // keep_exp: the columns become exp(z - vmax) for the gradient. finish: the loss (and, with
-  // lse != null, the lse) of the real lanes' rows.
-  Vec vmax, vs, vd, vty, bad;
+  // The forward in two phases (lanes_pass interleaves two groups phase by phase, so that their
+  // dependency chains overlap). reduce: lane_sums of the columns; keep_exp: the columns become
+  // exp(z - vmax) for the gradient. finish: the loss (and, with lse != null, the lse) of the real
+  // lanes' rows.
+  LaneSums<acc_t> sums;
   LSMIA_INLINE void reduce(const Call<scalar_t>& a, const Labels& lab, bool keep_exp) {
-    const int64_t K = classes(a);
-    // clamp_min is one max instruction; a NaN logit may leave vmax below the row's max, but its
-    // t = z - vmax is NaN, and so is vt, the sum of the t. Two accumulators per sum (AVX2 table,
-    // kOwnFloatMath) halve its dependency chain; the max is exact in any order.
-    constexpr int64_t kSums = kOwnFloatMath ? 2 : 1;
-    const Vec ninf(-std::numeric_limits<acc_t>::infinity()), zero(acc_t(0));
-    Vec m0(ninf), m1(ninf);
-    int64_t k = 0;
-    for (; k + 1 < K; k += 2) {
-      m0 = at::vec::clamp_min(Vec::loadu(cols + k * W), m0);
-      m1 = at::vec::clamp_min(Vec::loadu(cols + (k + 1) * W), m1);
-    }
-    if (k < K) m0 = at::vec::clamp_min(Vec::loadu(cols + k * W), m0);
-    vmax = at::vec::clamp_min(m0, m1);
-    Vec s[kSums], ts[kSums];
-    for (int64_t u = 0; u < kSums; ++u) s[u] = ts[u] = zero;
-    vd = vty = zero;
-    const bool smooth = a.alpha != acc_t(0), weighted = smooth && a.w != nullptr;
-    // unrolled: with K fixed at compile time (KC) the accumulator and the class k are constants
-#pragma GCC unroll 16
-    for (k = 0; k < K; ++k) {
-      const Vec t = Vec::loadu(cols + k * W) - vmax;
-      const Vec e = vexp_nonpos(t);
-      if (keep_exp) e.store(cols + k * W);
-      s[k % kSums] += e;
-      ts[k % kSums] += t;
-      if (weighted) vd += t * Vec(a.w[k]);
-      vty = vty | (t & (lab.vy == Vec(static_cast<acc_t>(k))));
-    }
-    vs = s[0];
-    Vec vt = ts[0];
-    if constexpr (kSums == 2) {
-      vs += s[1];
-      vt += ts[1];
-    }
-    if (!weighted) vd = vt;
-    bad = ((vmax - vmax) != zero) | (vt != vt);  // NaN, +inf or only -inf: the row is NaN
+    sums = lane_sums<acc_t>(
+        classes(a), a.w, a.alpha != acc_t(0), lab.vy, [&](int64_t k) LSMIA_INLINE_LAMBDA { return Vec::loadu(cols + k * W); },
+        [&](int64_t k, const Vec& e) LSMIA_INLINE_LAMBDA {
+          if (keep_exp) e.store(cols + k * W);
+        });
   }
   LSMIA_INLINE void finish(const Call<scalar_t>& a, const Labels& lab, acc_t* loss, double* lse) const {
-    const Vec &vwy = lab.vwy, &drop = lab.drop, zero(acc_t(0));
-    const bool smooth = a.alpha != acc_t(0);
-    const Vec vlog = vlog_pos(vs);  // vs >= 1 where the max is finite
-    // ls_ce_finish_row on W lanes
-    const Vec nll = vlog - vty;
-    Vec vloss = vwy * nll;
-    if (smooth) vloss = Vec(a.keep) * vloss + Vec(a.smooth) * (Vec(a.W) * vlog - vd);
-    vloss = Vec::blendv(vloss, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
-    Vec::blendv(vloss, zero, drop).store(loss + r0, m);
+    Vec vlog;
+    lane_loss(a, lab, sums, vlog).store(loss + r0, m);
     if (lse == nullptr) return;
+    const Vec zero(acc_t(0));
     alignas(64) acc_t mx[W], ls[W], bd[W], dr[W];
-    vmax.store(mx);
+    sums.vmax.store(mx);
     vlog.store(ls);
-    Vec::blendv(zero, Vec(acc_t(1)), bad).store(bd);
-    Vec::blendv(zero, Vec(acc_t(1)), drop).store(dr);  // real lanes: ignored rows
+    Vec::blendv(zero, Vec(acc_t(1)), sums.bad).store(bd);
+    Vec::blendv(zero, Vec(acc_t(1)), lab.drop).store(dr);  // real lanes: ignored rows
     for (int64_t j = 0; j < m; ++j) {
       lse[r0 + j] = dr[j] != acc_t(0)   ? 0.0
                     : bd[j] != acc_t(0) ? std::numeric_limits<double>::quiet_NaN()
@@ -322,13 +386,9 @@ struct Lanes {
   LSMIA_INLINE void gradient(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, const Labels& lab, bool from_exp, const Vec& s1,
                 const Vec& s2, const Vec& g, const Vec& bad) const {
     const int64_t K = classes(a);
-    const Vec &vy = lab.vy, &vwy = lab.vwy, &drop = lab.drop;
-    const Vec zero(acc_t(0)), vg = Vec::blendv(g, zero, drop);
-    const acc_t smooth = a.smooth;
-    const Vec hit = Vec(a.keep) * vwy;
-    Vec vgc = vg * (hit + Vec(smooth * a.W));
-    const Vec vgh = vg * hit, vgs = vg * Vec(smooth);
-    if (from_exp) vgc = Vec::blendv(vgc / s1, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
+    const Vec &vy = lab.vy, &drop = lab.drop, zero(acc_t(0));
+    const GradFactors<acc_t> f = grad_factors(a, lab, g, from_exp, s1, bad);
+    const Vec &vgc = f.vgc, &vgh = f.vgh, &vgs = f.vgs;
     const int64_t ocs = a.out_cs();
     const bool adjacent = std::is_same_v<scalar_t, acc_t> && a.adjacent(r0, m, W, true);
     const bool packed = !adjacent && a.packed_rows(m, W, true);
@@ -340,9 +400,7 @@ struct Lanes {
     scalar_t* o0 = a.out + (adjacent || packed ? a.out_off(r0) : 0);
     if (packed && from_exp && a.w == nullptr && !lab.any_drop) {  // the training path's usual case
 #pragma GCC unroll 16
-      for (int64_t k = 0; k < K; ++k) {
-        (Vec::loadu(cols + k * W) * vgc - vgs - (vgh & (vy == Vec(static_cast<acc_t>(k))))).store(tmp + k * W);
-      }
+      for (int64_t k = 0; k < K; ++k) grad_column(Vec::loadu(cols + k * W), f, vy, k).store(tmp + k * W);
     } else {
       for (int64_t k = 0; k < K; ++k) {
         const Vec c = Vec::loadu(cols + k * W);
@@ -408,7 +466,7 @@ void lanes_pass(const Call<scalar_t>& call) {
       for (int64_t u = 0; kGrad && u < step; ++u) {
         L& l = lanes[u];
         if constexpr (kFwd) {
-          l.gradient(a, cx, lab[u], true, l.vs, zero, scale, l.bad);
+          l.gradient(a, cx, lab[u], true, l.sums.vs, zero, scale, l.sums.bad);
         } else {
           for (int64_t j = 0; j < L::W; ++j) {
             const int64_t r = l.r0 + std::min(j, l.m - 1);

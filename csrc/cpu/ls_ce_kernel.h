@@ -98,26 +98,31 @@ inline Vectorized<acc_t> vexp_nonpos(const Vectorized<acc_t>& t) {
   return t.exp();
 }
 // float, AVX2 table (kOwnFloatMath): exp(t) = 2^n exp(r), n = round(t / ln 2) (added to a 1.5 * 2^23
-// + 127 bias, so that the float's low bits hold n + 127, the exponent of 2^n), r = t - n ln 2 in two
-// steps, exp(r) = 1 + P with P = r + r^2 Q(r), Q of degree 4 fitted for this file (least squares on
-// Chebyshev nodes of [-ln 2 / 2, ln 2 / 2], reweighted toward the minimax relative error), and
-// 2^n exp(r) = 2^n + 2^n P in one fma (one rounding). Within 1.03 ULP of exp over [-87.33, 0]
-// (1.024 at worst, checked exhaustively); 0 below -87.33 (2^-126), -inf and NaN included. 15 vector operations,
+// + 127 bias, so that the float's low bits hold n + 127, the exponent of 2^n), r = t - n ln 2 in one
+// fma with ln 2 rounded to float (an error of 1.9e-9 n in r: one operation fewer than the two-step
+// reduction, which was within 1.03 ULP everywhere), exp(r) = 1 + P with P = r + r^2 Q(r), Q of degree
+// 4 fitted for this file (least squares on Chebyshev nodes of [-ln 2 / 2, ln 2 / 2], reweighted
+// toward the minimax relative error), and 2^n exp(r) = 2^n + 2^n P in one fma (one rounding). Within
+// 1.12 ULP of exp over [-10, 0] and 4.5 ULP over [-87.34, -10), where exp(t) < 5e-5 is a term next
+// to the sum's exp(0) = 1 (both checked exhaustively against double exp). t is clamped to
+// ln(2^-126) first, so below -87.34 (-inf included) the result is 2^-126 instead of 0: next to the
+// sum's largest term, exp(0) = 1, that is nothing, and a gradient term p c - s w rounds to -s w
+// unless s w is 0 (alpha = 0), where it leaves about 1e-38 c instead of 0. A NaN t gives NaN or
+// garbage; callers mark such rows NaN (a NaN logit makes the sum of t NaN). 12 vector operations,
 // against 22 for ATen's exp_u20 (about 20 ULP), which the AVX-512 and DEFAULT tables keep.
 #if defined(CPU_CAPABILITY_AVX2)
 template <>
 inline Vectorized<float> vexp_nonpos(const Vectorized<float>& t) {
   using Vec = Vectorized<float>;
-  const Vec lowest(-87.3365448f), bias(12583039.0f);  // ln(2^-126); 1.5 * 2^23 + 127
-  const Vec x = at::vec::clamp_min(t, lowest);       // NaN stays NaN, masked below
+  const Vec bias(12583039.0f);                                 // 1.5 * 2^23 + 127
+  const Vec x = at::vec::clamp_min(t, Vec(-87.3365448f));      // ln(2^-126)
   const Vec fx = at::vec::fmadd(x, Vec(1.44269504f), bias);
   const Vec n = fx - bias;
-  Vec r = at::vec::fmadd(n, Vec(-0.693359375f), x);  // ln 2 = 0.693359375 - 2.12194440e-4
-  r = at::vec::fmadd(n, Vec(2.12194440e-4f), r);
+  const Vec r = at::vec::fmadd(n, Vec(-0.693147182f), x);
   Vec q(0.00139088896f);
   for (const float c : {0.00836811467f, 0.0416667228f, 0.166665271f, 0.500000002f}) q = at::vec::fmadd(q, r, Vec(c));
   const Vec scale(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(fx), 23)));  // 2^n
-  return at::vec::fmadd(at::vec::fmadd(r * r, q, r), scale, scale) & (t >= lowest);
+  return at::vec::fmadd(at::vec::fmadd(r * r, q, r), scale, scale);
 }
 #else
 template <>
@@ -155,16 +160,17 @@ LSMIA_INLINE LaneLabels<acc_t> lane_label_data(const int64_t* ys, int64_t m, int
 }
 
 // The forward's reductions over the K columns col(k) of W rows: vmax, vs = sum exp(z - vmax), vd =
-// sum w_k (z_k - vmax), vty = z_y - vmax (0 in dropped lanes; picked by a compare per column: a
-// gather of z_y from columns just stored would wait for those stores), bad = the lanes whose max
-// is not finite. keep(k, e) receives exp(z_k - vmax) (for the gradient, or nothing).
+// sum w_k (z_k - vmax), vty = z_y - vmax (0 in dropped lanes; with pick, picked by a compare per
+// column: a gather of z_y from columns just stored would wait for those stores; without, left 0 for
+// a caller that gathers z_y from the rows in memory), bad = the lanes whose max is not finite.
+// keep(k, e) receives exp(z_k - vmax) (for the gradient, or nothing).
 template <typename acc_t>
 struct LaneSums {
   Vectorized<acc_t> vmax, vs, vd, vty, bad;
 };
 template <typename acc_t, typename Col, typename Keep>
-LSMIA_INLINE LaneSums<acc_t> lane_sums(int64_t K, const acc_t* w, bool smooth, const Vectorized<acc_t>& vy, Col col,
-                                       Keep keep) {
+LSMIA_INLINE LaneSums<acc_t> lane_sums(int64_t K, const acc_t* w, bool smooth, const Vectorized<acc_t>& vy, bool pick,
+                                       Col col, Keep keep) {
   using Vec = Vectorized<acc_t>;
   // clamp_min is one max instruction; a NaN logit may leave vmax below the row's max, but its
   // t = z - vmax is NaN, and so is vt, the sum of the t. Two accumulators per sum (AVX2 table,
@@ -193,7 +199,7 @@ LSMIA_INLINE LaneSums<acc_t> lane_sums(int64_t K, const acc_t* w, bool smooth, c
     s[k % kSums] += e;
     ts[k % kSums] += t;
     if (weighted) r.vd += t * Vec(w[k]);
-    r.vty = r.vty | (t & (vy == Vec(static_cast<acc_t>(k))));
+    if (pick) r.vty = r.vty | (t & (vy == Vec(static_cast<acc_t>(k))));
   }
   r.vs = s[0];
   Vec vt = ts[0];
@@ -240,11 +246,16 @@ LSMIA_INLINE GradFactors<acc_t> grad_factors(const Call<scalar_t>& a, const Lane
   if (from_exp) f.vgc = Vec::blendv(f.vgc / s1, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
   return f;
 }
-// Column k of the gradient without class weights, from p_k (any lane may then be dropped).
+// Column k of the gradient without class weights, from p_k (any lane may then be dropped); the
+// second form leaves out the label's term - g hit, for a caller that subtracts it from the rows.
+template <typename acc_t>
+LSMIA_INLINE Vectorized<acc_t> grad_column_unlabelled(const Vectorized<acc_t>& p, const GradFactors<acc_t>& f) {
+  return p * f.vgc - f.vgs;
+}
 template <typename acc_t>
 LSMIA_INLINE Vectorized<acc_t> grad_column(const Vectorized<acc_t>& p, const GradFactors<acc_t>& f,
                                            const Vectorized<acc_t>& vy, int64_t k) {
-  return p * f.vgc - f.vgs - (f.vgh & (vy == Vectorized<acc_t>(static_cast<acc_t>(k))));
+  return grad_column_unlabelled(p, f) - (f.vgh & (vy == Vectorized<acc_t>(static_cast<acc_t>(k))));
 }
 
 // Per-thread constants of the lane path: gather indices of W whole (N, K) rows, and of the transpose
@@ -256,6 +267,7 @@ struct LaneCtx {
   static constexpr int64_t W = Vectorized<acc_t>::size();
   alignas(64) int_t row_idx[W];
   bool row_gather = false;  // M == 1 and the rows' offsets fit int_t
+  bool row_pick = false;    // and so do they plus any class (pick_labelled)
   bool out_gather = false;  // gradient rows contiguous (M == 1, not in place)
   Buffer<int_t> out_idx;
 
@@ -264,6 +276,7 @@ struct LaneCtx {
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       const int64_t K = a.c.K;
       row_gather = a.c.M == 1 && (W - 1) * a.c.xs0 <= static_cast<int64_t>(std::numeric_limits<int_t>::max());
+      row_pick = row_gather && (W - 1) * a.c.xs0 + K - 1 <= static_cast<int64_t>(std::numeric_limits<int_t>::max());
       for (int64_t j = 0; j < W; ++j) row_idx[j] = static_cast<int_t>(row_gather ? j * a.c.xs0 : 0);
       out_gather = out_idx.get() != nullptr;
       for (int64_t i = 0; out_gather && i < K * W; ++i) out_idx.get()[i] = static_cast<int_t>((i % K) * W + i / K);
@@ -287,6 +300,8 @@ struct Lanes {
                                            // of adjacent labels: no copy, whose 8-byte stores would stall
                                            // the 32-byte loads of lane_labels)
   int64_t r0, m;                           // first row, real lanes (spare lanes repeat the last row)
+  const scalar_t* rows;                    // W whole rows of unit class stride at rows + cx.row_idx[j]
+                                           // (z_y is then picked from them, pick_labelled), or null
 
   // Labels of the lanes: ys = the W labels from `first` when they are adjacent and all real, else a copy.
   void load_labels(const int64_t* first, int64_t stride) {
@@ -301,10 +316,12 @@ struct Lanes {
   LSMIA_INLINE void load(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, int64_t first, int64_t count) {
     r0 = first;
     m = count;
+    rows = nullptr;
     const int64_t K = classes(a), cs = a.c.xs1;
     if constexpr (std::is_same_v<scalar_t, acc_t>) {
       if (cx.row_gather && m == W) {  // W plain rows: transposed, or column k is one gather
         const scalar_t* x = a.x + r0 * a.c.xs0;
+        if (cs == 1 && cx.row_pick) rows = x;
         // a transpose of K < 4 classes reads 4 - K values past the last row: only inside the tensor
         const bool fits = K >= 4 || (r0 + W - 1) * a.c.xs0 + 4 <= (a.c.N - 1) * a.c.xs0 + K;
         if (!(cs == 1 && fits && load_cols_transposed(x, a.c.xs0, K, cols))) {
@@ -356,12 +373,16 @@ struct Lanes {
   // exp(z - vmax) for the gradient. finish: the loss (and, with lse != null, the lse) of the real
   // lanes' rows.
   LaneSums<acc_t> sums;
-  LSMIA_INLINE void reduce(const Call<scalar_t>& a, const Labels& lab, bool keep_exp) {
+  LSMIA_INLINE void reduce(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, const Labels& lab, bool keep_exp) {
+    Vec zy;
+    const bool picked = rows != nullptr && pick_labelled(rows, Vectorized<int_t>::loadu(cx.row_idx), lab.vy, zy);
     sums = lane_sums<acc_t>(
-        classes(a), a.w, a.alpha != acc_t(0), lab.vy, [&](int64_t k) LSMIA_INLINE_LAMBDA { return Vec::loadu(cols + k * W); },
+        classes(a), a.w, a.alpha != acc_t(0), lab.vy, !picked,
+        [&](int64_t k) LSMIA_INLINE_LAMBDA { return Vec::loadu(cols + k * W); },
         [&](int64_t k, const Vec& e) LSMIA_INLINE_LAMBDA {
           if (keep_exp) e.store(cols + k * W);
         });
+    if (picked) sums.vty = Vec::blendv(zy - sums.vmax, Vec(acc_t(0)), lab.drop);  // as the compares give it
   }
   LSMIA_INLINE void finish(const Call<scalar_t>& a, const Labels& lab, acc_t* loss, double* lse) const {
     Vec vlog;
@@ -399,6 +420,18 @@ struct Lanes {
     alignas(64) acc_t tmp[kCols * W];
     scalar_t* o0 = a.out + (adjacent || packed ? a.out_off(r0) : 0);
     if (packed && from_exp && a.w == nullptr && !lab.any_drop) {  // the training path's usual case
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        if (rows_transposable<scalar_t>(K)) {  // the label's term - g hit after the transpose: W scalar
+          // subtractions instead of a compare, and and subtraction per class (the same bits)
+#pragma GCC unroll 16
+          for (int64_t k = 0; k < K; ++k) grad_column_unlabelled(Vec::loadu(cols + k * W), f).store(tmp + k * W);
+          store_rows_transposed(tmp, K, o0, K);
+          alignas(64) acc_t gh[W];
+          vgh.store(gh);
+          for (int64_t j = 0; j < W; ++j) o0[j * K + ys[j]] -= gh[j];  // no lane dropped: labels in [0, K)
+          return;
+        }
+      }
 #pragma GCC unroll 16
       for (int64_t k = 0; k < K; ++k) grad_column(Vec::loadu(cols + k * W), f, vy, k).store(tmp + k * W);
     } else {
@@ -460,7 +493,7 @@ void lanes_pass(const Call<scalar_t>& call) {
         lab[u] = lanes[u].labels(a);
       }
       if constexpr (kFwd) {
-        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, lab[u], kGrad);
+        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, cx, lab[u], kGrad);
         for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
       }
       for (int64_t u = 0; kGrad && u < step; ++u) {

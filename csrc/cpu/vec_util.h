@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <type_traits>
 
 namespace lsmia::cpu::CPU_CAPABILITY {
 
@@ -131,6 +132,25 @@ inline Vectorized<float> lane_labels(const int64_t* y, int64_t m, int64_t ignore
 }
 #endif
 
+// z[j] = x[rows[j] + y[j]] for the W lanes of a group whose rows start at x + rows[j] (unit class
+// stride; y: labels as float, -1 in dropped lanes, which read class 0; every offset fits int32):
+// the labelled logits in one gather from the rows in memory, instead of a compare, and and or per
+// class on the columns. AVX2 float only (the table whose lane path owns its float math, see
+// kOwnFloatMath); elsewhere false, and the caller picks by compares.
+template <typename S, typename T, typename I>
+inline bool pick_labelled(const S*, const Vectorized<I>&, const Vectorized<T>&, Vectorized<T>&) {
+  return false;
+}
+#if defined(CPU_CAPABILITY_AVX2)
+template <>
+LSMIA_INLINE bool pick_labelled(const float* x, const Vectorized<int32_t>& rows, const Vectorized<float>& y,
+                                Vectorized<float>& z) {
+  const __m256i cls = _mm256_cvttps_epi32(_mm256_max_ps(y, _mm256_setzero_ps()));  // dropped: class 0
+  z = _mm256_i32gather_ps(x, _mm256_add_epi32(rows, cls), 4);
+  return true;
+}
+#endif
+
 // Transposes between 8 rows and 8 columns of float32 for the lane path (AVX2: gathers are slow on
 // AMD before Zen 4 and cost several cycles on Intel too). Rows i and i + 4 share a register (one
 // per 128-bit half), so only in-lane shuffles are needed. Other ISAs and types: false, the caller
@@ -142,6 +162,15 @@ inline bool load_cols_transposed(const T*, int64_t, int64_t, T*) {
 template <typename T>
 inline bool store_rows_transposed(const T*, int64_t, T*, int64_t) {
   return false;
+}
+// Whether store_rows_transposed takes K columns of T (known before they are computed).
+template <typename T>
+constexpr bool rows_transposable(int64_t K) {
+#if defined(CPU_CAPABILITY_AVX2)
+  return std::is_same_v<T, float> && K >= 4;
+#else
+  return false;
+#endif
 }
 #if defined(CPU_CAPABILITY_AVX2)
 // Each 128-bit half of a, b, c, d is a 4 x 4 block (row per register); transpose both blocks.
@@ -195,7 +224,7 @@ LSMIA_INLINE bool load_cols_transposed(const float* x, int64_t ld, int64_t K, fl
 // The inverse for K >= 4: cols (K columns of 8 rows) into the rows o + i * ld (columns 0..K-1).
 template <>
 LSMIA_INLINE bool store_rows_transposed(const float* cols, int64_t K, float* o, int64_t ld) {
-  if (K < 4) return false;
+  if (!rows_transposable<float>(K)) return false;
   for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
     __m256 v[8];
     for (int c = 0; c < (wide ? 8 : 4); ++c) v[c] = _mm256_loadu_ps(cols + (k + c) * 8);

@@ -7,7 +7,7 @@ OUT ?= runs/study
 CUDA_HOME ?= $(shell test -d /usr/local/cuda && echo /usr/local/cuda)
 export CUDA_HOME
 # CUDA architectures: TORCH_CUDA_ARCH_LIST if set, else the local GPU's, else "8.0;9.0+PTX" (setup.py).
-KERNEL_TESTS := test_ls_ce.py test_ls_ce_special.py test_latent_adam.py
+KERNEL_TESTS := test_ls_ce.py test_ls_ce_special.py test_ls_ce_lanes.py test_latent_adam.py
 
 .PHONY: install test test-isa test-all experiment bench sysdeps clean
 

@@ -45,6 +45,11 @@ def mib(res):
     return res["peak_bytes"] / 2**20
 
 
+def kernel_table(device) -> str:
+    """The kernel table a row ran on: the CPU table torch dispatches to (ATEN_CPU_CAPABILITY forces it), or cuda."""
+    return lsmia_ext.cpu_kernel_isa() if device == "cpu" else device
+
+
 def bench_case(shape, dtype, device, rounds):
     logits, target = make(shape, dtype, device)
     rows = []
@@ -56,13 +61,15 @@ def bench_case(shape, dtype, device, rounds):
     ):
         res = interleaved({"fused": fwd_bwd(lambda x, t: lsmia_ext.fused_ls_ce(x, t, alpha), logits, target),
                            "baseline": fwd_bwd(baseline, logits, target),
-                           "floor": lambda: logits.sum()}, rounds=rounds, device=device)
-        f, b, fl = res["fused"], res["baseline"], res["floor"]
+                           "floor": lambda: logits.sum(), "exp": lambda: torch.exp(logits)},
+                          rounds=rounds, device=device)
+        f, b, fl, ex = res["fused"], res["baseline"], res["floor"], res["exp"]
         rows.append({
-            "device": device, "shape": " x ".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+            "device": device, "kernel table": kernel_table(device), "shape": " x ".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
             "alpha": alpha, "baseline": name, "fused ms": f["median_ms"], "baseline ms": b["median_ms"],
             "speed-up": b["median_ms"] / f["median_ms"], "floor ms": fl["median_ms"],
-            "fused / floor": f["median_ms"] / fl["median_ms"],
+            "fused / floor": f["median_ms"] / fl["median_ms"], "exp ms": ex["median_ms"],
+            "fused / exp": f["median_ms"] / ex["median_ms"],
             "fused extra MiB": mib(f), "baseline extra MiB": mib(b),
         })
         print(rows[-1], flush=True)
@@ -103,11 +110,13 @@ def bench_inplace(shape, device, rounds):
 def main(argv=None):
     args = parse_bench_args(argv, Path(__file__).with_name("results_ls_ce.md"), __doc__.splitlines()[0])
     rows = [r for d in args.devices for shape in SHAPES for dt in DTYPES for r in bench_case(shape, dt, d, args.rounds)]
-    cols = ["device", "shape", "dtype", "alpha", "baseline", "fused ms", "baseline ms", "speed-up", "floor ms",
-            "fused / floor", "fused extra MiB", "baseline extra MiB"]
+    cols = ["device", "kernel table", "shape", "dtype", "alpha", "baseline", "fused ms", "baseline ms", "speed-up",
+            "floor ms", "fused / floor", "exp ms", "fused / exp", "fused extra MiB", "baseline extra MiB"]
     notes = ("Forward + backward, median of rounds x 5 calls measured round-robin (fused, baseline and the "
              "floor alternate). 'extra' = peak memory allocated during one call beyond its inputs; the gradient "
-             "itself is numel x dtype bytes. floor = one read of the logits (logits.sum()). Kernels: "
+             "itself is numel x dtype bytes. floor = one read of the logits (logits.sum()); exp = one torch.exp pass "
+             "over the logits (a vectorised pass that writes N x K: what 'within 2x of one exp pass' compares "
+             "with). Kernels: "
              + lsmia_ext.cpu_kernel_isa() + " CPU table.")
     write_table(args.out, "fused_ls_ce forward + backward", rows, cols, notes)
     rows = [bench_inplace(shape, d, args.rounds) for d in args.devices for shape in INPLACE_SHAPES]

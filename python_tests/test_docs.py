@@ -61,7 +61,7 @@ def test_every_relative_link_resolves(page):
 
 def test_every_study_has_its_page_and_the_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) < README_MAX_LINES
-    for study in ("study", "c1", "defenses", "toy", "usage", "fresh-runs"):
+    for study in ("study", "c1", "defenses", "defenses2025", "adaptive", "toy", "usage", "fresh-runs"):
         assert (ROOT / "docs" / study / "README.md").is_file()
     text = (ROOT / "README.md").read_text()
     assert "make experiment" in text and "make test " in text  # .ci/run runs the README's test command

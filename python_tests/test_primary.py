@@ -223,3 +223,48 @@ def test_frontier_curves_by_hand_and_the_plot_in_the_report_section(tmp_path):
     blocks = primary_blocks(results, tmp_path, rows, targets)
     assert blocks[4][:2] == ("img", "plot_frontier.png") and (tmp_path / "plot_frontier.png").stat().st_size > 0
     assert len(primary_blocks(results)) == 4  # no plot without rows and targets
+
+
+def test_grid_check_reads_validation_accuracy_only_by_hand(tmp_path):
+    import json
+
+    from lsmia_ext.experiment.grid_check import grid_check, grid_check_text, trained_targets
+
+    rows, targets = _study()
+    # the check sees no attack result: trained targets' validation accuracy from their stage records only
+    for r in rows:
+        d = tmp_path / "targets" / f"{r['name']}_seed{r['seed']}"
+        d.mkdir(parents=True)
+        finished = (r["name"], r["seed"]) != ("neg_b", 2)  # one stage still training
+        (d / "stage.json").write_text(json.dumps({"finished": finished, "result": {"val_acc": r["val_acc"]}}))
+    trained = trained_targets(tmp_path, targets, [0, 1, 2])
+    assert len(trained) == len(rows) - 1 and all(set(t) == {"name", "seed", "val_acc"} for t in trained)
+    checks = {(c["family"], c["seed"]): c for c in grid_check(trained, targets, COST, 0.015)}
+    assert all(c["level"] == pytest.approx(0.88) for c in checks.values())
+    assert checks[("MID", 0)]["read"] and checks[("train less", 1)]["read"]  # on a measured point
+    # negative LS brackets 0.88 with 0.885 and 0.875; on seed 2 the 0.875 setting is still training, and 0.885
+    # with the undefended 0.90 leaves the level below every measured point: not read (yet)
+    assert checks[("negative LS", 0)]["read"] and not checks[("negative LS", 2)]["read"]
+    assert checks[("negative LS", 2)]["measured"] == [0.885]
+    assert not any(checks[("BiDO", s)]["read"] for s in range(3))  # 0.80 and 0.90: a 10-point gap
+    assert [checks[("TL-DMI", s)]["read"] for s in range(3)] == [True, True, False]  # seed 2: 0.86 / 0.89
+    assert checks[("TL-DMI", 2)]["measured"] == [0.89, 0.86] and ("positive LS", 0) not in checks
+    assert "seed 2 TL-DMI: NOT READ at 88.00 % (measured 89.00, 86.00)" in grid_check_text(list(checks.values()))
+
+
+def test_check_grid_on_the_command_line(tmp_path):
+    import json
+
+    from conftest import lsmia
+
+    empty = lsmia("experiment", "--config", "experiment-fmnist-defenses2025", "--set", "seeds=[0]", "--check-grid",
+                  "--out", tmp_path)
+    assert empty.code == 1 and "no trained undefended target" in empty.out and not list(tmp_path.iterdir())
+    d = tmp_path / "targets" / "undefended_seed0"
+    d.mkdir(parents=True)
+    (d / "stage.json").write_text(json.dumps({"finished": True, "result": {"val_acc": 0.9}}))
+    one = lsmia("experiment", "--config", "experiment-fmnist-defenses2025", "--set", "seeds=[0]", "--check-grid",
+                "--out", tmp_path)
+    assert one.code == 1 and "seed 0 MID: NOT READ at 88.00 % (measured none trained yet)" in one.out
+    plain = lsmia("experiment", "--config", "experiment-fmnist", "--check-grid", "--out", tmp_path)
+    assert plain.code == 2 and "no report.primary_cost" in plain.err

@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ablation", default=None, metavar="OTHER_RUN_DIR",
                         help="a finished study whose paired claims the report shows as the ablation "
                              "'prior without the private domain' (same as the config field ablation)")
+    parser.add_argument("--check-grid", action="store_true",
+                        help="run nothing: read the trained targets in --out and say, per family and seed, "
+                             "whether the primary cost's level is bracketed (validation accuracy only; "
+                             "grid_check.py); exit status 1 when some family is not read")
     add_executor_args(parser).add_argument(
         "--merge", nargs="+", default=None, metavar="SHARD/results.json",
         help="run nothing: assemble the study from the results.json of its seed shards (runs of this "
@@ -39,6 +43,15 @@ def run(args: argparse.Namespace) -> int:
     from .pipeline import run_experiment
 
     cfg = load_experiment_config(args.config, args.preset, args.seeds, args.overrides, args.ablation)
+    if args.check_grid:
+        from .grid_check import grid_check, grid_check_text, trained_targets
+
+        if cfg.report.primary_cost is None:
+            raise ValueError(f"--check-grid: config {args.config} has no report.primary_cost to check a grid against")
+        checks = grid_check(trained_targets(args.out, cfg.targets, cfg.seeds), cfg.targets, cfg.report.primary_cost,
+                            cfg.report.max_gap)
+        print(grid_check_text(checks) or f"no trained undefended target in {args.out} yet")
+        return 0 if checks and all(c["read"] for c in checks) else 1
     if args.merge is not None:
         from .merge import merge_shards
 

@@ -37,7 +37,7 @@ def grid_check(rows: list[dict], targets, cost: float, max_gap: float) -> list[d
     undefended target are skipped (no level yet)."""
     # attack Acc@1 stands in as the utility itself: the curve is the identity, so a read exists exactly
     # where the utility axis has a measured point or a narrow enough bracket
-    curves_in = [{**r, "attack_acc1": r["val_acc"], "test_acc": r["val_acc"]} for r in rows]
+    curves_in = [{**r, "attack_acc1": r["val_acc"]} for r in rows]
     _, curves, base = level_curves(curves_in, targets, "attack_acc1")
     families = dict.fromkeys(defense_of(t) for t in targets)
     out = []

@@ -104,6 +104,23 @@ def test_changed_evaluation_setting_reruns_only_evaluations(study):
     assert rerun == ["evaluation:hard_seed0", "evaluation:ls_neg_seed0", "evaluation:ls_pos_seed0", "reference"]
 
 
+def test_moved_run_evaluates_its_own_targets(study, tmp_path):
+    """attack.json records the target's path as that run was given it (relative to its working directory);
+    a run moved elsewhere, or resumed from another directory, re-evaluates the targets in its own tree."""
+    moved = tmp_path / "moved"
+    shutil.copytree(study, moved)
+    for meta in moved.glob("attacks/*/attack.json"):
+        attack = json.loads(meta.read_text())
+        attack["target"] = "runs/elsewhere/targets/" + meta.parent.name  # as recorded from another cwd
+        meta.write_text(json.dumps(attack))
+    cfg = load_experiment_config("experiment-digits", preset="quick", overrides={"evaluate.kes.steps": 12})
+    results = run_experiment(cfg, moved, log=lambda *_: None)
+    stages = results["timings"]["stages"]
+    assert not stages["evaluation:hard_seed0"]["reused"] and stages["attack:hard_seed0"]["reused"]
+    assert [r["test_acc"] for r in results["rows"]] == pytest.approx(
+        [r["test_acc"] for r in json.loads((study / "results.json").read_text())["rows"]])
+
+
 def test_unknown_key_names_it():
     with pytest.raises(ConfigError, match="unknown key 'epochz'"):
         load_experiment_config("experiment-digits", overrides={"epochz": 3})

@@ -144,6 +144,7 @@ def audit_graph(cfg, out: Path, data, spec, arch: Optional[str], fp_private: str
                 g.repeat_dirs[(t.key, name)].append((rcfg.seed, r_dir))
             v_key, v_dir = f"evaluate {t.key} {name}", out / "evaluations" / f"{t.key}_{name}"
             v_hash = evaluation_hash(cfg.evaluate, a_hash, e_hash)
-            g.add(v_key, v_hash, evaluation_stage, (v_key, v_dir, v_hash, a_dir, e_dir, e_hash, cfg.evaluate, data),
+            g.add(v_key, v_hash, evaluation_stage,
+                  (v_key, v_dir, v_hash, a_dir, t.path, e_dir, e_hash, cfg.evaluate, data),
                   [*(["eval_model"] if "eval_model" in built else []), a_key], res, threads, out)
     return g, p_dir, e_dir, e_hash

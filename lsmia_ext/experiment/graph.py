@@ -140,11 +140,14 @@ def _second_judge(eval2_dir: Path, e2_hash: str):
     return _cached(("judge2", e2_hash), lambda: load_classifier(eval2_dir))
 
 
-def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, eval_dir: Path, e_hash: str, evaluate_cfg,
-                     data_cfg, eval2_dir: Path | None = None, e2_hash: str | None = None, log=print) -> dict:
-    """Also returns `reference_s`: seconds spent building the evaluation model's private reference when
-    this call built it (once per process and evaluation model; never when the stage is reused). With a
-    second judge (eval2_dir), it scores the attack images beside the first."""
+def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, target_dir: Path, eval_dir: Path, e_hash: str,
+                     evaluate_cfg, data_cfg, eval2_dir: Path | None = None, e2_hash: str | None = None,
+                     log=print) -> dict:
+    """The target is loaded from target_dir, not from the path attack.json recorded: a reused attack stage
+    may have recorded a path relative to another working directory, or the run may have moved. Also returns
+    `reference_s`: seconds spent building the evaluation model's private reference when this call built it
+    (once per process and evaluation model; never when the stage is reused). With a second judge
+    (eval2_dir), it scores the attack images beside the first."""
     from ..metrics import evaluate_attack
 
     built = {"reference_s": None}
@@ -153,7 +156,7 @@ def evaluation_stage(name: str, d: Path, h: str, attack_dir: Path, eval_dir: Pat
         model, ref, built["reference_s"] = eval_reference(eval_dir, e_hash, evaluate_cfg, data_cfg)
         extra = {} if eval2_dir is None else {"second_model": _second_judge(eval2_dir, e2_hash)}
         return evaluate_attack(attack_dir, model, evaluate_cfg, reference=ref, out_path=d / "evaluation.json",
-                               eval_model_path=str(eval_dir), **extra)
+                               eval_model_path=str(eval_dir), target_path=target_dir, **extra)
 
     return {**asdict(run_stage(name, d, h, go, log)), **built}
 
@@ -225,8 +228,9 @@ def study_graph(cfg, stages: ResolvedStages, out: Path, with_data: Callable[[str
                     node(f"attack:{key}", attack_stage,
                          (f"attack {key}", acfg, a_dir, a_hash, t_dir, p_dir, cfg.data, *s_dir_arg), a_deps, on(acfg),
                          threads),
-                    node(f"evaluation:{key}", evaluation_stage, (f"evaluation {key}", v_dir, v_hash, a_dir, e_dir, e_hash,
-                                                                 cfg.evaluate, cfg.data, *judge2),
+                    node(f"evaluation:{key}", evaluation_stage,
+                         (f"evaluation {key}", v_dir, v_hash, a_dir, t_dir, e_dir, e_hash, cfg.evaluate, cfg.data,
+                          *judge2),
                          (*eval_deps, f"attack:{key}"), res, threads)]
     return nodes
 

@@ -231,20 +231,23 @@ def sampled_utility(target, reference: PrivateReference, cfg: EvaluateConfig) ->
 
 def evaluate_attack(attack_dir: str | Path, eval_model, cfg: EvaluateConfig | None = None,
                     reference: PrivateReference | None = None, out_path: str | Path | None = None,
-                    eval_model_path: str | None = None, second_model=None, second_model_path: str | None = None) -> dict:
+                    eval_model_path: str | None = None, second_model=None, second_model_path: str | None = None,
+                    target_path: str | Path | None = None) -> dict:
     """Scores the attack in `attack_dir` and writes the result (default attack_dir/evaluation.json).
 
     Adds the target's utility on the private test set (test_acc, test_nll, ece, from the target named
     in attack.json; for MID targets also with the bottleneck sampling, suffix _sampling) and the
     evaluation model's own test accuracy, which bounds how far its attack accuracy can be trusted (and the
     second judge's, eval_model_test_acc_judge2, when `second_model` is given). "judges" records which judge
-    is primary (the evaluation model: acc1 keeps its meaning) and what the others are."""
+    is primary (the evaluation model: acc1 keeps its meaning) and what the others are. `target_path`: the
+    attacked model's run dir or checkpoint, when the caller knows it better than attack.json (which records
+    the path as the attack was given it, relative to the working directory of that run)."""
     from ..models import load_classifier
 
     cfg = cfg or EvaluateConfig()
     attack_dir = Path(attack_dir)
     meta, images, labels = load_attack_results(attack_dir)
-    target_path = meta.get("target")
+    target_path = target_path or meta.get("target")
     if not target_path:  # checked before the expensive part
         raise ValueError(f"{attack_dir / 'attack.json'}: 'target' must name the attacked model's run dir or checkpoint")
     if reference is None:

@@ -86,3 +86,20 @@ def test_label_count_and_range_check(n):
         bad[i] = 5 if i % 2 else -1
         with pytest.raises(IndexError, match=rf"target\[{i}\] = {bad[i].item()} is out of range"):
             fused_ls_ce(x, bad, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("k", [3, 10, 100])  # lane buffer, AVX2 registers, row by row
+@pytest.mark.parametrize("n", [511, 512, 513, 2100])
+def test_training_path_sums_its_loss_rows(dtype, k, n):
+    """The training op sums the loss rows itself, block by block of 512 rows as the kernel writes them
+    (the lane and row paths alike): 'sum' and 'mean' against the float64 reference, with ignored rows."""
+    x, t, _ = make(n, k, False, seed=n + k)
+    x = x.to(dtype)
+    t[::7] = -100
+    for reduction in ("sum", "mean"):
+        xg = x.clone().requires_grad_()
+        got = fused_ls_ce(xg, t, 0.1, reduction=reduction)
+        got.backward()
+        ref = ls_ce_reference(x.double(), t, 0.1, reduction=reduction)
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5 if dtype != torch.bfloat16 else 1e-2, atol=0)

@@ -91,6 +91,65 @@ struct Call {
   acc_t weight(int64_t k) const { return w == nullptr ? acc_t(1) : w[k]; }
 };
 
+// ---- the training pass's loss sum ----
+
+// Sum of n values, in four acc_t vectors (n <= 512: at most 16 additions per float lane), lanes added
+// in double.
+template <typename acc_t>
+double sum_values(const acc_t* p, int64_t n) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  Vec v[4] = {Vec(acc_t(0)), Vec(acc_t(0)), Vec(acc_t(0)), Vec(acc_t(0))};
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    for (int u = 0; u < 4; ++u) v[u] += Vec::loadu(p + i + u * W);
+  }
+  alignas(64) acc_t part[W];
+  ((v[0] + v[1]) + (v[2] + v[3])).store(part);
+  double s = 0.0;
+  for (int64_t j = 0; j < W; ++j) s += part[j];
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+// A pass's items (row groups or rows) in blocks of one thread each, for at::parallel_for over count()
+// blocks. With call.loss_sum set, each block's loss rows are summed right after the block wrote them
+// (still in cache: summed after the pass, the rows of a large N would be read back from memory), and
+// finish() adds the block sums in order: the same result for any number of threads.
+template <typename acc_t>
+class LossBlocks {
+ public:
+  static constexpr int64_t kRows = 512;  // rows per block: 2 KiB of float loss, in L1
+  LossBlocks(const LsCeCall& c, int64_t items, int64_t rows_per_item)
+      : c_(c), items_(items), per_(rows_per_item), block_(kRows / rows_per_item),
+        sums_(c.loss_sum != nullptr ? count() : 0) {}
+  int64_t count() const { return (items_ + block_ - 1) / block_; }
+  // at::parallel_for's grain in blocks for a grain of `items` items
+  int64_t grain(int64_t items) const { return std::max<int64_t>(1, items / block_); }
+  // f(begin, end) on the items of blocks [b0, b1), one block at a time
+  template <typename F>
+  LSMIA_INLINE void each(int64_t b0, int64_t b1, F f) const {
+    const acc_t* loss = static_cast<const acc_t*>(c_.loss);
+    const int64_t R = c_.N * c_.M;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = b * block_, end = std::min(items_, begin + block_);
+      f(begin, end);
+      if (sums_.get() != nullptr) sums_.get()[b] = sum_values(loss + begin * per_, std::min(end * per_, R) - begin * per_);
+    }
+  }
+  void finish() const {
+    if (sums_.get() == nullptr) return;
+    double s = 0.0;
+    for (int64_t b = 0; b < count(); ++b) s += sums_.get()[b];
+    *c_.loss_sum = s;
+  }
+
+ private:
+  const LsCeCall& c_;
+  int64_t items_, per_, block_;
+  Buffer<double> sums_;
+};
+
 // ---- few classes: W rows in the lanes of a vector ----
 
 // exp(t) for t <= 0 or -inf (0), the sums of the forward: no special-value fix-ups. A NaN t gives
@@ -512,7 +571,10 @@ LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, co
 #pragma GCC unroll 4
   for (int64_t u = 0; u < G; ++u) {
     const float* x = a.x + (r0 + u * W) * KC;
-    rows_to_cols(x, KC, KC, [&](int64_t k, __m256 v) LSMIA_INLINE_LAMBDA { c[u][k] = v; });
+    // k < KC always; the test tells GCC, which otherwise warns about the 8-wide block that K < 8 never runs
+    rows_to_cols(x, KC, KC, [&](int64_t k, __m256 v) LSMIA_INLINE_LAMBDA {
+      if (k < KC) c[u][k] = v;
+    });
     ys[u] = a.c.y + (r0 + u * W) * a.c.ys0;
     if (a.c.ys0 != 1) {
       for (int64_t j = 0; j < W; ++j) y[u][j] = ys[u][j * a.c.ys0];
@@ -558,7 +620,7 @@ LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, co
 // math is Lanes' (lane_sums, lane_loss, grad_factors, the grad columns): the same bits. Groups
 // [begin, end) of full rows; returns the first group it left (a last, partial one) to Lanes.
 template <int64_t KC>
-int64_t train_in_registers(const Call<float>& a, int64_t begin, int64_t end) {
+LSMIA_NOINLINE int64_t train_in_registers(const Call<float>& a, int64_t begin, int64_t end) {
   using Vec = Vectorized<float>;
   constexpr int64_t W = Vec::size();
   static_assert(KC >= 4, "rows_to_cols of fewer classes reads past a row");
@@ -592,45 +654,48 @@ void lanes_pass(const Call<scalar_t>& call) {
   const int64_t grain = std::max<int64_t>(1, 16384 / (call.c.K * L::W));
   acc_t* loss = static_cast<acc_t*>(call.c.loss);
   double* lse = static_cast<double*>(call.c.lse);
-  at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
+  const LossBlocks<acc_t> blocks(call.c, groups, L::W);
+  at::parallel_for(0, blocks.count(), blocks.grain(grain), [&](int64_t b0, int64_t b1) {
     const Call<scalar_t> a = call;  // this thread's own copy: see Call::c
-#if defined(CPU_CAPABILITY_AVX2)
-    if constexpr (kFwd && kGrad && std::is_same_v<scalar_t, float> && KC >= 4) {
-      begin = train_in_registers<KC>(a, begin, end);
-      if (begin == end) return;
-    }
-#endif
     const LaneCtx<scalar_t> cx(a, kGrad);
     L lanes[kInterleave];  // groups per step, phase by phase: their dependency chains overlap
     typename L::Labels lab[kInterleave];
     alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
     const Vec scale(static_cast<acc_t>(a.c.grad_scale)), zero(acc_t(0));
-    for (int64_t gi = begin; gi < end; gi += kInterleave) {
-      const int64_t step = std::min(kInterleave, end - gi);
-      for (int64_t u = 0; u < step; ++u) {
-        const int64_t r0 = (gi + u) * L::W;
-        lanes[u].load(a, cx, r0, std::min(L::W, R - r0));
-        lab[u] = lanes[u].labels(a);
+    blocks.each(b0, b1, [&](int64_t begin, int64_t end) LSMIA_INLINE_LAMBDA {
+#if defined(CPU_CAPABILITY_AVX2)
+      if constexpr (kFwd && kGrad && std::is_same_v<scalar_t, float> && KC >= 4) {
+        begin = train_in_registers<KC>(a, begin, end);
       }
-      if constexpr (kFwd) {
-        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, cx, lab[u], kGrad);
-        for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
-      }
-      for (int64_t u = 0; kGrad && u < step; ++u) {
-        L& l = lanes[u];
+#endif
+      for (int64_t gi = begin; gi < end; gi += kInterleave) {
+        const int64_t step = std::min(kInterleave, end - gi);
+        for (int64_t u = 0; u < step; ++u) {
+          const int64_t r0 = (gi + u) * L::W;
+          lanes[u].load(a, cx, r0, std::min(L::W, R - r0));
+          lab[u] = lanes[u].labels(a);
+        }
         if constexpr (kFwd) {
-          l.gradient(a, cx, lab[u], true, l.sums.vs, zero, scale, l.sums.bad);
-        } else {
-          for (int64_t j = 0; j < L::W; ++j) {
-            const int64_t r = l.r0 + std::min(j, l.m - 1);
-            g[j] = a.upstream(r);
-            lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+          for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, cx, lab[u], kGrad);
+          for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
+        }
+        for (int64_t u = 0; kGrad && u < step; ++u) {
+          L& l = lanes[u];
+          if constexpr (kFwd) {
+            l.gradient(a, cx, lab[u], true, l.sums.vs, zero, scale, l.sums.bad);
+          } else {
+            for (int64_t j = 0; j < L::W; ++j) {
+              const int64_t r = l.r0 + std::min(j, l.m - 1);
+              g[j] = a.upstream(r);
+              lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+            }
+            l.gradient(a, cx, lab[u], false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
           }
-          l.gradient(a, cx, lab[u], false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
         }
       }
-    }
+    });
   });
+  blocks.finish();
 }
 
 // The three passes are separate instantiations: no test of fwd / grad per group or per column.
@@ -750,53 +815,57 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
   double* lse = static_cast<double*>(a.c.lse);
   const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
-  at::parallel_for(0, R, std::max<int64_t>(1, 16384 / K), [&](int64_t begin, int64_t end) {
+  const LossBlocks<acc_t> blocks(a.c, R, 1);
+  at::parallel_for(0, blocks.count(), blocks.grain(std::max<int64_t>(1, 16384 / K)), [&](int64_t b0, int64_t b1) {
     Buffer<acc_t> in(direct ? 0 : K), tmp(out_direct ? 0 : K);
-    for (int64_t r = begin; r < end; ++r) {
-      const scalar_t* xr = a.x + a.x_off(r);
-      const int64_t y = a.label(r);
-      const bool ignored = y == a.c.ignore_index;
-      if (fwd) {
-        loss[r] = acc_t(0);
-        if (lse != nullptr) lse[r] = 0.0;
-      }
-      if (ignored && !grad) continue;
-      scalar_t* orow = grad ? a.out + a.out_off(r) : nullptr;
-      acc_t* o = grad ? (out_direct ? reinterpret_cast<acc_t*>(orow) : tmp.get()) : nullptr;
-      if (ignored) {
-        std::fill(o, o + K, acc_t(0));
-      } else {
-        const acc_t* x = reinterpret_cast<const acc_t*>(xr);
-        if (!direct) {
-          for (int64_t k = 0; k < K; ++k) in.get()[k] = static_cast<acc_t>(xr[k * cs]);
-          x = in.get();
-        }
-        const auto f = lsmia::ls_ce_grad_row(a.weight(y), a.W, a.alpha, K);
+    blocks.each(b0, b1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* xr = a.x + a.x_off(r);
+        const int64_t y = a.label(r);
+        const bool ignored = y == a.c.ignore_index;
         if (fwd) {
-          const acc_t mx = row_max(x, K), z_y = x[y];
-          double l = 0.0;
-          acc_t s = acc_t(1), d = acc_t(0);
-          const bool finite = lsmia::ls_ce_finite(mx);
-          // the exponentials go straight into the gradient row (o may be x itself: read first)
-          if (finite) row_sums(x, K, a.w, mx, grad ? o : nullptr, s, d, a.alpha != acc_t(0));
-          loss[r] = lsmia::ls_ce_finish_row(mx, lsmia::ls_ce_log(s), d, z_y, a.weight(y), a.W, a.alpha, K, l);
-          if (lse != nullptr) lse[r] = l;
-          if (grad) {
-            if (finite) {
-              row_gradient_from_exp(o, K, a.w, s, static_cast<acc_t>(a.c.grad_scale), f, y, o);
-            } else {
-              std::fill(o, o + K, nan);
-            }
-          }
+          loss[r] = acc_t(0);
+          if (lse != nullptr) lse[r] = 0.0;
+        }
+        if (ignored && !grad) continue;
+        scalar_t* orow = grad ? a.out + a.out_off(r) : nullptr;
+        acc_t* o = grad ? (out_direct ? reinterpret_cast<acc_t*>(orow) : tmp.get()) : nullptr;
+        if (ignored) {
+          std::fill(o, o + K, acc_t(0));
         } else {
-          row_gradient(x, K, a.w, lse[r], a.upstream(r), f, y, o);
+          const acc_t* x = reinterpret_cast<const acc_t*>(xr);
+          if (!direct) {
+            for (int64_t k = 0; k < K; ++k) in.get()[k] = static_cast<acc_t>(xr[k * cs]);
+            x = in.get();
+          }
+          const auto f = lsmia::ls_ce_grad_row(a.weight(y), a.W, a.alpha, K);
+          if (fwd) {
+            const acc_t mx = row_max(x, K), z_y = x[y];
+            double l = 0.0;
+            acc_t s = acc_t(1), d = acc_t(0);
+            const bool finite = lsmia::ls_ce_finite(mx);
+            // the exponentials go straight into the gradient row (o may be x itself: read first)
+            if (finite) row_sums(x, K, a.w, mx, grad ? o : nullptr, s, d, a.alpha != acc_t(0));
+            loss[r] = lsmia::ls_ce_finish_row(mx, lsmia::ls_ce_log(s), d, z_y, a.weight(y), a.W, a.alpha, K, l);
+            if (lse != nullptr) lse[r] = l;
+            if (grad) {
+              if (finite) {
+                row_gradient_from_exp(o, K, a.w, s, static_cast<acc_t>(a.c.grad_scale), f, y, o);
+              } else {
+                std::fill(o, o + K, nan);
+              }
+            }
+          } else {
+            row_gradient(x, K, a.w, lse[r], a.upstream(r), f, y, o);
+          }
+        }
+        if (grad && !out_direct) {
+          for (int64_t k = 0; k < K; ++k) orow[k * ocs] = static_cast<scalar_t>(o[k]);
         }
       }
-      if (grad && !out_direct) {
-        for (int64_t k = 0; k < K; ++k) orow[k * ocs] = static_cast<scalar_t>(o[k]);
-      }
-    }
+    });
   });
+  blocks.finish();
 }
 
 // lanes_run with K a compile-time constant when it is one of Ks (loops unrolled, the group's

@@ -113,18 +113,21 @@ double sum_values(const acc_t* p, int64_t n) {
 }
 
 // A pass's items (row groups or rows) in blocks of one thread each, for at::parallel_for over count()
-// blocks. With call.loss_sum set, each block's loss rows are summed right after the block wrote them
+// blocks: at most 512 rows and at most the pass's grain (`grain` items: as many threads as before, and a
+// block size that does not depend on them). With call.loss_sum set, each block's loss rows are summed
+// right after the block wrote them
 // (still in cache: summed after the pass, the rows of a large N would be read back from memory), and
 // finish() adds the block sums in order: the same result for any number of threads.
 template <typename acc_t>
 class LossBlocks {
  public:
-  static constexpr int64_t kRows = 512;  // rows per block: 2 KiB of float loss, in L1
-  LossBlocks(const LsCeCall& c, int64_t items, int64_t rows_per_item)
-      : c_(c), items_(items), per_(rows_per_item), block_(kRows / rows_per_item),
+  static constexpr int64_t kRows = 512;  // rows per block at most: 2 KiB of float loss, in L1
+  LossBlocks(const LsCeCall& c, int64_t items, int64_t rows_per_item, int64_t grain)
+      : c_(c), items_(items), per_(rows_per_item),
+        block_(std::max<int64_t>(1, std::min(kRows / rows_per_item, grain))),
         sums_(c.loss_sum != nullptr ? count() : 0) {}
   int64_t count() const { return (items_ + block_ - 1) / block_; }
-  // at::parallel_for's grain in blocks for a grain of `items` items
+  // at::parallel_for's grain in blocks
   int64_t grain(int64_t items) const { return std::max<int64_t>(1, items / block_); }
   // f(begin, end) on the items of blocks [b0, b1), one block at a time
   template <typename F>
@@ -134,7 +137,9 @@ class LossBlocks {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t begin = b * block_, end = std::min(items_, begin + block_);
       f(begin, end);
-      if (sums_.get() != nullptr) sums_.get()[b] = sum_values(loss + begin * per_, std::min(end * per_, R) - begin * per_);
+      if (sums_.get() == nullptr) continue;
+      const int64_t r0 = begin * per_;
+      sums_.get()[b] = sum_values(loss + r0, std::min(end * per_, R) - r0);
     }
   }
   void finish() const {
@@ -562,7 +567,7 @@ LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, co
   using Vec = Vectorized<float>;
   constexpr int64_t W = Vec::size();
   const float* w = kWeighted ? a.w : nullptr;
-  const Vectorized<int32_t> row_idx(_mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(KC)));
+  const Vectorized<int32_t> row_idx(_mm256_setr_epi32(0, KC, 2 * KC, 3 * KC, 4 * KC, 5 * KC, 6 * KC, 7 * KC));
   Vec c[G][KC], zy[G];
   int64_t y[G][W];
   const int64_t* ys[G];
@@ -654,7 +659,7 @@ void lanes_pass(const Call<scalar_t>& call) {
   const int64_t grain = std::max<int64_t>(1, 16384 / (call.c.K * L::W));
   acc_t* loss = static_cast<acc_t*>(call.c.loss);
   double* lse = static_cast<double*>(call.c.lse);
-  const LossBlocks<acc_t> blocks(call.c, groups, L::W);
+  const LossBlocks<acc_t> blocks(call.c, groups, L::W, grain);
   at::parallel_for(0, blocks.count(), blocks.grain(grain), [&](int64_t b0, int64_t b1) {
     const Call<scalar_t> a = call;  // this thread's own copy: see Call::c
     const LaneCtx<scalar_t> cx(a, kGrad);
@@ -815,8 +820,9 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
   double* lse = static_cast<double*>(a.c.lse);
   const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
-  const LossBlocks<acc_t> blocks(a.c, R, 1);
-  at::parallel_for(0, blocks.count(), blocks.grain(std::max<int64_t>(1, 16384 / K)), [&](int64_t b0, int64_t b1) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / K);
+  const LossBlocks<acc_t> blocks(a.c, R, 1, grain);
+  at::parallel_for(0, blocks.count(), blocks.grain(grain), [&](int64_t b0, int64_t b1) {
     Buffer<acc_t> in(direct ? 0 : K), tmp(out_direct ? 0 : K);
     blocks.each(b0, b1, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {

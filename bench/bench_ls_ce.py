@@ -7,10 +7,12 @@ In-place table: fused_ls_ce(inplace=True) (gradient written over the logits in t
 the default path and torch; every variant gets its logits from logits = x.clone() (the producer; its
 time is shown) because the in-place path needs logits made by an op, and fresh ones every call.
 Writes bench/results_ls_ce.md and bench/results_ls_ce_inplace.md (or --out and <out stem>_inplace.md).
-Run: python -m bench.bench_ls_ce [--quick] [--threads 1] [--devices cpu,cuda]
+Run: python -m bench.bench_ls_ce [--quick] [--threads 1] [--devices cpu,cuda] [--shapes 65536x10,...]
+(--shapes: only these shapes of the main table, e.g. to check one row; the in-place table is then skipped)
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -108,8 +110,12 @@ def bench_inplace(shape, device, rounds):
 
 
 def main(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--shapes", default=None)
+    only, argv = pre.parse_known_args(argv)
     args = parse_bench_args(argv, Path(__file__).with_name("results_ls_ce.md"), __doc__.splitlines()[0])
-    rows = [r for d in args.devices for shape in SHAPES for dt in DTYPES for r in bench_case(shape, dt, d, args.rounds)]
+    shapes = SHAPES if only.shapes is None else [tuple(int(n) for n in s.split("x")) for s in only.shapes.split(",")]
+    rows = [r for d in args.devices for shape in shapes for dt in DTYPES for r in bench_case(shape, dt, d, args.rounds)]
     cols = ["device", "kernel table", "shape", "dtype", "alpha", "baseline", "fused ms", "baseline ms", "speed-up",
             "floor ms", "fused / floor", "exp ms", "fused / exp", "fused extra MiB", "baseline extra MiB"]
     notes = ("Forward + backward, median of rounds x 5 calls measured round-robin (fused, baseline and the "
@@ -119,6 +125,8 @@ def main(argv=None):
              "with). Kernels: "
              + lsmia_ext.cpu_kernel_isa() + " CPU table.")
     write_table(args.out, "fused_ls_ce forward + backward", rows, cols, notes)
+    if only.shapes is not None:
+        return
     rows = [bench_inplace(shape, d, args.rounds) for d in args.devices for shape in INPLACE_SHAPES]
     cols = ["device", "shape", "dtype", "default ms", "inplace ms", "torch ms", "producer ms", "inplace vs default",
             "inplace vs torch", "default extra MiB", "inplace extra MiB", "torch extra MiB", "producer extra MiB"]

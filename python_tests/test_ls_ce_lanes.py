@@ -1,8 +1,11 @@
 """The few-class lane path (K <= 64) at the class counts around its block sizes (AVX2: 8 x 8 and
 4-column transposes, a last block overlapping the one before, K < 4 reading past a row inside the
-tensor), with ignored rows, weights and a row count that is not a multiple of the vector width, on
-every entry: the training path, in place, and the forward / backward ops; and the label count and
-range check. Against the float64 reference; `make test-isa` runs it under each CPU table."""
+tensor), with ignored rows, weights, negative alpha and a row count that is not a multiple of the
+vector width, on every entry: the training path, in place, and the forward / backward ops; and the
+label count and range check. On AVX2 (float32, 4 to 16 classes) the training path and in place keep
+whole groups of 8 rows in registers, two groups at a time, then one, and leave the last, partial group
+to the lane buffer: 5 full groups and 3 rows cover each. Against the float64 reference; `make test-isa`
+runs it under each CPU table."""
 import pytest
 import torch
 
@@ -28,13 +31,13 @@ def reference(x, t, alpha, w, upstream):
     return loss.detach(), xr.grad
 
 
-@pytest.mark.parametrize("k", [3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 20, 31, 63])
+@pytest.mark.parametrize("k", [3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17, 20, 31, 63])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_lane_path_every_block_shape(k, weighted):
     n = 8 * 5 + 3
     x, t, w = make(n, k, weighted, seed=k)
     up = torch.rand(n, dtype=torch.float64) + 0.5
-    for alpha in (0.0, 0.1):
+    for alpha in (0.0, 0.1, -0.05):
         ref_loss, ref_grad = reference(x, t, alpha, w, up)
         xg = x.clone().requires_grad_()  # training path: gradient computed in the forward
         loss = fused_ls_ce(xg, t, alpha, weight=w, reduction="none")
@@ -53,6 +56,21 @@ def test_lane_path_every_block_shape(k, weighted):
         torch.testing.assert_close(x0.grad.double(), ref_grad, **TOL)
 
 
+@pytest.mark.parametrize("k", [4, 10, 16])
+def test_training_path_with_strided_labels(k):
+    """Labels read through a stride (a view of every other label) on the training path."""
+    n = 8 * 4
+    x, t, _ = make(n, k, False, seed=k)
+    t2 = torch.stack([t, torch.zeros_like(t)], 1).flatten()[::2]  # same labels, stride 2
+    assert t2.stride() == (2,)
+    ref_loss, ref_grad = reference(x, t, 0.1, None, torch.ones(n, dtype=torch.float64))
+    xg = x.clone().requires_grad_()
+    loss = fused_ls_ce(xg, t2, 0.1, reduction="none")
+    loss.sum().backward()
+    torch.testing.assert_close(loss.double(), ref_loss, **TOL)
+    torch.testing.assert_close(xg.grad.double(), ref_grad, **TOL)
+
+
 @pytest.mark.parametrize("n", [1, 4, 7, 8, 9, 37])
 def test_label_count_and_range_check(n):
     """The vectorised label pass: 'mean' divides by the rows not ignored (vector body and tail), and
@@ -68,3 +86,20 @@ def test_label_count_and_range_check(n):
         bad[i] = 5 if i % 2 else -1
         with pytest.raises(IndexError, match=rf"target\[{i}\] = {bad[i].item()} is out of range"):
             fused_ls_ce(x, bad, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("k", [3, 10, 100])  # lane buffer, AVX2 registers, row by row
+@pytest.mark.parametrize("n", [511, 512, 513, 2100])
+def test_training_path_sums_its_loss_rows(dtype, k, n):
+    """The training op sums the loss rows itself, block by block of 512 rows as the kernel writes them
+    (the lane and row paths alike): 'sum' and 'mean' against the float64 reference, with ignored rows."""
+    x, t, _ = make(n, k, False, seed=n + k)
+    x = x.to(dtype)
+    t[::7] = -100
+    for reduction in ("sum", "mean"):
+        xg = x.clone().requires_grad_()
+        got = fused_ls_ce(xg, t, 0.1, reduction=reduction)
+        got.backward()
+        ref = ls_ce_reference(x.double(), t, 0.1, reduction=reduction)
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5 if dtype != torch.bfloat16 else 1e-2, atol=0)

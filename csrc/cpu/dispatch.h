@@ -25,6 +25,7 @@ struct LsCeCall {
   int64_t gs0, gs1;
   void* out;                       // gradient: (N, K, M) contiguous in the logits dtype, or x itself
   double grad_scale;               // forward_grad: the upstream gradient of every row
+  double* loss_sum;                // forward_grad: receives the sum of the loss rows, or null
 };
 
 // One latent_adam_ call, all inputs validated: params / grads / state (B, D) contiguous rows.

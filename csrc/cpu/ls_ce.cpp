@@ -134,17 +134,18 @@ at::Tensor ls_ce_forward_grad_cpu(at::Tensor logits, const at::Tensor& target, c
   return f.loss;
 }
 
-// reduction='sum' or 'mean' of the loss rows, as the Python around the other ops computes it
-// (loss.sum() * reference.mean_scale(denominator)), bit for bit: at::sum, then 1 / denominator
-// rounded to the loss dtype (NaN when it is 0), one rounded product. Here in C++ it saves the
-// training path five small Python-dispatched ops per call.
-at::Tensor reduce_rows(const at::Tensor& loss, double denom, bool mean) {
-  at::Tensor total = loss.sum();
-  if (!mean) return total;
-  const double scale = denom == 0.0                        ? std::numeric_limits<double>::quiet_NaN()
-                       : loss.scalar_type() == at::kDouble ? 1.0 / denom
-                                                           : static_cast<double>(1.0f / static_cast<float>(denom));
-  return total.mul_(scale);
+// reduction='sum' or 'mean' of the loss rows from their sum (the kernel's, in double), as the Python
+// around the other ops reduces them (loss.sum() * reference.mean_scale(denominator)) up to the order of
+// the sum: the sum rounded to the loss dtype, then times 1 / denominator rounded to it (NaN when it is
+// 0), one rounded product. No tensor op: the training path's call saves their dispatch.
+at::Tensor reduce_rows(double sum, const at::Tensor& loss, double denom, bool mean) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (loss.scalar_type() == at::kDouble) {
+    return at::scalar_tensor(!mean ? sum : denom == 0.0 ? nan : sum * (1.0 / denom), loss.options());
+  }
+  const float total = static_cast<float>(sum);
+  return at::scalar_tensor(!mean ? total : denom == 0.0 ? nan : total * (1.0f / static_cast<float>(denom)),
+                           loss.options());
 }
 
 // Forward of the training path: the loss rows, the gradient of their sum (or of their mean when
@@ -158,8 +159,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ls_ce_forward_with_gr
   f.call.out = grad.data_ptr();
   // a mean over no weight (all rows ignored, or of weight 0) is NaN, and so is its gradient, as in torch
   f.call.grad_scale = !mean ? 1.0 : f.denom != 0.0 ? 1.0 / f.denom : std::numeric_limits<double>::quiet_NaN();
+  double sum = 0.0;  // N * M == 0: no kernel runs, the sum of no rows
+  f.call.loss_sum = &sum;
   kernels().ls_ce_forward_grad(f.call);
-  return {f.loss, grad, at::scalar_tensor(f.denom, f.loss.options()), reduce_rows(f.loss, f.denom, mean)};
+  return {f.loss, grad, at::scalar_tensor(f.denom, f.loss.options()), reduce_rows(sum, f.loss, f.denom, mean)};
 }
 
 }  // namespace

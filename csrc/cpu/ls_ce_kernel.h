@@ -3,7 +3,9 @@
 // Few classes (K <= kLaneMaxK): one vector lane per row, W rows at a time; column k of the W rows is
 // one load (rows j, j+1, ... of a (N, K, M) map are adjacent), part of an 8 x 8 transpose (AVX2,
 // float32 rows of unit class stride), one gather, or W scalar reads, kept in a small buffer so that
-// max, exp, sums and log all run on full vectors; gradient rows go back the same way.
+// max, exp, sums and log all run on full vectors; gradient rows go back the same way. The AVX2
+// training pass of float32 rows with 4 to 16 classes keeps a group's columns in registers instead
+// (train_in_registers).
 // More classes: row by row, a row read in place (contiguous float32 / float64) or through a
 // per-thread row buffer (K values, stays in cache); never an N x K temporary.
 #pragma once
@@ -87,6 +89,70 @@ struct Call {
     return (out && !in_place) || c.xs2 == 1;
   }
   acc_t weight(int64_t k) const { return w == nullptr ? acc_t(1) : w[k]; }
+};
+
+// ---- the training pass's loss sum ----
+
+// Sum of n values, in four acc_t vectors (n <= 512: at most 16 additions per float lane), lanes added
+// in double.
+template <typename acc_t>
+double sum_values(const acc_t* p, int64_t n) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  Vec v[4] = {Vec(acc_t(0)), Vec(acc_t(0)), Vec(acc_t(0)), Vec(acc_t(0))};
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    for (int u = 0; u < 4; ++u) v[u] += Vec::loadu(p + i + u * W);
+  }
+  alignas(64) acc_t part[W];
+  ((v[0] + v[1]) + (v[2] + v[3])).store(part);
+  double s = 0.0;
+  for (int64_t j = 0; j < W; ++j) s += part[j];
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+// A pass's items (row groups or rows) in blocks of one thread each, for at::parallel_for over count()
+// blocks: at most 512 rows and at most the pass's grain (`grain` items: as many threads as before, and a
+// block size that does not depend on them). With call.loss_sum set, each block's loss rows are summed
+// right after the block wrote them
+// (still in cache: summed after the pass, the rows of a large N would be read back from memory), and
+// finish() adds the block sums in order: the same result for any number of threads.
+template <typename acc_t>
+class LossBlocks {
+ public:
+  static constexpr int64_t kRows = 512;  // rows per block at most: 2 KiB of float loss, in L1
+  LossBlocks(const LsCeCall& c, int64_t items, int64_t rows_per_item, int64_t grain)
+      : c_(c), items_(items), per_(rows_per_item),
+        block_(std::max<int64_t>(1, std::min(kRows / rows_per_item, grain))),
+        sums_(c.loss_sum != nullptr ? count() : 0) {}
+  int64_t count() const { return (items_ + block_ - 1) / block_; }
+  // at::parallel_for's grain in blocks
+  int64_t grain(int64_t items) const { return std::max<int64_t>(1, items / block_); }
+  // f(begin, end) on the items of blocks [b0, b1), one block at a time
+  template <typename F>
+  LSMIA_INLINE void each(int64_t b0, int64_t b1, F f) const {
+    const acc_t* loss = static_cast<const acc_t*>(c_.loss);
+    const int64_t R = c_.N * c_.M;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = b * block_, end = std::min(items_, begin + block_);
+      f(begin, end);
+      if (sums_.get() == nullptr) continue;
+      const int64_t r0 = begin * per_;
+      sums_.get()[b] = sum_values(loss + r0, std::min(end * per_, R) - r0);
+    }
+  }
+  void finish() const {
+    if (sums_.get() == nullptr) return;
+    double s = 0.0;
+    for (int64_t b = 0; b < count(); ++b) s += sums_.get()[b];
+    *c_.loss_sum = s;
+  }
+
+ private:
+  const LsCeCall& c_;
+  int64_t items_, per_, block_;
+  Buffer<double> sums_;
 };
 
 // ---- few classes: W rows in the lanes of a vector ----
@@ -257,6 +323,33 @@ LSMIA_INLINE Vectorized<acc_t> grad_column(const Vectorized<acc_t>& p, const Gra
                                            const Vectorized<acc_t>& vy, int64_t k) {
   return grad_column_unlabelled(p, f) - (f.vgh & (vy == Vectorized<acc_t>(static_cast<acc_t>(k))));
 }
+// Column k in general: class weights w (or null), the label's term by a compare, dropped lanes 0
+// (even where exp overflowed).
+template <typename acc_t>
+LSMIA_INLINE Vectorized<acc_t> grad_column_any(const Vectorized<acc_t>& p, const GradFactors<acc_t>& f, const acc_t* w,
+                                               const LaneLabels<acc_t>& lab, int64_t k) {
+  using Vec = Vectorized<acc_t>;
+  const Vec zero(acc_t(0));
+  Vec e = p * f.vgc - (w == nullptr ? f.vgs : f.vgs * Vec(w[k]));
+  e = e - Vec::blendv(zero, f.vgh, lab.vy == Vec(static_cast<acc_t>(k)));
+  return lab.any_drop ? Vec::blendv(e, zero, lab.drop) : e;
+}
+// The label's term - g hit of W gradient rows o + j K (no lane dropped: labels ys[j] in [0, K)), after
+// grad_column_unlabelled: W scalar subtractions instead of a compare, and and subtraction per class
+// (the same bits as grad_column).
+template <typename acc_t>
+LSMIA_INLINE void subtract_label_term(acc_t* o, int64_t K, const int64_t* ys, const GradFactors<acc_t>& f) {
+  constexpr int64_t W = Vectorized<acc_t>::size();
+  alignas(64) acc_t gh[W];
+  f.vgh.store(gh);
+  for (int64_t j = 0; j < W; ++j) o[j * K + ys[j]] -= gh[j];
+}
+// z_y - vmax from the labelled logits zy picked in memory (pick_labelled): 0 in dropped lanes, as the
+// compares of lane_sums give it.
+template <typename acc_t>
+LSMIA_INLINE void set_picked(LaneSums<acc_t>& r, const LaneLabels<acc_t>& lab, const Vectorized<acc_t>& zy) {
+  r.vty = Vectorized<acc_t>::blendv(zy - r.vmax, Vectorized<acc_t>(acc_t(0)), lab.drop);
+}
 
 // Per-thread constants of the lane path: gather indices of W whole (N, K) rows, and of the transpose
 // of a K x W column block back into W contiguous gradient rows.
@@ -382,7 +475,7 @@ struct Lanes {
         [&](int64_t k, const Vec& e) LSMIA_INLINE_LAMBDA {
           if (keep_exp) e.store(cols + k * W);
         });
-    if (picked) sums.vty = Vec::blendv(zy - sums.vmax, Vec(acc_t(0)), lab.drop);  // as the compares give it
+    if (picked) set_picked(sums, lab, zy);
   }
   LSMIA_INLINE void finish(const Call<scalar_t>& a, const Labels& lab, acc_t* loss, double* lse) const {
     Vec vlog;
@@ -407,9 +500,7 @@ struct Lanes {
   LSMIA_INLINE void gradient(const Call<scalar_t>& a, const LaneCtx<scalar_t>& cx, const Labels& lab, bool from_exp, const Vec& s1,
                 const Vec& s2, const Vec& g, const Vec& bad) const {
     const int64_t K = classes(a);
-    const Vec &vy = lab.vy, &drop = lab.drop, zero(acc_t(0));
     const GradFactors<acc_t> f = grad_factors(a, lab, g, from_exp, s1, bad);
-    const Vec &vgc = f.vgc, &vgh = f.vgh, &vgs = f.vgs;
     const int64_t ocs = a.out_cs();
     const bool adjacent = std::is_same_v<scalar_t, acc_t> && a.adjacent(r0, m, W, true);
     const bool packed = !adjacent && a.packed_rows(m, W, true);
@@ -421,26 +512,20 @@ struct Lanes {
     scalar_t* o0 = a.out + (adjacent || packed ? a.out_off(r0) : 0);
     if (packed && from_exp && a.w == nullptr && !lab.any_drop) {  // the training path's usual case
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        if (rows_transposable<scalar_t>(K)) {  // the label's term - g hit after the transpose: W scalar
-          // subtractions instead of a compare, and and subtraction per class (the same bits)
+        if (rows_transposable<scalar_t>(K)) {  // the label's term after the transpose
 #pragma GCC unroll 16
           for (int64_t k = 0; k < K; ++k) grad_column_unlabelled(Vec::loadu(cols + k * W), f).store(tmp + k * W);
           store_rows_transposed(tmp, K, o0, K);
-          alignas(64) acc_t gh[W];
-          vgh.store(gh);
-          for (int64_t j = 0; j < W; ++j) o0[j * K + ys[j]] -= gh[j];  // no lane dropped: labels in [0, K)
+          subtract_label_term(o0, K, ys, f);
           return;
         }
       }
 #pragma GCC unroll 16
-      for (int64_t k = 0; k < K; ++k) grad_column(Vec::loadu(cols + k * W), f, vy, k).store(tmp + k * W);
+      for (int64_t k = 0; k < K; ++k) grad_column(Vec::loadu(cols + k * W), f, lab.vy, k).store(tmp + k * W);
     } else {
       for (int64_t k = 0; k < K; ++k) {
         const Vec c = Vec::loadu(cols + k * W);
-        const Vec p = from_exp ? c : vexp(c - s1 - s2);
-        Vec e = p * vgc - (a.w == nullptr ? vgs : vgs * Vec(a.w[k]));
-        e = e - Vec::blendv(zero, vgh, vy == Vec(static_cast<acc_t>(k)));
-        if (lab.any_drop) e = Vec::blendv(e, zero, drop);  // ignored rows: 0 even where exp overflowed
+        const Vec e = grad_column_any(from_exp ? c : vexp(c - s1 - s2), f, a.w, lab, k);
         if (adjacent) {
           e.store(reinterpret_cast<acc_t*>(o0 + k * ocs), m);
         } else if (packed) {
@@ -467,6 +552,102 @@ struct Lanes {
   }
 };
 
+// ---- the AVX2 training pass with the columns in registers ----
+#if defined(CPU_CAPABILITY_AVX2)
+// Float32, KC >= 4 classes fixed at compile time, W = 8 whole rows stored back to back (logits and
+// gradient, M == 1): rows_to_cols puts the group's columns in registers, they become exp(z - max)
+// and then the gradient there, and cols_to_rows writes them back; Lanes would store and reload them
+// between the phases (a column buffer: K is not fixed there, or the layout takes gathers). The lane
+// math is Lanes' (lane_sums, lane_loss, grad_factors, the grad columns): the same bits. Groups
+// [begin, end) of full rows; returns the first group it left (a last, partial one) to Lanes.
+// G groups from row r0, phase by phase (their dependency chains overlap; the registers of the
+// columns may spill). kWeighted: a.w is not null (a constant, so that no class loop tests it).
+template <int64_t KC, int64_t G, bool kWeighted>
+LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, const Vectorized<float>& scale) {
+  using Vec = Vectorized<float>;
+  constexpr int64_t W = Vec::size();
+  const float* w = kWeighted ? a.w : nullptr;
+  const Vectorized<int32_t> row_idx(_mm256_setr_epi32(0, KC, 2 * KC, 3 * KC, 4 * KC, 5 * KC, 6 * KC, 7 * KC));
+  Vec c[G][KC], zy[G];
+  int64_t y[G][W];
+  const int64_t* ys[G];
+  LaneLabels<float> lab[G];
+  LaneSums<float> sums[G];
+#pragma GCC unroll 4
+  for (int64_t u = 0; u < G; ++u) {
+    const float* x = a.x + (r0 + u * W) * KC;
+    // k < KC always; the test tells GCC, which otherwise warns about the 8-wide block that K < 8 never runs
+    rows_to_cols(x, KC, KC, [&](int64_t k, __m256 v) LSMIA_INLINE_LAMBDA {
+      if (k < KC) c[u][k] = v;
+    });
+    ys[u] = a.c.y + (r0 + u * W) * a.c.ys0;
+    if (a.c.ys0 != 1) {
+      for (int64_t j = 0; j < W; ++j) y[u][j] = ys[u][j * a.c.ys0];
+      ys[u] = y[u];
+    }
+    lab[u] = lane_label_data<float>(ys[u], W, a.c.ignore_index, w);
+    pick_labelled(x, row_idx, lab[u].vy, zy[u]);
+  }
+#pragma GCC unroll 4
+  for (int64_t u = 0; u < G; ++u) {
+    sums[u] = lane_sums<float>(
+        KC, w, a.alpha != 0.0f, lab[u].vy, false, [&](int64_t k) LSMIA_INLINE_LAMBDA { return c[u][k]; },
+        [&](int64_t k, const Vec& e) LSMIA_INLINE_LAMBDA { c[u][k] = e; });
+    set_picked(sums[u], lab[u], zy[u]);
+  }
+#pragma GCC unroll 4
+  for (int64_t u = 0; u < G; ++u) {
+    Vec vlog;
+    lane_loss(a, lab[u], sums[u], vlog).store(static_cast<float*>(a.c.loss) + r0 + u * W);
+  }
+#pragma GCC unroll 4
+  for (int64_t u = 0; u < G; ++u) {
+    const GradFactors<float> f = grad_factors(a, lab[u], scale, true, sums[u].vs, sums[u].bad);
+    float* o = a.out + (r0 + u * W) * KC;
+    const auto col = [&](int64_t k) LSMIA_INLINE_LAMBDA { return __m256(c[u][k]); };
+    if (!kWeighted && !lab[u].any_drop) {  // the usual case: the label's term after the transpose
+#pragma GCC unroll 16
+      for (int64_t k = 0; k < KC; ++k) c[u][k] = grad_column_unlabelled(c[u][k], f);
+      cols_to_rows(col, KC, o, KC);
+      subtract_label_term(o, KC, ys[u], f);
+    } else {
+#pragma GCC unroll 16
+      for (int64_t k = 0; k < KC; ++k) c[u][k] = grad_column_any(c[u][k], f, w, lab[u], k);
+      cols_to_rows(col, KC, o, KC);
+    }
+  }
+}
+
+// Float32, KC >= 4 classes fixed at compile time, W = 8 whole rows stored back to back (logits and
+// gradient, M == 1): rows_to_cols puts a group's columns in registers, they become exp(z - max)
+// and then the gradient there, and cols_to_rows writes them back; Lanes would store and reload them
+// between the phases (a column buffer: K is not fixed there, or the layout takes gathers). The lane
+// math is Lanes' (lane_sums, lane_loss, grad_factors, the grad columns): the same bits. Groups
+// [begin, end) of full rows; returns the first group it left (a last, partial one) to Lanes.
+template <int64_t KC>
+LSMIA_NOINLINE int64_t train_in_registers(const Call<float>& a, int64_t begin, int64_t end) {
+  using Vec = Vectorized<float>;
+  constexpr int64_t W = Vec::size();
+  static_assert(KC >= 4, "rows_to_cols of fewer classes reads past a row");
+  if (!a.packed_rows(W, W, false)) return begin;  // in place too: the rows are read before the stores
+  end = std::min(end, a.c.N / W);
+  const Vec scale(static_cast<float>(a.c.grad_scale));
+  const auto run = [&](auto weighted) {
+    int64_t gi = begin;
+    for (; gi + kInterleave <= end; gi += kInterleave) {
+      train_groups_in_registers<KC, kInterleave, weighted>(a, gi * W, scale);
+    }
+    for (; gi < end; ++gi) train_groups_in_registers<KC, 1, weighted>(a, gi * W, scale);
+  };
+  if (a.w == nullptr) {
+    run(std::false_type{});
+  } else {
+    run(std::true_type{});
+  }
+  return std::max(begin, end);
+}
+#endif
+
 // One pass of the lane path: the forward (kFwd: loss, and lse unless kGrad), the gradient (kGrad:
 // from the forward's exponentials when kFwd, else from the saved lse), or both.
 template <typename scalar_t, int64_t KC, bool kFwd, bool kGrad>
@@ -478,39 +659,48 @@ void lanes_pass(const Call<scalar_t>& call) {
   const int64_t grain = std::max<int64_t>(1, 16384 / (call.c.K * L::W));
   acc_t* loss = static_cast<acc_t*>(call.c.loss);
   double* lse = static_cast<double*>(call.c.lse);
-  at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
+  const LossBlocks<acc_t> blocks(call.c, groups, L::W, grain);
+  at::parallel_for(0, blocks.count(), blocks.grain(grain), [&](int64_t b0, int64_t b1) {
     const Call<scalar_t> a = call;  // this thread's own copy: see Call::c
     const LaneCtx<scalar_t> cx(a, kGrad);
     L lanes[kInterleave];  // groups per step, phase by phase: their dependency chains overlap
     typename L::Labels lab[kInterleave];
     alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
     const Vec scale(static_cast<acc_t>(a.c.grad_scale)), zero(acc_t(0));
-    for (int64_t gi = begin; gi < end; gi += kInterleave) {
-      const int64_t step = std::min(kInterleave, end - gi);
-      for (int64_t u = 0; u < step; ++u) {
-        const int64_t r0 = (gi + u) * L::W;
-        lanes[u].load(a, cx, r0, std::min(L::W, R - r0));
-        lab[u] = lanes[u].labels(a);
+    blocks.each(b0, b1, [&](int64_t begin, int64_t end) LSMIA_INLINE_LAMBDA {
+#if defined(CPU_CAPABILITY_AVX2)
+      if constexpr (kFwd && kGrad && std::is_same_v<scalar_t, float> && KC >= 4) {
+        begin = train_in_registers<KC>(a, begin, end);
       }
-      if constexpr (kFwd) {
-        for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, cx, lab[u], kGrad);
-        for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
-      }
-      for (int64_t u = 0; kGrad && u < step; ++u) {
-        L& l = lanes[u];
+#endif
+      for (int64_t gi = begin; gi < end; gi += kInterleave) {
+        const int64_t step = std::min(kInterleave, end - gi);
+        for (int64_t u = 0; u < step; ++u) {
+          const int64_t r0 = (gi + u) * L::W;
+          lanes[u].load(a, cx, r0, std::min(L::W, R - r0));
+          lab[u] = lanes[u].labels(a);
+        }
         if constexpr (kFwd) {
-          l.gradient(a, cx, lab[u], true, l.sums.vs, zero, scale, l.sums.bad);
-        } else {
-          for (int64_t j = 0; j < L::W; ++j) {
-            const int64_t r = l.r0 + std::min(j, l.m - 1);
-            g[j] = a.upstream(r);
-            lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+          for (int64_t u = 0; u < step; ++u) lanes[u].reduce(a, cx, lab[u], kGrad);
+          for (int64_t u = 0; u < step; ++u) lanes[u].finish(a, lab[u], loss, lse);
+        }
+        for (int64_t u = 0; kGrad && u < step; ++u) {
+          L& l = lanes[u];
+          if constexpr (kFwd) {
+            l.gradient(a, cx, lab[u], true, l.sums.vs, zero, scale, l.sums.bad);
+          } else {
+            for (int64_t j = 0; j < L::W; ++j) {
+              const int64_t r = l.r0 + std::min(j, l.m - 1);
+              g[j] = a.upstream(r);
+              lsmia::ls_ce_split_lse(lse[r], hi[j], lo[j]);
+            }
+            l.gradient(a, cx, lab[u], false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
           }
-          l.gradient(a, cx, lab[u], false, Vec::loadu(hi), Vec::loadu(lo), Vec::loadu(g), zero);
         }
       }
-    }
+    });
   });
+  blocks.finish();
 }
 
 // The three passes are separate instantiations: no test of fwd / grad per group or per column.
@@ -630,53 +820,58 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
   acc_t* loss = static_cast<acc_t*>(a.c.loss);
   double* lse = static_cast<double*>(a.c.lse);
   const acc_t nan = std::numeric_limits<acc_t>::quiet_NaN();
-  at::parallel_for(0, R, std::max<int64_t>(1, 16384 / K), [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / K);
+  const LossBlocks<acc_t> blocks(a.c, R, 1, grain);
+  at::parallel_for(0, blocks.count(), blocks.grain(grain), [&](int64_t b0, int64_t b1) {
     Buffer<acc_t> in(direct ? 0 : K), tmp(out_direct ? 0 : K);
-    for (int64_t r = begin; r < end; ++r) {
-      const scalar_t* xr = a.x + a.x_off(r);
-      const int64_t y = a.label(r);
-      const bool ignored = y == a.c.ignore_index;
-      if (fwd) {
-        loss[r] = acc_t(0);
-        if (lse != nullptr) lse[r] = 0.0;
-      }
-      if (ignored && !grad) continue;
-      scalar_t* orow = grad ? a.out + a.out_off(r) : nullptr;
-      acc_t* o = grad ? (out_direct ? reinterpret_cast<acc_t*>(orow) : tmp.get()) : nullptr;
-      if (ignored) {
-        std::fill(o, o + K, acc_t(0));
-      } else {
-        const acc_t* x = reinterpret_cast<const acc_t*>(xr);
-        if (!direct) {
-          for (int64_t k = 0; k < K; ++k) in.get()[k] = static_cast<acc_t>(xr[k * cs]);
-          x = in.get();
-        }
-        const auto f = lsmia::ls_ce_grad_row(a.weight(y), a.W, a.alpha, K);
+    blocks.each(b0, b1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* xr = a.x + a.x_off(r);
+        const int64_t y = a.label(r);
+        const bool ignored = y == a.c.ignore_index;
         if (fwd) {
-          const acc_t mx = row_max(x, K), z_y = x[y];
-          double l = 0.0;
-          acc_t s = acc_t(1), d = acc_t(0);
-          const bool finite = lsmia::ls_ce_finite(mx);
-          // the exponentials go straight into the gradient row (o may be x itself: read first)
-          if (finite) row_sums(x, K, a.w, mx, grad ? o : nullptr, s, d, a.alpha != acc_t(0));
-          loss[r] = lsmia::ls_ce_finish_row(mx, lsmia::ls_ce_log(s), d, z_y, a.weight(y), a.W, a.alpha, K, l);
-          if (lse != nullptr) lse[r] = l;
-          if (grad) {
-            if (finite) {
-              row_gradient_from_exp(o, K, a.w, s, static_cast<acc_t>(a.c.grad_scale), f, y, o);
-            } else {
-              std::fill(o, o + K, nan);
-            }
-          }
+          loss[r] = acc_t(0);
+          if (lse != nullptr) lse[r] = 0.0;
+        }
+        if (ignored && !grad) continue;
+        scalar_t* orow = grad ? a.out + a.out_off(r) : nullptr;
+        acc_t* o = grad ? (out_direct ? reinterpret_cast<acc_t*>(orow) : tmp.get()) : nullptr;
+        if (ignored) {
+          std::fill(o, o + K, acc_t(0));
         } else {
-          row_gradient(x, K, a.w, lse[r], a.upstream(r), f, y, o);
+          const acc_t* x = reinterpret_cast<const acc_t*>(xr);
+          if (!direct) {
+            for (int64_t k = 0; k < K; ++k) in.get()[k] = static_cast<acc_t>(xr[k * cs]);
+            x = in.get();
+          }
+          const auto f = lsmia::ls_ce_grad_row(a.weight(y), a.W, a.alpha, K);
+          if (fwd) {
+            const acc_t mx = row_max(x, K), z_y = x[y];
+            double l = 0.0;
+            acc_t s = acc_t(1), d = acc_t(0);
+            const bool finite = lsmia::ls_ce_finite(mx);
+            // the exponentials go straight into the gradient row (o may be x itself: read first)
+            if (finite) row_sums(x, K, a.w, mx, grad ? o : nullptr, s, d, a.alpha != acc_t(0));
+            loss[r] = lsmia::ls_ce_finish_row(mx, lsmia::ls_ce_log(s), d, z_y, a.weight(y), a.W, a.alpha, K, l);
+            if (lse != nullptr) lse[r] = l;
+            if (grad) {
+              if (finite) {
+                row_gradient_from_exp(o, K, a.w, s, static_cast<acc_t>(a.c.grad_scale), f, y, o);
+              } else {
+                std::fill(o, o + K, nan);
+              }
+            }
+          } else {
+            row_gradient(x, K, a.w, lse[r], a.upstream(r), f, y, o);
+          }
+        }
+        if (grad && !out_direct) {
+          for (int64_t k = 0; k < K; ++k) orow[k * ocs] = static_cast<scalar_t>(o[k]);
         }
       }
-      if (grad && !out_direct) {
-        for (int64_t k = 0; k < K; ++k) orow[k * ocs] = static_cast<scalar_t>(o[k]);
-      }
-    }
+    });
   });
+  blocks.finish();
 }
 
 // lanes_run with K a compile-time constant when it is one of Ks (loops unrolled, the group's

@@ -17,12 +17,16 @@ using at::vec::Vectorized;
 // Forces inlining where GCC's size limits would leave a hot helper of the lane path out of line (a
 // call per row group, its arguments no longer constants). LSMIA_INLINE_LAMBDA goes after a lambda's
 // parameter list.
+// LSMIA_NOINLINE keeps a register-heavy kernel out of a larger caller, whose other locals would take
+// its registers (the AVX2 training kernel inlined into the lane pass: 8% slower).
 #if defined(__GNUC__)
 #define LSMIA_INLINE __attribute__((always_inline)) inline
 #define LSMIA_INLINE_LAMBDA __attribute__((always_inline))
+#define LSMIA_NOINLINE __attribute__((noinline))
 #else
 #define LSMIA_INLINE inline
 #define LSMIA_INLINE_LAMBDA
+#define LSMIA_NOINLINE
 #endif
 
 // The AVX2 table's own float arithmetic in the lane path (issue 30, speed on CPUs without AVX-512):
@@ -204,10 +208,11 @@ LSMIA_INLINE void for_blocks(int64_t K, F f) {
   f(std::max<int64_t>(K - 4, 0), false);
 }
 
-// Columns 0..K-1 of the 8 rows x + i * ld into cols (column k, rows 0..7, at cols + 8 k). K < 4
-// reads 4 - K floats past the last row: the caller allows it only where they lie inside the tensor.
-template <>
-LSMIA_INLINE bool load_cols_transposed(const float* x, int64_t ld, int64_t K, float* cols) {
+// Columns 0..K-1 of the 8 rows x + i * ld, column k (rows 0..7) handed to put(k, v) (a column of an
+// overlapping last block twice). K < 4 reads 4 - K floats past the last row: the caller allows it
+// only where they lie inside the tensor.
+template <typename Put>
+LSMIA_INLINE void rows_to_cols(const float* x, int64_t ld, int64_t K, Put put) {
   for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
     __m256 v[8];
     load_rows4(x + k, ld, v);
@@ -216,18 +221,22 @@ LSMIA_INLINE bool load_cols_transposed(const float* x, int64_t ld, int64_t K, fl
       load_rows4(x + k + 4, ld, v + 4);
       transpose4_halves(v[4], v[5], v[6], v[7]);
     }
-    for (int c = 0; c < (wide ? 8 : 4); ++c) _mm256_storeu_ps(cols + (k + c) * 8, v[c]);
+    for (int c = 0; c < (wide ? 8 : 4); ++c) put(k + c, v[c]);
   });
+}
+// rows_to_cols into memory: column k at cols + 8 k.
+template <>
+LSMIA_INLINE bool load_cols_transposed(const float* x, int64_t ld, int64_t K, float* cols) {
+  rows_to_cols(x, ld, K, [&](int64_t k, __m256 v) LSMIA_INLINE_LAMBDA { _mm256_storeu_ps(cols + k * 8, v); });
   return true;
 }
 
-// The inverse for K >= 4: cols (K columns of 8 rows) into the rows o + i * ld (columns 0..K-1).
-template <>
-LSMIA_INLINE bool store_rows_transposed(const float* cols, int64_t K, float* o, int64_t ld) {
-  if (!rows_transposable<float>(K)) return false;
+// The inverse for K >= 4: the K columns get(k) (8 rows each) into the rows o + i * ld (columns 0..K-1).
+template <typename Get>
+LSMIA_INLINE void cols_to_rows(Get get, int64_t K, float* o, int64_t ld) {
   for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
     __m256 v[8];
-    for (int c = 0; c < (wide ? 8 : 4); ++c) v[c] = _mm256_loadu_ps(cols + (k + c) * 8);
+    for (int c = 0; c < (wide ? 8 : 4); ++c) v[c] = get(k + c);
     transpose4_halves(v[0], v[1], v[2], v[3]);  // v[i]: row i | row i + 4, columns k..k+3
     if (!wide) {
       for (int i = 0; i < 4; ++i) {
@@ -242,6 +251,12 @@ LSMIA_INLINE bool store_rows_transposed(const float* cols, int64_t K, float* o, 
       _mm256_storeu_ps(o + (i + 4) * ld + k, _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
     }
   });
+}
+// cols_to_rows from memory: column k at cols + 8 k.
+template <>
+LSMIA_INLINE bool store_rows_transposed(const float* cols, int64_t K, float* o, int64_t ld) {
+  if (!rows_transposable<float>(K)) return false;
+  cols_to_rows([&](int64_t k) LSMIA_INLINE_LAMBDA { return _mm256_loadu_ps(cols + k * 8); }, K, o, ld);
   return true;
 }
 #endif

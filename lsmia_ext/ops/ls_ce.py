@@ -254,7 +254,7 @@ class _LsCeTrain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, target, weight, alpha, ignore_index, reduction):
-        # `total`: the rows' sum or mean, reduced by the op (as loss.sum() * mean_scale(denom), bit for bit)
+        # `total`: the rows' sum or mean, reduced by the op (loss.sum() * mean_scale(denom) up to the sum's order)
         loss, grad, denom, total = torch.ops.lsmia.ls_ce_forward_with_grad(x, target, weight, alpha, ignore_index,
                                                                             reduction == "mean")
         ctx.save_for_backward(x, target, weight)

@@ -312,11 +312,20 @@ LSMIA_INLINE GradFactors<acc_t> grad_factors(const Call<scalar_t>& a, const Lane
   if (from_exp) f.vgc = Vec::blendv(f.vgc / s1, Vec(std::numeric_limits<acc_t>::quiet_NaN()), bad);
   return f;
 }
+// p vgc - s (s: vgs, times w_k with class weights) as one explicit fmsub (one rounding; without FMA,
+// as on DEFAULT, a * b - c). Left to GCC's contraction (-ffp-contract=fast, C++'s default), p vgc - vgs
+// w_k was an fmsub in the lane path but p vgc rounded and then an fnmadd in the register kernel
+// (train_in_registers): the two paths' weighted gradients differed in the last bit.
+template <typename acc_t>
+LSMIA_INLINE Vectorized<acc_t> grad_column_scaled(const Vectorized<acc_t>& p, const GradFactors<acc_t>& f,
+                                                  const Vectorized<acc_t>& s) {
+  return at::vec::fmsub(p, f.vgc, s);
+}
 // Column k of the gradient without class weights, from p_k (any lane may then be dropped); the
 // second form leaves out the label's term - g hit, for a caller that subtracts it from the rows.
 template <typename acc_t>
 LSMIA_INLINE Vectorized<acc_t> grad_column_unlabelled(const Vectorized<acc_t>& p, const GradFactors<acc_t>& f) {
-  return p * f.vgc - f.vgs;
+  return grad_column_scaled(p, f, f.vgs);
 }
 template <typename acc_t>
 LSMIA_INLINE Vectorized<acc_t> grad_column(const Vectorized<acc_t>& p, const GradFactors<acc_t>& f,
@@ -330,7 +339,7 @@ LSMIA_INLINE Vectorized<acc_t> grad_column_any(const Vectorized<acc_t>& p, const
                                                const LaneLabels<acc_t>& lab, int64_t k) {
   using Vec = Vectorized<acc_t>;
   const Vec zero(acc_t(0));
-  Vec e = p * f.vgc - (w == nullptr ? f.vgs : f.vgs * Vec(w[k]));
+  Vec e = grad_column_scaled(p, f, w == nullptr ? f.vgs : f.vgs * Vec(w[k]));
   e = e - Vec::blendv(zero, f.vgh, lab.vy == Vec(static_cast<acc_t>(k)));
   return lab.any_drop ? Vec::blendv(e, zero, lab.drop) : e;
 }

@@ -3,9 +3,9 @@
 // Few classes (K <= kLaneMaxK): one vector lane per row, W rows at a time; column k of the W rows is
 // one load (rows j, j+1, ... of a (N, K, M) map are adjacent), part of an 8 x 8 transpose (AVX2,
 // float32 rows of unit class stride), one gather, or W scalar reads, kept in a small buffer so that
-// max, exp, sums and log all run on full vectors; gradient rows go back the same way. The AVX2
-// training pass of float32 rows with 4 to 16 classes keeps a group's columns in registers instead
-// (train_in_registers).
+// max, exp, sums and log all run on full vectors; gradient rows go back the same way. The AVX2 and
+// AVX-512 training pass of float32 rows with 4 to 16 classes keeps a group's columns in registers
+// instead (train_in_registers).
 // More classes: row by row, a row read in place (contiguous float32 / float64) or through a
 // per-thread row buffer (K values, stays in cache); never an N x K temporary.
 #pragma once
@@ -561,14 +561,18 @@ struct Lanes {
   }
 };
 
-// ---- the AVX2 training pass with the columns in registers ----
-#if defined(CPU_CAPABILITY_AVX2)
-// Float32, KC >= 4 classes fixed at compile time, W = 8 whole rows stored back to back (logits and
-// gradient, M == 1): rows_to_cols puts the group's columns in registers, they become exp(z - max)
-// and then the gradient there, and cols_to_rows writes them back; Lanes would store and reload them
-// between the phases (a column buffer: K is not fixed there, or the layout takes gathers). The lane
-// math is Lanes' (lane_sums, lane_loss, grad_factors, the grad columns): the same bits. Groups
-// [begin, end) of full rows; returns the first group it left (a last, partial one) to Lanes.
+// ---- the AVX2 and AVX-512 training pass with the columns in registers ----
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+LSMIA_AVX512_QUIET_BEGIN
+constexpr bool kTrainInRegisters = true;
+// Float32, KC >= 4 classes fixed at compile time, W = 8 (AVX2, ymm) or 16 (AVX-512, zmm) whole rows
+// stored back to back (logits and gradient, M == 1): rows_to_cols puts the group's columns in
+// registers, they become exp(z - max) and then the gradient there, and cols_to_rows writes them back;
+// Lanes would store and reload them between the phases (a column buffer: K is not fixed there, or the
+// layout takes gathers). The lane math is Lanes' on the same Vectorized<float> (lane_sums, lane_loss,
+// grad_factors, the grad columns; z_y picked as Lanes picks it): the same bits, and on AVX-512 still
+// exp_u20 and one accumulator (kOwnFloatMath). Groups [begin, end) of full rows; returns the first
+// group it left (a last, partial one) to Lanes.
 // G groups from row r0, phase by phase (their dependency chains overlap; the registers of the
 // columns may spill). kWeighted: a.w is not null (a constant, so that no class loop tests it).
 template <int64_t KC, int64_t G, bool kWeighted>
@@ -576,8 +580,9 @@ LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, co
   using Vec = Vectorized<float>;
   constexpr int64_t W = Vec::size();
   const float* w = kWeighted ? a.w : nullptr;
-  const Vectorized<int32_t> row_idx(_mm256_setr_epi32(0, KC, 2 * KC, 3 * KC, 4 * KC, 5 * KC, 6 * KC, 7 * KC));
+  const auto row_idx = Vectorized<int32_t>::arange(0, static_cast<int32_t>(KC));  // offsets of the rows
   Vec c[G][KC], zy[G];
+  bool picked[G];
   int64_t y[G][W];
   const int64_t* ys[G];
   LaneLabels<float> lab[G];
@@ -586,7 +591,7 @@ LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, co
   for (int64_t u = 0; u < G; ++u) {
     const float* x = a.x + (r0 + u * W) * KC;
     // k < KC always; the test tells GCC, which otherwise warns about the 8-wide block that K < 8 never runs
-    rows_to_cols(x, KC, KC, [&](int64_t k, __m256 v) LSMIA_INLINE_LAMBDA {
+    rows_to_cols(x, KC, KC, [&](int64_t k, FloatReg v) LSMIA_INLINE_LAMBDA {
       if (k < KC) c[u][k] = v;
     });
     ys[u] = a.c.y + (r0 + u * W) * a.c.ys0;
@@ -595,14 +600,14 @@ LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, co
       ys[u] = y[u];
     }
     lab[u] = lane_label_data<float>(ys[u], W, a.c.ignore_index, w);
-    pick_labelled(x, row_idx, lab[u].vy, zy[u]);
+    picked[u] = pick_labelled(x, row_idx, lab[u].vy, zy[u]);  // AVX2: a gather; AVX-512: compares below
   }
 #pragma GCC unroll 4
   for (int64_t u = 0; u < G; ++u) {
     sums[u] = lane_sums<float>(
-        KC, w, a.alpha != 0.0f, lab[u].vy, false, [&](int64_t k) LSMIA_INLINE_LAMBDA { return c[u][k]; },
+        KC, w, a.alpha != 0.0f, lab[u].vy, !picked[u], [&](int64_t k) LSMIA_INLINE_LAMBDA { return c[u][k]; },
         [&](int64_t k, const Vec& e) LSMIA_INLINE_LAMBDA { c[u][k] = e; });
-    set_picked(sums[u], lab[u], zy[u]);
+    if (picked[u]) set_picked(sums[u], lab[u], zy[u]);
   }
 #pragma GCC unroll 4
   for (int64_t u = 0; u < G; ++u) {
@@ -613,7 +618,7 @@ LSMIA_INLINE void train_groups_in_registers(const Call<float>& a, int64_t r0, co
   for (int64_t u = 0; u < G; ++u) {
     const GradFactors<float> f = grad_factors(a, lab[u], scale, true, sums[u].vs, sums[u].bad);
     float* o = a.out + (r0 + u * W) * KC;
-    const auto col = [&](int64_t k) LSMIA_INLINE_LAMBDA { return __m256(c[u][k]); };
+    const auto col = [&](int64_t k) LSMIA_INLINE_LAMBDA { return FloatReg(c[u][k]); };
     if (!kWeighted && !lab[u].any_drop) {  // the usual case: the label's term after the transpose
 #pragma GCC unroll 16
       for (int64_t k = 0; k < KC; ++k) c[u][k] = grad_column_unlabelled(c[u][k], f);
@@ -655,6 +660,9 @@ LSMIA_NOINLINE int64_t train_in_registers(const Call<float>& a, int64_t begin, i
   }
   return std::max(begin, end);
 }
+LSMIA_AVX512_QUIET_END
+#else
+constexpr bool kTrainInRegisters = false;
 #endif
 
 // One pass of the lane path: the forward (kFwd: loss, and lse unless kGrad), the gradient (kGrad:
@@ -677,7 +685,7 @@ void lanes_pass(const Call<scalar_t>& call) {
     alignas(64) acc_t hi[L::W], lo[L::W], g[L::W];
     const Vec scale(static_cast<acc_t>(a.c.grad_scale)), zero(acc_t(0));
     blocks.each(b0, b1, [&](int64_t begin, int64_t end) LSMIA_INLINE_LAMBDA {
-#if defined(CPU_CAPABILITY_AVX2)
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
       if constexpr (kFwd && kGrad && std::is_same_v<scalar_t, float> && KC >= 4) {
         begin = train_in_registers<KC>(a, begin, end);
       }
@@ -713,11 +721,15 @@ void lanes_pass(const Call<scalar_t>& call) {
 }
 
 // The three passes are separate instantiations: no test of fwd / grad per group or per column.
-template <typename scalar_t, int64_t KC = 0>
+// kTrainOnly: the caller runs only the training pass (fwd && grad) with this KC; the others are not
+// instantiated.
+template <typename scalar_t, int64_t KC = 0, bool kTrainOnly = false>
 void lanes_run(const Call<scalar_t>& a, bool fwd, bool grad) {
-  if (fwd && grad) return lanes_pass<scalar_t, KC, true, true>(a);
-  if (fwd) return lanes_pass<scalar_t, KC, true, false>(a);
-  lanes_pass<scalar_t, KC, false, true>(a);
+  if (kTrainOnly || (fwd && grad)) return lanes_pass<scalar_t, KC, true, true>(a);
+  if constexpr (!kTrainOnly) {
+    if (fwd) return lanes_pass<scalar_t, KC, true, false>(a);
+    lanes_pass<scalar_t, KC, false, true>(a);
+  }
 }
 
 // ---- many classes: row by row ----
@@ -885,14 +897,18 @@ void rows_run(const Call<scalar_t>& a, bool fwd, bool grad) {
 
 // lanes_run with K a compile-time constant when it is one of Ks (loops unrolled, the group's
 // columns in registers where they fit); false when it is not.
-template <typename scalar_t, int64_t... Ks>
+template <bool kTrainOnly = false, typename scalar_t, int64_t... Ks>
 bool lanes_run_fixed(const Call<scalar_t>& a, bool fwd, bool grad, std::integer_sequence<int64_t, Ks...>) {
-  return ((a.c.K == Ks && (lanes_run<scalar_t, Ks>(a, fwd, grad), true)) || ...);
+  return ((a.c.K == Ks && (lanes_run<scalar_t, Ks, kTrainOnly>(a, fwd, grad), true)) || ...);
 }
 
-// Class counts with their own lane kernel: the AVX2 table's float32 (issue 30), 2 to 16 classes.
+// Class counts with their own lane kernel: the AVX2 table's float32 (issue 30), 2 to 16 classes, every
+// pass; the AVX-512 table's float32 training pass of whole packed rows, 4 to 16 classes (for its
+// register kernel; other layouts and passes keep the lane path of any K there).
 template <typename scalar_t>
 constexpr bool kFixedK = kOwnFloatMath && std::is_same_v<scalar_t, float>;
+template <typename scalar_t>
+constexpr bool kFixedTrainK = kTrainInRegisters && std::is_same_v<scalar_t, float>;
 constexpr int64_t kFixedMaxK = 16;
 
 template <typename scalar_t>
@@ -902,6 +918,9 @@ void ls_ce_run(const LsCeCall& call, bool fwd, bool grad) {
     if constexpr (kFixedK<scalar_t>) {
       using Ks = std::integer_sequence<int64_t, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, kFixedMaxK>;
       if (lanes_run_fixed(a, fwd, grad, Ks{})) return;
+    } else if constexpr (kFixedTrainK<scalar_t>) {
+      using Ks = std::integer_sequence<int64_t, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, kFixedMaxK>;
+      if (fwd && grad && a.packed_rows(1, 1, false) && lanes_run_fixed<true>(a, fwd, grad, Ks{})) return;
     }
     lanes_run(a, fwd, grad);
   } else {

@@ -28,6 +28,16 @@ using at::vec::Vectorized;
 #define LSMIA_INLINE_LAMBDA
 #define LSMIA_NOINLINE
 #endif
+// Around code that inlines AVX-512 intrinsics (the AVX-512 table only): GCC 12 warns that the _mm512_undefined_ps() inside
+// many of them "may be used uninitialized" (a false positive, GCC bug 105593), thousands of lines
+// in the build log once they are inlined into the unrolled register kernel.
+#if defined(__GNUC__) && !defined(__clang__) && defined(CPU_CAPABILITY_AVX512)
+#define LSMIA_AVX512_QUIET_BEGIN _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define LSMIA_AVX512_QUIET_END _Pragma("GCC diagnostic pop")
+#else
+#define LSMIA_AVX512_QUIET_BEGIN
+#define LSMIA_AVX512_QUIET_END
+#endif
 
 // The AVX2 table's own float arithmetic in the lane path (issue 30, speed on CPUs without AVX-512):
 // exp / log polynomials (vexp_nonpos, vlog_pos) and sums split over two accumulators. The AVX-512
@@ -136,11 +146,13 @@ inline Vectorized<float> lane_labels(const int64_t* y, int64_t m, int64_t ignore
 }
 #endif
 
+
 // z[j] = x[rows[j] + y[j]] for the W lanes of a group whose rows start at x + rows[j] (unit class
 // stride; y: labels as float, -1 in dropped lanes, which read class 0; every offset fits int32):
 // the labelled logits in one gather from the rows in memory, instead of a compare, and and or per
 // class on the columns. AVX2 float only (the table whose lane path owns its float math, see
-// kOwnFloatMath); elsewhere false, and the caller picks by compares.
+// kOwnFloatMath; on AVX-512 a gather was no faster here, and it is slow on CPUs with the Downfall
+// microcode fix); elsewhere false, and the caller picks by compares.
 template <typename S, typename T, typename I>
 inline bool pick_labelled(const S*, const Vectorized<I>&, const Vectorized<T>&, Vectorized<T>&) {
   return false;
@@ -155,10 +167,12 @@ LSMIA_INLINE bool pick_labelled(const float* x, const Vectorized<int32_t>& rows,
 }
 #endif
 
-// Transposes between 8 rows and 8 columns of float32 for the lane path (AVX2: gathers are slow on
-// AMD before Zen 4 and cost several cycles on Intel too). Rows i and i + 4 share a register (one
-// per 128-bit half), so only in-lane shuffles are needed. Other ISAs and types: false, the caller
-// gathers.
+// Transposes between the W rows and the columns of float32 for the lane path (gathers are slow on AMD
+// before Zen 4 and cost several cycles on Intel too). A column register of W = 8 (AVX2, ymm) or 16
+// (AVX-512, zmm) rows is made of W / 4 pieces of 128 bits: piece q holds rows 4q..4q+3. The rows are
+// loaded 4 columns at a time, rows i, i + 4, i + 8, ... into the pieces of register i (i < 4), so that
+// the transpose needs only in-piece shuffles. load_cols_transposed / store_rows_transposed (columns
+// in memory, the AVX2 lane path): other ISAs and types false, the caller gathers.
 template <typename T>
 inline bool load_cols_transposed(const T*, int64_t, int64_t, T*) {
   return false;
@@ -176,9 +190,16 @@ constexpr bool rows_transposable(int64_t K) {
   return false;
 #endif
 }
-#if defined(CPU_CAPABILITY_AVX2)
-// Each 128-bit half of a, b, c, d is a 4 x 4 block (row per register); transpose both blocks.
-LSMIA_INLINE void transpose4_halves(__m256& a, __m256& b, __m256& c, __m256& d) {
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+// The register of a float column: Vectorized<float>'s own.
+#if defined(CPU_CAPABILITY_AVX512)
+using FloatReg = __m512;
+#else
+using FloatReg = __m256;
+#endif
+
+// Each 128-bit piece of a, b, c, d is a 4 x 4 block (row per register); transpose every block.
+LSMIA_INLINE void transpose4_pieces(__m256& a, __m256& b, __m256& c, __m256& d) {
   const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
   const __m256 t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
   a = _mm256_shuffle_ps(t0, t2, 0x44);
@@ -186,13 +207,58 @@ LSMIA_INLINE void transpose4_halves(__m256& a, __m256& b, __m256& c, __m256& d) 
   c = _mm256_shuffle_ps(t1, t3, 0x44);
   d = _mm256_shuffle_ps(t1, t3, 0xEE);
 }
-
-// Columns k..k+3 of the 8 rows s + i * ld: v[i] = row i | row i + 4.
+// Columns k..k+3 of the W rows s + r * ld: v[i] = row i | row i + 4 (| row i + 8 | row i + 12).
 LSMIA_INLINE void load_rows4(const float* s, int64_t ld, __m256* v) {
   for (int i = 0; i < 4; ++i) {
     v[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i * ld)), _mm_loadu_ps(s + (i + 4) * ld), 1);
   }
 }
+// The inverse: v[i] as load_rows4 leaves them, 4 columns, into the rows o + r * ld.
+LSMIA_INLINE void store_rows4(const __m256* v, float* o, int64_t ld) {
+  for (int i = 0; i < 4; ++i) {
+    _mm_storeu_ps(o + i * ld, _mm256_castps256_ps128(v[i]));
+    _mm_storeu_ps(o + (i + 4) * ld, _mm256_extractf128_ps(v[i], 1));
+  }
+}
+// 8 columns: v[0..3] the first 4 as store_rows4 takes them, v[4..7] the next 4 (one 32-byte store a row).
+LSMIA_INLINE void store_rows8(const __m256* v, float* o, int64_t ld) {
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(o + i * ld, _mm256_permute2f128_ps(v[i], v[i + 4], 0x20));
+    _mm256_storeu_ps(o + (i + 4) * ld, _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
+  }
+}
+#if defined(CPU_CAPABILITY_AVX512)
+LSMIA_AVX512_QUIET_BEGIN
+LSMIA_INLINE void transpose4_pieces(__m512& a, __m512& b, __m512& c, __m512& d) {
+  const __m512 t0 = _mm512_unpacklo_ps(a, b), t1 = _mm512_unpackhi_ps(a, b);
+  const __m512 t2 = _mm512_unpacklo_ps(c, d), t3 = _mm512_unpackhi_ps(c, d);
+  a = _mm512_shuffle_ps(t0, t2, 0x44);
+  b = _mm512_shuffle_ps(t0, t2, 0xEE);
+  c = _mm512_shuffle_ps(t1, t3, 0x44);
+  d = _mm512_shuffle_ps(t1, t3, 0xEE);
+}
+LSMIA_INLINE void load_rows4(const float* s, int64_t ld, __m512* v) {
+  for (int i = 0; i < 4; ++i) {
+    __m512 r = _mm512_castps128_ps512(_mm_loadu_ps(s + i * ld));
+    r = _mm512_insertf32x4(r, _mm_loadu_ps(s + (i + 4) * ld), 1);
+    r = _mm512_insertf32x4(r, _mm_loadu_ps(s + (i + 8) * ld), 2);
+    v[i] = _mm512_insertf32x4(r, _mm_loadu_ps(s + (i + 12) * ld), 3);
+  }
+}
+LSMIA_INLINE void store_rows4(const __m512* v, float* o, int64_t ld) {
+  for (int i = 0; i < 4; ++i) {
+    _mm_storeu_ps(o + i * ld, _mm512_castps512_ps128(v[i]));
+    _mm_storeu_ps(o + (i + 4) * ld, _mm512_extractf32x4_ps(v[i], 1));
+    _mm_storeu_ps(o + (i + 8) * ld, _mm512_extractf32x4_ps(v[i], 2));
+    _mm_storeu_ps(o + (i + 12) * ld, _mm512_extractf32x4_ps(v[i], 3));
+  }
+}
+LSMIA_INLINE void store_rows8(const __m512* v, float* o, int64_t ld) {
+  store_rows4(v, o, ld);
+  store_rows4(v + 4, o + 4, ld);
+}
+LSMIA_AVX512_QUIET_END
+#endif
 
 // Blocks of columns covering 0..K-1, f(first column, wide): 8 wide, then a last block of 8 (tail
 // > 4) or 4 that ends at K and may overlap the one before; K < 8: blocks of 4 (one at 0 when K < 4).
@@ -208,49 +274,43 @@ LSMIA_INLINE void for_blocks(int64_t K, F f) {
   f(std::max<int64_t>(K - 4, 0), false);
 }
 
-// Columns 0..K-1 of the 8 rows x + i * ld, column k (rows 0..7) handed to put(k, v) (a column of an
+// Columns 0..K-1 of the W rows x + r * ld, column k (rows 0..W-1) handed to put(k, v) (a column of an
 // overlapping last block twice). K < 4 reads 4 - K floats past the last row: the caller allows it
 // only where they lie inside the tensor.
 template <typename Put>
 LSMIA_INLINE void rows_to_cols(const float* x, int64_t ld, int64_t K, Put put) {
   for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
-    __m256 v[8];
+    FloatReg v[8];
     load_rows4(x + k, ld, v);
-    transpose4_halves(v[0], v[1], v[2], v[3]);  // v[c]: column k + c
+    transpose4_pieces(v[0], v[1], v[2], v[3]);  // v[c]: column k + c
     if (wide) {
       load_rows4(x + k + 4, ld, v + 4);
-      transpose4_halves(v[4], v[5], v[6], v[7]);
+      transpose4_pieces(v[4], v[5], v[6], v[7]);
     }
     for (int c = 0; c < (wide ? 8 : 4); ++c) put(k + c, v[c]);
   });
 }
+
+// The inverse for K >= 4: the K columns get(k) (W rows each) into the rows o + r * ld (columns 0..K-1).
+template <typename Get>
+LSMIA_INLINE void cols_to_rows(Get get, int64_t K, float* o, int64_t ld) {
+  for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
+    FloatReg v[8];
+    for (int c = 0; c < (wide ? 8 : 4); ++c) v[c] = get(k + c);
+    transpose4_pieces(v[0], v[1], v[2], v[3]);  // v[i]: row i | row i + 4 ..., columns k..k+3
+    if (!wide) return store_rows4(v, o + k, ld);
+    transpose4_pieces(v[4], v[5], v[6], v[7]);  // columns k+4..k+7
+    store_rows8(v, o + k, ld);
+  });
+}
+#endif
+
+#if defined(CPU_CAPABILITY_AVX2)
 // rows_to_cols into memory: column k at cols + 8 k.
 template <>
 LSMIA_INLINE bool load_cols_transposed(const float* x, int64_t ld, int64_t K, float* cols) {
   rows_to_cols(x, ld, K, [&](int64_t k, __m256 v) LSMIA_INLINE_LAMBDA { _mm256_storeu_ps(cols + k * 8, v); });
   return true;
-}
-
-// The inverse for K >= 4: the K columns get(k) (8 rows each) into the rows o + i * ld (columns 0..K-1).
-template <typename Get>
-LSMIA_INLINE void cols_to_rows(Get get, int64_t K, float* o, int64_t ld) {
-  for_blocks(K, [&](int64_t k, bool wide) LSMIA_INLINE_LAMBDA {
-    __m256 v[8];
-    for (int c = 0; c < (wide ? 8 : 4); ++c) v[c] = get(k + c);
-    transpose4_halves(v[0], v[1], v[2], v[3]);  // v[i]: row i | row i + 4, columns k..k+3
-    if (!wide) {
-      for (int i = 0; i < 4; ++i) {
-        _mm_storeu_ps(o + i * ld + k, _mm256_castps256_ps128(v[i]));
-        _mm_storeu_ps(o + (i + 4) * ld + k, _mm256_extractf128_ps(v[i], 1));
-      }
-      return;
-    }
-    transpose4_halves(v[4], v[5], v[6], v[7]);  // columns k+4..k+7
-    for (int i = 0; i < 4; ++i) {
-      _mm256_storeu_ps(o + i * ld + k, _mm256_permute2f128_ps(v[i], v[i + 4], 0x20));
-      _mm256_storeu_ps(o + (i + 4) * ld + k, _mm256_permute2f128_ps(v[i], v[i + 4], 0x31));
-    }
-  });
 }
 // cols_to_rows from memory: column k at cols + 8 k.
 template <>

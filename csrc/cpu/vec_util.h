@@ -116,7 +116,7 @@ inline Vectorized<float> vlog_pos(const Vectorized<float>& x) {
 
 // Labels of one group of W lanes as acc_t: y[j], or -1 where y[j] == ignore or j >= m (spare lane);
 // any_drop: some lane is -1. Labels are in range (checked by the caller), so their low 32 bits are
-// the label. Scalar here; AVX2 float: a few vector operations on the two int64 registers.
+// the label. Scalar here; AVX2 and AVX-512 float: a few vector operations on the int64 registers.
 template <typename acc_t>
 inline Vectorized<acc_t> lane_labels(const int64_t* y, int64_t m, int64_t ignore, bool& any_drop) {
   constexpr int64_t W = Vectorized<acc_t>::size();
@@ -146,6 +146,20 @@ inline Vectorized<float> lane_labels(const int64_t* y, int64_t m, int64_t ignore
 }
 #endif
 
+#if defined(CPU_CAPABILITY_AVX512)
+// 16 lanes: two registers of 8 int64 labels, compared in masks, their low halves packed (vpmovqd).
+template <>
+inline Vectorized<float> lane_labels(const int64_t* y, int64_t m, int64_t ignore, bool& any_drop) {
+  const __m512i a = _mm512_loadu_si512(y), b = _mm512_loadu_si512(y + 8), ign = _mm512_set1_epi64(ignore);
+  const unsigned spare = ~((1u << m) - 1u);  // lanes j >= m (m in 1..16)
+  const unsigned hits = _mm512_cmpeq_epi64_mask(a, ign) | (static_cast<unsigned>(_mm512_cmpeq_epi64_mask(b, ign)) << 8);
+  const __mmask16 drop = static_cast<__mmask16>((hits | spare) & 0xFFFFu);
+  any_drop = drop != 0;
+  const __m256i lo = _mm512_cvtepi64_epi32(a), hi = _mm512_cvtepi64_epi32(b);
+  const __m512i low32 = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  return _mm512_mask_blend_ps(drop, _mm512_cvtepi32_ps(low32), _mm512_set1_ps(-1.0f));
+}
+#endif
 
 // z[j] = x[rows[j] + y[j]] for the W lanes of a group whose rows start at x + rows[j] (unit class
 // stride; y: labels as float, -1 in dropped lanes, which read class 0; every offset fits int32):

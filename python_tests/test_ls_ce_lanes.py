@@ -2,10 +2,11 @@
 4-column transposes, a last block overlapping the one before, K < 4 reading past a row inside the
 tensor), with ignored rows, weights, negative alpha and a row count that is not a multiple of the
 vector width, on every entry: the training path, in place, and the forward / backward ops; and the
-label count and range check. On AVX2 (float32, 4 to 16 classes) the training path and in place keep
-whole groups of 8 rows in registers, two groups at a time, then one, and leave the last, partial group
-to the lane buffer: 5 full groups and 3 rows cover each. Against the float64 reference; `make test-isa`
-runs it under each CPU table."""
+label count and range check. On AVX2 and AVX-512 (float32, 4 to 16 classes) the training path and in
+place keep whole groups of 8 (AVX2) or 16 (AVX-512) rows in registers, two groups at a time, then one,
+and leave the last, partial group to the lane buffer: 5 x 16 + 8 + 3 rows cover each on both (AVX2: 11
+groups and 3 rows; AVX-512: 5 groups and 11 rows). Against the float64 reference; `make test-isa` runs
+it under each CPU table."""
 import pytest
 import torch
 
@@ -20,6 +21,8 @@ def make(n, k, weighted, seed):
     x = torch.randn(n, k, generator=g) * 3
     t = torch.randint(0, k, (n,), generator=g)
     t[[3, n - 2]] = -100  # one ignored row in the first group, one in the last
+    if n > 80:
+        t[70] = -100  # and one in the fifth 16-row group (AVX-512: the one the register kernel takes alone)
     w = torch.rand(k, generator=g) + 0.5 if weighted else None
     return x, t, w
 
@@ -34,7 +37,7 @@ def reference(x, t, alpha, w, upstream):
 @pytest.mark.parametrize("k", [3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17, 20, 31, 63])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_lane_path_every_block_shape(k, weighted):
-    n = 8 * 5 + 3
+    n = 16 * 5 + 8 + 3
     x, t, w = make(n, k, weighted, seed=k)
     up = torch.rand(n, dtype=torch.float64) + 0.5
     for alpha in (0.0, 0.1, -0.05):
@@ -58,8 +61,9 @@ def test_lane_path_every_block_shape(k, weighted):
 
 @pytest.mark.parametrize("k", [4, 10, 16])
 def test_training_path_with_strided_labels(k):
-    """Labels read through a stride (a view of every other label) on the training path."""
-    n = 8 * 4
+    """Labels read through a stride (a view of every other label) on the training path (whole 8- and
+    16-row groups, two at a time and alone)."""
+    n = 16 * 3 + 8
     x, t, _ = make(n, k, False, seed=k)
     t2 = torch.stack([t, torch.zeros_like(t)], 1).flatten()[::2]  # same labels, stride 2
     assert t2.stride() == (2,)

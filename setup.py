@@ -134,14 +134,17 @@ def extension():
     # on no signed overflow, and wrapping int64 index arithmetic costs the AVX2 training kernel ~10%.
     cxx = ["-O3", "-g0", "-fno-wrapv", "-std=c++20", "-fopenmp"] + ([] if X86 else ["-DLSMIA_NO_X86_ISA"])
     include_dirs = [os.path.join(here, "csrc")]
+    # the headers hold most kernel code: an edited header makes build_ext rebuild (it compares sources only)
+    depends = sorted(glob.glob(os.path.join(here, "csrc", "**", "*.h"), recursive=True)
+                     + glob.glob(os.path.join(here, "csrc", "**", "*.cuh"), recursive=True))
     if want_cuda():
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         nvcc = ["-O3", "-std=c++20", "-DLSMIA_WITH_CUDA", "-lineinfo"]
         return CUDAExtension("lsmia_ext._C", sources, include_dirs=include_dirs + nvidia_include_dirs(),
                              extra_compile_args={"cxx": cxx + ["-DLSMIA_WITH_CUDA"], "nvcc": nvcc},
-                             extra_link_args=["-fopenmp"])
+                             extra_link_args=["-fopenmp"], depends=depends)
     return CppExtension("lsmia_ext._C", sources, include_dirs=include_dirs,
-                        extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
+                        extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"], depends=depends)
 
 
 if __name__ == "__main__":  # setuptools runs this file as __main__; tests import its helpers

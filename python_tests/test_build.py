@@ -92,6 +92,12 @@ def test_cuda_arch_list_local_gpu_else_portable_default():
     assert s.cuda_arch_list({"TORCH_CUDA_ARCH_LIST": "8.6"}, [(9, 0)]) == "8.6"  # the user's choice wins
 
 
+def test_an_edited_header_rebuilds_the_kernels():
+    """build_ext compares only the sources with the built module; most kernel code is in headers."""
+    depends = {Path(p).name for p in load_setup_helpers().extension().depends}
+    assert {"ls_ce_kernel.h", "vec_util.h", "ls_ce_math.h", "latent_adam_math.h"} <= depends
+
+
 def test_link_order_puts_baseline_objects_before_avx_ones():
     s = load_setup_helpers()
     objs = ["b/isa_avx2.o", "b/dispatch.o", "b/isa_avx512.o", "b/isa_default.o", "b/ls_ce.o", "b/ls_ce.cuda.o"]

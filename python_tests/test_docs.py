@@ -152,7 +152,6 @@ def _readme() -> list[str]:
         f"Its price here is {pts(verdict_stat(claim('study', 'C2b'))['mean'], False)} points of test accuracy",
         f"still cut {pts(-verdict_stat(claim('defenses', 'C2.1a'))['mean'], False)}-"
         f"{pts(-verdict_stat(claim('defenses', 'C2.4a'))['mean'], False)} points",
-        f"{span([e['detectable_effect_holm'] for e in neg_mid], 0)} points: our comparison",
         f"{mean_ci(verdict_stat(claim('study', 'C1')))} points at +0.1",
         f"({mean_ci(verdict_stat(c14))} points)", f"removes (p {c14['p_holm']:.3f})",
         f"negative LS -0.05: {mean_ci(verdict_stat(claim('study', 'C2a')))} **reproduced**, at a cost of "
@@ -175,8 +174,6 @@ def _readme() -> list[str]:
         f"{mean_ci(verdict_stat(claim('ablation-classsplit', 'C1')))} inconclusive",
         f"negative LS {mean_ci(verdict_stat(claim('study-split1', 'C2')))} reproduced; positive LS "
         f"{mean_ci(verdict_stat(claim('study-split1', 'C1')))} inconclusive",
-        f"could detect only {span([e['detectable_effect_holm'] for e in neg_mid], 0)} points at 0.5-1 point of cost "
-        f"({span([e['detectable_effect'] for e in neg_mid], 0)} unadjusted)",
         f"the evaluation model ({pts(results('c1')['eval_model']['val_acc'], False)} % validation accuracy)",
         f"targets it judges ({pts(avg('c1', 'hard', 'val_acc'), False)} %)",
     ]
@@ -373,7 +370,70 @@ def _adaptive_page() -> list[str]:
                     f"nearest private training image {mean_ci(judges['nearest private training image'])}"]
 
 
-QUOTES = {"README.md": lambda: _readme() + _adaptive_quotes(), "docs/adaptive/README.md": _adaptive_page, "docs/c1/README.md": _c1_page, "docs/defenses/README.md": _defenses_page,
+D25 = "defenses2025"
+
+
+def d25_primary() -> dict:
+    return {e["family"]: e for e in results(D25)["primary"]}
+
+
+def d25_holm(e: dict) -> str:
+    return "< 0.0001" if e["p_holm"] < 1e-4 else f"{e['p_holm']:.3f}"
+
+
+def d25_attack(name: str, attack: str) -> float:
+    """Mean attack Acc@1 of one target over seeds under one attack ('worst case' included)."""
+    rows = results(D25)["adaptive"]["worst_case_rows"] if attack == "worst case" else \
+        [r for r in results(D25)["rows"] if r["attack"] == attack]
+    return statistics.fmean(r["attack_acc1"] for r in rows if r["name"] == name)
+
+
+def d25_undecided() -> list[dict]:
+    return [e for e in d25_primary().values() if e["verdict"] == "no difference shown"]
+
+
+def _d25_readme() -> list[str]:
+    p, c = d25_primary(), verdict_stat(claim(D25, "C2.2a"))
+    trap = p["Trap-MID"]
+    return [f"Trap-MID leaves the attacker {neg_ci(trap)} points less than negative LS",
+            f"({pts(statistics.fmean(trap['values']), False)} % against "
+            f"{pts(statistics.fmean(trap['reference_values']), False)} %, Holm p {d25_holm(trap)})",
+            f"(the seeds could detect {span([e['detectable_effect_holm'] for e in d25_undecided()], 0)} points)",
+            f"still leave the strongest attack {span([statistics.fmean(e['values']) for e in d25_undecided()] + [statistics.fmean(trap['reference_values'])])} "
+            f"% (the undefended model: {pts(d25_attack('undefended', 'worst case'), False)} %)",
+            f"| Trap-MID - negative LS {mean_ci(trap)} **Trap-MID more private** (Holm p {d25_holm(trap)}, "
+            f"{trap['n']} seeds); MID {mean_ci(p['MID'])}, BiDO {mean_ci(p['BiDO'])}, TL-DMI {mean_ci(p['TL-DMI'])} "
+            f"({p['TL-DMI']['n']} seeds), random erasing {mean_ci(p['random erasing'])}: no difference shown (could "
+            f"detect {span([e['detectable_effect_holm'] for e in d25_undecided()])}); negative LS -0.02 vs undefended "
+            f"{mean_ci(c)} under the worst case |"]
+
+
+def _d25_page() -> list[str]:
+    p, c = d25_primary(), verdict_stat(claim(D25, "C2.2a"))
+    m = {(e["a"], e["b"], e["drop"]): e for e in results(D25)["matched"]}
+    rows = []
+    for e in p.values():
+        diff = f"**{pts(e['mean'])}**" if e["p_holm"] < 0.05 else pts(e["mean"])
+        rows.append(f"| {pts(statistics.fmean(e['values']), False)} | {pts(statistics.fmean(e['reference_values']), False)} "
+                    f"| {diff} | {ci(e['ci'])} | {d25_holm(e)} |")
+    seven = [e for e in d25_undecided() if e["n"] == 7]
+    trap = [n for n in {r["name"] for r in results(D25)["rows"]} if n.startswith("trap_")]
+    a0, a3 = [d25_attack(n, "A0") for n in trap], [d25_attack(n, "A3") for n in trap]
+    return rows + [
+        f"The paired spreads came out at {span([e['sd'] for e in p.values()])} points",
+        f"could detect {span([e['detectable_effect_holm'] for e in seven])} points at Holm's first step",
+        f"TL-DMI, read on {p['TL-DMI']['n']} seeds, {pts(p['TL-DMI']['detectable_effect_holm'], False)}",
+        f"its targets leak {100 * min(a0):.0f}-{100 * max(a0):.0f} %", f"recovers to {100 * min(a3):.0f}-{100 * max(a3):.0f} %",
+        f"alpha -0.02 - undefended = {pts(c['mean'])} points {ci(c['ci'])}",
+        f"(A3: {pts(d25_attack('ls_neg_0.02', 'A3'), False)} vs {pts(d25_attack('undefended', 'A3'), False)})",
+        f"(A0: {pts(d25_attack('ls_neg_0.02', 'A0'), False)} vs {pts(d25_attack('undefended', 'A0'), False)})",
+        f"MID and BiDO each leak {pts(-m[('MID', 'random erasing', 0.02)]['mean'], False)} points less than random "
+        f"erasing (CI {ci(m[('BiDO', 'random erasing', 0.02)]['ci'])})",
+        f"training less leaks {pts(m[('random erasing', 'train less', 0.02)]['mean'], False)} less than random erasing"]
+
+
+QUOTES = {"README.md": lambda: _readme() + _adaptive_quotes() + _d25_readme(), "docs/adaptive/README.md": _adaptive_page,
+          "docs/defenses2025/README.md": _d25_page, "docs/c1/README.md": _c1_page, "docs/defenses/README.md": _defenses_page,
           "docs/study/README.md": _study_page, "docs/toy/README.md": _toy_page}
 
 
@@ -405,7 +465,7 @@ def close(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("study", ["study", "c1", "defenses", ADAPTIVE])
+@pytest.mark.parametrize("study", ["study", "c1", "defenses", ADAPTIVE, D25])
 def test_committed_statistics_are_what_the_code_computes_from_the_rows(study):
     from lsmia_ext.experiment.config import ExperimentConfig
     from lsmia_ext.experiment.pipeline import study_statistics

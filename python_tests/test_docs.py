@@ -405,7 +405,39 @@ def _d25_readme() -> list[str]:
             f"{trap['n']} seeds); MID {mean_ci(p['MID'])}, BiDO {mean_ci(p['BiDO'])}, TL-DMI {mean_ci(p['TL-DMI'])} "
             f"({p['TL-DMI']['n']} seeds), random erasing {mean_ci(p['random erasing'])}: no difference shown (could "
             f"detect {span([e['detectable_effect_holm'] for e in d25_undecided()])}); negative LS -0.02 vs undefended "
-            f"{mean_ci(c)} under the worst case |"]
+            f"{mean_ci(c)} under the worst case;"]
+
+
+def d25_s3() -> tuple[dict, dict]:
+    """The surrogate-only probe (bench/surrogate_only_probe.py): ({target: mean S3 attack Acc@1 over seeds},
+    its primary-rule comparison)."""
+    d = json.loads((ROOT / "docs" / D25 / "surrogate_only.json").read_text())
+    names = {r["name"] for r in d["s3"]}
+    return {n: statistics.fmean(r["acc1"] for r in d["s3"] if r["name"] == n) for n in names}, d["primary"][0]
+
+
+def _d25_s3_quotes() -> list[str]:
+    """The README's sentences on the probe."""
+    m, e = d25_s3()
+    trap = span([v for n, v in m.items() if n.startswith("trap_")])
+    return [f"recovers {trap} % from Trap-MID's models, as much as from the undefended one ({pts(m['undefended'], False)} %)",
+            f"Trap-MID's lead is {neg_ci(e)} points",
+            f"takes Trap-MID to {trap} % (undefended {pts(m['undefended'], False)} %), and Trap-MID - negative LS under "
+            f"A0, A3, S3 is {mean_ci(e)} |"]
+
+
+def _d25_s3_page() -> list[str]:
+    m, e = d25_s3()
+    a3 = lambda n: pts(d25_attack(n, "A3"), False)  # noqa: E731
+    cells = lambda ns: ", ".join(pts(m[n], False) for n in ns) + " | " + ", ".join(a3(n) for n in ns)  # noqa: E731
+    neg = ["ls_neg_0.015", "ls_neg_0.02", "ls_neg_0.025"]
+    return [f"| undefended | {cells(['undefended'])} |", f"| negative LS -0.015, -0.02, -0.025 | {cells(neg)} |",
+            f"| Trap-MID beta 0.2, 0.3, 0.4 | {cells(['trap_0.2', 'trap_0.3', 'trap_0.4'])} |",
+            f"| Trap-MID beta 0.6, 0.65, 0.7, 0.8 | {cells(['trap_0.6', 'trap_0.65', 'trap_0.7', 'trap_0.8'])} |",
+            f"Trap-MID's targets leak {span([v for n, v in m.items() if n.startswith('trap_')])} %, the undefended "
+            f"target {pts(m['undefended'], False)} % and negative LS {span([m[n] for n in neg])} %",
+            f"Trap-MID - negative LS = {mean_ci(e)} points, p {e['p_holm']:.3f}, {e['n']} seeds",
+            f"({a3('undefended')} against {pts(m['undefended'], False)} on the undefended target)"]
 
 
 def _d25_page() -> list[str]:
@@ -432,8 +464,8 @@ def _d25_page() -> list[str]:
         f"training less leaks {pts(m[('random erasing', 'train less', 0.02)]['mean'], False)} less than random erasing"]
 
 
-QUOTES = {"README.md": lambda: _readme() + _adaptive_quotes() + _d25_readme(), "docs/adaptive/README.md": _adaptive_page,
-          "docs/defenses2025/README.md": _d25_page, "docs/c1/README.md": _c1_page, "docs/defenses/README.md": _defenses_page,
+QUOTES = {"README.md": lambda: _readme() + _adaptive_quotes() + _d25_readme() + _d25_s3_quotes(),
+          "docs/adaptive/README.md": _adaptive_page, "docs/defenses2025/README.md": lambda: _d25_page() + _d25_s3_page(), "docs/c1/README.md": _c1_page, "docs/defenses/README.md": _defenses_page,
           "docs/study/README.md": _study_page, "docs/toy/README.md": _toy_page}
 
 

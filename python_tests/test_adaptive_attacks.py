@@ -14,10 +14,10 @@ from test_attacks import (TinyTarget, generator, mid_target, one_thread, scenari
 from lsmia_ext.attacks import load_attack_config, run_attack
 from lsmia_ext.attacks.config import AugmentationConfig
 from lsmia_ext.attacks.descent import descend
-from lsmia_ext.attacks.identity import ensemble_loss, identity_loss, max_margin_loss
+from lsmia_ext.attacks.identity import ensemble_loss, ensemble_members, identity_loss, max_margin_loss
 from lsmia_ext.attacks.ppa import final_selection, initial_selection
 from lsmia_ext.attacks.results import RESULT_KEYS
-from lsmia_ext.attacks.suite import ADAPTIVE, STRONG_BUDGET, suite_overrides
+from lsmia_ext.attacks.suite import ADAPTIVE, STRONG_BUDGET, SURROGATES_ONLY, suite_overrides
 from lsmia_ext.attacks.surrogates import attacker_images, distill_surrogates, load_surrogates, surrogate_hash
 from lsmia_ext.attacks.views import class_scores, logit_margins, scores
 from lsmia_ext.config import config_hash, read_yaml, resolve_config_path
@@ -141,6 +141,36 @@ def test_descent_uses_the_surrogates(target, generator):
     assert (run([other]) - alone).abs().max() > 1e-4
 
 
+def test_surrogates_only_leaves_the_target_out_of_the_loss(target, generator):
+    """S3 (augmentation.include_target false): descending with the target and one surrogate is descending on
+    that surrogate alone; the target's weights take no part."""
+    only = small_cfg(optim=dict(steps=10, loss="max_margin"), augmentation={**FAST_AUG, "include_target": False})
+    start = torch.randn(6, generator.w_dim, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(3).repeat_interleave(2)
+    torch.manual_seed(5)
+    other = TinyTarget().eval()
+    assert ensemble_members(only, target, [other]) == [other]
+    assert ensemble_members(small_cfg(augmentation=FAST_AUG), target, [other]) == [target, other]
+    assert ensemble_members(only, target, []) == [target]  # no surrogates given: nothing to replace it with
+
+    def run(cfg, model, surrogates):
+        return descend(cfg, model, start, labels, generator.synthesis, torch.Generator().manual_seed(2),
+                       surrogates=surrogates)
+
+    plain = small_cfg(optim=dict(steps=10, loss="max_margin"))
+    torch.testing.assert_close(run(only, target, [other]), run(plain, other, []))
+    assert (run(only, target, [other]) - run(plain, target, [])).abs().max() > 1e-4
+
+
+def test_surrogates_only_attack_runs_and_records_it(target, generator, tmp_path):
+    torch.manual_seed(3)
+    given = [TinyTarget().eval(), TinyTarget().eval()]
+    cfg = small_cfg(selection_score="logit_margin", optim=dict(steps=3), augmentation={**FAST_AUG, "include_target": False})
+    summary = run_attack(cfg, target, generator, tmp_path / "run", surrogates=given)
+    assert summary["options"]["augmentation"]["include_target"] is False
+    assert summary["num_images"] == 5 * 3
+
+
 # ----------------------------------------------------------------------------- surrogates
 @pytest.fixture(scope="module")
 def distilled(target, generator, scenario, tmp_path_factory):
@@ -203,6 +233,8 @@ def test_surrogate_hash_follows_every_input():
     others = {surrogate_hash(aug, "t2", "p"), surrogate_hash(aug, "t", "p2"), surrogate_hash(aug, "t", "p", {"x": 1}),
               surrogate_hash(AugmentationConfig(**{**FAST_AUG, "steps": 31}), "t", "p")}
     assert base not in others and len(others) == 4
+    # S3 distils nothing of its own: the same surrogates serve the attack with and without the target
+    assert surrogate_hash(AugmentationConfig(**FAST_AUG, include_target=False), "t", "p") == base
 
 
 # ----------------------------------------------------------------------------- the attack
@@ -250,6 +282,9 @@ def test_new_options_leave_the_dump_of_configs_without_them_unchanged():
     assert adaptive["selection_score"] == "logit_margin"
     assert adaptive["augmentation"]["archs"] == ["small_cnn"]
     assert adaptive["augmentation"]["sources"] == ["public", "prior"]
+    assert "include_target" not in adaptive["augmentation"]  # the default leaves A2/A3's hashes as they were
+    s3 = small_cfg(augmentation={"archs": ["small_cnn"], "include_target": False}).model_dump(mode="json")
+    assert s3["augmentation"]["include_target"] is False
 
 
 def test_strong_budget_is_attack_ppa_with_twice_the_steps_and_four_times_the_candidates():
@@ -275,6 +310,12 @@ def test_adaptive_suite_validates_and_builds_each_attack():
     assert suite_overrides({"mine": {"optim.steps": 3}}) == {"mine": {"optim.steps": 3}}
     suite["A0"]["optim.steps"] = 1  # a copy: the shipped suite cannot be edited through it
     assert ADAPTIVE["A0"] == {}
+    more = suite_overrides("adaptive+S3")
+    assert list(more) == ["A0", "A1-loss", "A1", "A2", "A3", "S3"] and more["S3"] == SURROGATES_ONLY
+    s3 = load_attack_config("attack-ppa", more["S3"])
+    assert s3.augmentation.include_target is False
+    assert s3.model_copy(update={"augmentation": cfgs["A3"].augmentation}) == cfgs["A3"]
+    assert suite_overrides(["A3", "S3"])["S3"] == SURROGATES_ONLY
 
 
 @pytest.mark.parametrize("arg, message", [

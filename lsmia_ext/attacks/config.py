@@ -73,6 +73,18 @@ class AugmentationConfig(Strict):
     temperature: float = Field(1.0, gt=0.0)
     holdout: int = Field(1000, ge=1)                # attacker-side images per source kept out for agreement
     seed: int = 0
+    # False: the ensemble is the surrogates alone, so the attack takes no gradient and no selection score of
+    # the target (it reaches the target only through the distillation, on attacker-side images): an attacker
+    # who knows a defense misleads gradient attacks (Trap-MID's trapdoors). Not part of the surrogates' own
+    # stage hash (the same surrogates serve both ways), and left out of the dump when True (older hashes).
+    include_target: bool = True
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler, info):
+        data = handler(self)
+        if data.get("include_target") is True:
+            del data["include_target"]
+        return data
 
     @field_validator("sources")
     @classmethod
@@ -247,7 +259,8 @@ class AttackConfig(Strict):
         aug = self.augmentation
         return {"selection_score": self.selection_score if self.attack == "ppa" else None,
                 "loss": self.optim.loss,
-                "augmentation": None if aug is None else {"archs": list(aug.archs), "sources": list(aug.sources)},
+                "augmentation": None if aug is None else {"archs": list(aug.archs), "sources": list(aug.sources),
+                                                          **({} if aug.include_target else {"include_target": False})},
                 "budget": {"candidates": self.initial.candidates if self.attack == "ppa" else None,
                            "keep": self.initial.keep if self.attack == "ppa" else None,
                            "steps": self.optim.steps}}

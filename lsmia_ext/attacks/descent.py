@@ -10,7 +10,7 @@ from torch import nn
 
 from ..ops import LatentAdam
 from .config import AttackConfig
-from .identity import ensemble_loss, identity_loss
+from .identity import ensemble_loss, ensemble_members, identity_loss
 from .views import draw_views, random_view, target_geometry
 
 Render = Callable[[torch.Tensor], torch.Tensor]
@@ -27,7 +27,7 @@ def descend(cfg: AttackConfig, target: nn.Module, latents: torch.Tensor, labels:
     """
     channels, size = target_geometry(target)
     loss_fn = identity_loss(cfg.optim.loss)
-    members = [target, *surrogates]
+    members = ensemble_members(cfg, target, surrogates)
     x = latents.detach().clone().requires_grad_(True)
     opt = LatentAdam([x], lr=cfg.optim.lr, betas=cfg.optim.betas)
     chunk = cfg.optim.micro_batch or x.shape[0]

@@ -66,6 +66,14 @@ def identity_loss(name: str):
     return IDENTITY_LOSSES.get(name)
 
 
+def ensemble_members(cfg, target, surrogates) -> list:
+    """The models an attack's loss and selections average over: the target, then its surrogates (LOMMA's
+    model augmentation); the surrogates alone when cfg.augmentation.include_target is False."""
+    if surrogates and cfg.augmentation is not None and not cfg.augmentation.include_target:
+        return list(surrogates)
+    return [target, *surrogates]
+
+
 def ensemble_loss(loss_fn, members, view: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B,) mean over the ensemble members (the target, then its surrogates: LOMMA's model augmentation) of
     each member's per-row loss on the same view; one member gives its own loss unchanged."""

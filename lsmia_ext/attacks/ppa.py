@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import ATTACKS, Attack, AttackConfig
 from .descent import descend
+from .identity import ensemble_members
 from .results import batch_result, render_all
 from .views import confidences, draw_views, ensemble_scores, random_view, scores, target_geometry
 
@@ -51,7 +52,8 @@ def score_pool(cfg: AttackConfig, target: nn.Module, generator: nn.Module, pool:
         images = generator.synthesis(w)
         conf.append(confidences(target, images, cfg.hflip, cfg.score_batch_size))
         score.append(conf[-1] if default else
-                     scores([target, *surrogates], images, cfg.hflip, cfg.score_batch_size, cfg.selection_score))
+                     scores(ensemble_members(cfg, target, surrogates), images, cfg.hflip, cfg.score_batch_size,
+                            cfg.selection_score))
     return torch.cat(conf), torch.cat(score)
 
 
@@ -79,7 +81,7 @@ def final_selection(cfg: AttackConfig, target: nn.Module, images: torch.Tensor, 
         return torch.arange(images.shape[0], device=images.device)
     channels, size = target_geometry(target)
     hflip_p = 0.5 if cfg.hflip else 0.0
-    members = [target, *surrogates]
+    members = ensemble_members(cfg, target, surrogates)
     score = torch.zeros(images.shape[0], device=images.device)
     for _ in range(transforms):
         u = draw_views(images.shape[0], rng)

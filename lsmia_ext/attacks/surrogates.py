@@ -59,7 +59,8 @@ PRIVATE_SPLITS = ("private_train", "private_val", "private_test")
 
 def surrogate_hash(aug_cfg: AugmentationConfig, target_hash: str, prior_hash: str, data: Optional[dict] = None) -> str:
     """The stage hash of a target's surrogates: what they are distilled from (target), on (prior, data) and how."""
-    return config_hash({"augmentation": aug_cfg.model_dump(mode="json"), "target": target_hash, "prior": prior_hash,
+    aug = aug_cfg.model_dump(mode="json", exclude={"include_target"})
+    return config_hash({"augmentation": aug, "target": target_hash, "prior": prior_hash,
                         **({"data": data} if data is not None else {})})
 
 

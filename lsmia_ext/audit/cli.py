@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attacks", default=None, help="comma-separated: ppa,gmi,miface (default ppa)")
     parser.add_argument("--attack-suite", default=None, metavar="NAME",
                         help="run every attack of a suite instead (adaptive: PPA and the variants that adapt to a "
-                             "defense, lsmia_ext/attacks/suite.py) and report the worst case over them")
+                             "defense; adaptive+S3: and the strong attack on the surrogates alone, against "
+                             "trapdoor defenses; lsmia_ext/attacks/suite.py) and report the worst case over them")
     parser.add_argument("--repeats", type=int, default=1, metavar="N",
                         help="run every attack with N attack seeds (the configured seed and the N-1 after it) and "
                              "report the spread of attack Acc@1 beside its interval over classes (default 1)")

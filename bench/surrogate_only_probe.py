@@ -4,10 +4,12 @@ knows this can query the target only for its outputs on natural images, distil s
 study's A2/A3 surrogates: small_cnn_w8 and small_cnn_w6, distilled on public and prior images, which hold
 no trigger), and attack the surrogates alone.
 
-"S3" here is A3 (logit-margin loss and selections, the stronger budget) with the ensemble made of the two
-surrogates only: the first surrogate takes the target's place in run_attack, the second is its augmentation.
-It reuses each seed shard's A3 surrogates and judges the images with the study's two evaluation models, as
-the study's evaluation stage does (test accuracy from the real target). Written after the study's results
+"S3" here is the suite's S3 (lsmia_ext/attacks/suite.py): A3 (logit-margin loss and selections, the stronger
+budget) with augmentation.include_target false, so the loss and both selections average over the two
+surrogates alone. It reuses each seed shard's A3 surrogates and judges the images with the study's two
+evaluation models, as the study's evaluation stage does. (The committed numbers were run by the first form of
+this script, which put the first surrogate in the target's place: the same ensemble, loss and selections; the
+library form gives the same images, checked on seeds 0 and 3.) Written after the study's results
 were read: it is not part of the primary comparison and decides nothing.
 
     python bench/surrogate_only_probe.py --runs runs --seeds 0 1 2 --targets trap_0.6 ls_neg_0.02 --out runs/s3
@@ -40,11 +42,12 @@ def probe(run: Path, name: str, seed: int, out: Path, cfg, stages) -> dict:
     from lsmia_ext.models import load_classifier
     from lsmia_ext.priors import load_generator
 
-    first, *rest = load_surrogates(surrogate_dir(run, name, seed))
-    acfg = stages.attack_of(name, seed, "A3")
+    a3 = stages.attack_of(name, seed, "A3")
+    acfg = a3.model_copy(update={"augmentation": a3.augmentation.model_copy(update={"include_target": False})})
     target_dir = run / "targets" / f"{name}_seed{seed}"
-    run_attack(acfg, first, load_generator(run / "prior"), out, data_config=cfg.data, surrogates=rest,
-               target_path=str(target_dir), prior_path=str(run / "prior"))
+    run_attack(acfg, load_classifier(target_dir), load_generator(run / "prior"), out, data_config=cfg.data,
+               surrogates=load_surrogates(surrogate_dir(run, name, seed)), target_path=str(target_dir),
+               prior_path=str(run / "prior"))
     model, ref, _ = eval_reference(run / "eval_model", "probe", cfg.evaluate, cfg.data)
     return evaluate_attack(out, model, cfg.evaluate, reference=ref, out_path=out / "evaluation.json",
                            eval_model_path=str(run / "eval_model"), target_path=target_dir,

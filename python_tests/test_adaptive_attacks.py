@@ -151,7 +151,8 @@ def test_surrogates_only_leaves_the_target_out_of_the_loss(target, generator):
     other = TinyTarget().eval()
     assert ensemble_members(only, target, [other]) == [other]
     assert ensemble_members(small_cfg(augmentation=FAST_AUG), target, [other]) == [target, other]
-    assert ensemble_members(only, target, []) == [target]  # no surrogates given: nothing to replace it with
+    with pytest.raises(ValueError, match="no surrogates"):  # never a silent fall back to the target
+        ensemble_members(only, target, [])
 
     def run(cfg, model, surrogates):
         return descend(cfg, model, start, labels, generator.synthesis, torch.Generator().manual_seed(2),

@@ -68,8 +68,12 @@ def identity_loss(name: str):
 
 def ensemble_members(cfg, target, surrogates) -> list:
     """The models an attack's loss and selections average over: the target, then its surrogates (LOMMA's
-    model augmentation); the surrogates alone when cfg.augmentation.include_target is False."""
-    if surrogates and cfg.augmentation is not None and not cfg.augmentation.include_target:
+    model augmentation); the surrogates alone when cfg.augmentation.include_target is False (run_attack
+    always has surrogates then: given, or distilled into the run)."""
+    if cfg.augmentation is not None and not cfg.augmentation.include_target:
+        if not surrogates:
+            raise ValueError("augmentation.include_target is false but no surrogates were given: the attack "
+                             "would have no model to attack")
         return list(surrogates)
     return [target, *surrogates]
 
